@@ -1,0 +1,107 @@
+"""The cache the gateway calls: exact lookups, plus semantic matching when configured, over any backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from neuroscale.cache.backends import Backend
+from neuroscale.cache.keys import RequestKeys, request_keys
+from neuroscale.cache.metrics import CacheMetrics, NoMetrics
+from neuroscale.cache.policy import is_cacheable_request, is_storable_response, servable_semantically
+from neuroscale.cache.settings import CacheSettings
+
+if TYPE_CHECKING:
+    from neuroscale.cache.semantic import SemanticMatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """A cached complete response; `similarity` is the cosine similarity of the matched question (semantic only)."""
+
+    response: dict[str, Any]
+    kind: Literal["exact", "semantic"]
+    similarity: float | None = None
+
+
+class KeyedResponseCache:
+    """Implements the ResponseCache protocol. Backend or embedder failures degrade to misses, never to errors."""
+
+    def __init__(
+        self,
+        settings: CacheSettings,
+        backend: Backend,
+        *,
+        matcher: SemanticMatcher | None = None,
+        metrics: CacheMetrics | None = None,
+    ) -> None:
+        if settings.mode == "semantic" and matcher is None:
+            raise ValueError("semantic mode needs a SemanticMatcher")
+        self.settings = settings
+        self.backend = backend
+        self._matcher = matcher if settings.mode == "semantic" else None
+        self._metrics = metrics or NoMetrics()
+
+    def cacheable(self, endpoint: str, request: dict[str, Any]) -> bool:
+        return is_cacheable_request(endpoint, request, self.settings.cacheable_temperature_max)
+
+    async def lookup(self, endpoint: str, request: dict[str, Any], scope: str) -> CacheHit | None:
+        if not self.cacheable(endpoint, request) or not isinstance(scope, str):
+            return None
+        try:
+            hit = await self._lookup(request_keys(endpoint, request, scope))
+        except Exception:
+            log.warning("cache lookup failed; serving from upstream", exc_info=True)
+            hit = None
+        if hit is None:
+            self._metrics.miss(self.settings.mode)
+        else:
+            self._metrics.hit(self.settings.mode, hit.kind)
+        return hit
+
+    async def store(self, endpoint: str, request: dict[str, Any], scope: str, response: dict[str, Any]) -> None:
+        if not self.cacheable(endpoint, request) or not isinstance(scope, str) or not is_storable_response(endpoint, response):
+            return
+        try:
+            value = json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode()
+        except (TypeError, ValueError):
+            log.warning("response is not JSON-serialisable; not cached")
+            return
+        try:
+            keys = request_keys(endpoint, request, scope)
+            bucket = vector = None
+            if self._matcher is not None and keys.context is not None and servable_semantically(response):
+                vector = await self._matcher.encode_entry(keys.question or "")
+                bucket = keys.context
+            evicted = await self.backend.put(keys.exact, value, bucket=bucket, vector=vector)
+        except Exception:
+            log.warning("cache store failed; answer not cached", exc_info=True)
+            return
+        for _ in range(evicted):
+            self._metrics.eviction(self.settings.mode)
+
+    async def close(self) -> None:
+        try:
+            await self.backend.close()
+        finally:
+            if self._matcher is not None:
+                await self._matcher.close()
+
+    async def _lookup(self, keys: RequestKeys) -> CacheHit | None:
+        if self._matcher is None or keys.context is None:
+            value = await self.backend.get(keys.exact)
+            return None if value is None else CacheHit(json.loads(value), "exact")
+        value, candidates = await self.backend.get_with_candidates(keys.exact, keys.context)
+        if value is not None:
+            return CacheHit(json.loads(value), "exact")
+        if not candidates:
+            return None
+        for match in await self._matcher.matches(keys.question or "", candidates):
+            value = await self.backend.get(match.key)
+            if value is not None:
+                return CacheHit(json.loads(value), "semantic", match.similarity)
+        return None

