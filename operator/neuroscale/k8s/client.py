@@ -1,0 +1,146 @@
+"""A small JSON client over the official `kubernetes` package: get, create, merge-patch, delete any kind."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from neuroscale.k8s.diff import contains, merge_patch
+from neuroscale.k8s.paths import collection_path, object_path
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["created", "patched", "unchanged"]
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeError(RuntimeError):
+    """An API call failed; `status` is the HTTP status (0 when the server could not be reached)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.status = status
+
+
+def load_config() -> kubernetes.client.ApiClient:
+    """In-cluster credentials when running in a pod, else the current kubeconfig context."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.ApiClient()
+
+
+@dataclass
+class WriteCounter:
+    """Counts API writes by verb: the benchmark and the no-op-resync test read it."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, verb: str) -> None:
+        with self._lock:
+            self.counts[verb] = self.counts.get(verb, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class KubeClient:
+    """Synchronous and thread-safe (urllib3 pools); kopf runs sync handlers in worker threads."""
+
+    def __init__(self, api: kubernetes.client.ApiClient | None = None, timeout: float = 30.0) -> None:
+        self.api = api or load_config()
+        self.timeout = timeout
+        self.writes = WriteCounter()
+
+    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if method != "GET":
+            self.writes.add(method)
+        _, url, hdrs, serialized, _ = self.api.param_serialize(
+            method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        try:
+            response = self.api.call_api(method, url, header_params=hdrs, body=serialized, _request_timeout=self.timeout)
+            response.read()
+        except ApiException as exc:
+            raise KubeError(exc.status or 0, _message(exc.body) or str(exc.reason)) from exc
+        except Exception as exc:  # urllib3 connection errors and the like: the server is unreachable.
+            raise KubeError(0, f"Kubernetes API unreachable: {exc}") from exc
+        if response.status >= 400:
+            raise KubeError(response.status, _message(response.data))
+        return json.loads(response.data) if response.data else {}
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", object_path(api_version, kind, namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return self._call("POST", collection_path(obj["apiVersion"], obj["kind"], meta.get("namespace")), obj)
+
+    def patch(
+        self, api_version: str, kind: str, namespace: str | None, name: str, patch: dict[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        path = object_path(api_version, kind, namespace, name, subresource)
+        return self._call("PATCH", path, patch, MERGE_PATCH)
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete (dependents are collected in the background); False when it was already gone."""
+        try:
+            self._call("DELETE", object_path(api_version, kind, namespace, name),
+                       {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def apply(self, desired: dict[str, Any]) -> Outcome:
+        """Make the live object carry `desired`: create it, patch only what differs, or do nothing.
+
+        A merge patch of only our fields, sent only when something differs, keeps a no-op resync at zero writes
+        and leaves fields other controllers own alone. Server-side apply would do the same with managed fields,
+        but it would tie every write to a field manager and is not available on every test server.
+        """
+        meta = desired["metadata"]
+        api_version, kind, namespace, name = desired["apiVersion"], desired["kind"], meta.get("namespace"), meta["name"]
+        live = self.get(api_version, kind, namespace, name)
+        if live is None:
+            try:
+                self.create(desired)
+                return "created"
+            except KubeError as exc:
+                if exc.status != 409:  # created meanwhile by a racing reconcile: fall through to compare.
+                    raise
+                live = self.get(api_version, kind, namespace, name) or {}
+        if contains(live, desired):
+            return "unchanged"
+        log.info("Patching %s %s/%s: it differs from the desired state", kind, namespace, name)
+        self.patch(api_version, kind, namespace, name, merge_patch(desired))
+        return "patched"
+
+
+def _message(body: Any) -> str:
+    if not body:
+        return ""
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError):
+        return body.decode() if isinstance(body, bytes) else str(body)
+    return data.get("message", "") if isinstance(data, dict) else str(data)
