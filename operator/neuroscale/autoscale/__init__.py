@@ -1,0 +1,1 @@
+"""Token-throughput autoscaling: the pure policy, its baselines, and the trace simulator that compares them."""

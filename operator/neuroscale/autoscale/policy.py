@@ -1,0 +1,338 @@
+"""The token-throughput autoscaling policy: observations + state + config in, a replica decision and its reason out.
+
+The rule, in the words the README uses:
+
+1. Demand is the generated tokens/s the engines report (a 2-minute rate) plus the queue: every
+   ``queue_target_per_replica`` waiting requests ask for one more replica.
+2. Capacity takes a cold start to arrive, so with ``predictive`` on the policy provisions for the demand one
+   horizon ahead, horizon = cold start + metric lag + one control interval: the current demand plus the upward
+   trend over that horizon (a least-squares slope over the last horizon of samples) plus ``safety_z`` standard
+   deviations of the samples around that trend.
+3. Needed replicas = ceil(demand / ``target_tokens_per_replica``), clamped to [min, max].
+4. Up: the lowest need of the last ``scale_up_stabilization_s`` (0 by default: act at once), at most
+   ``max_scale_up_step`` per decision. Down: the highest need of the last ``scale_down_stabilization_s``
+   (a cold start by default: a released replica cannot come back sooner), at most ``max_scale_down_step``.
+5. Replicas already asked for but not yet ready count as arriving capacity: they are never asked for twice.
+6. No fresh sample (missing metric, stale sample, Prometheus down): hold the current replicas (clamped to
+   [min, max]); never scale down, never to zero, on missing data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+__all__ = ["Decision", "Observation", "PolicyConfig", "ScalerState", "decide", "default_config"]
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """How one ModelDeployment scales; build it with `default_config` unless the spec overrides a field."""
+
+    min_replicas: int
+    max_replicas: int
+    target_tokens_per_replica: float
+    queue_target_per_replica: float | None
+    cold_start_s: float
+    scale_up_stabilization_s: float
+    scale_down_stabilization_s: float
+    max_scale_up_step: int | None
+    max_scale_down_step: int | None
+    predictive: bool
+    stale_after_s: float
+    metric_lag_s: float = 60.0
+    control_interval_s: float = 15.0
+    safety_z: float = 2.326
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.min_replicas < 0:
+            problems.append(f"min_replicas must be >= 0, got {self.min_replicas}")
+        if self.max_replicas < max(self.min_replicas, 1):
+            problems.append(f"max_replicas must be >= max(min_replicas, 1), got {self.max_replicas}")
+        if not self.target_tokens_per_replica > 0:
+            problems.append(f"target_tokens_per_replica must be > 0, got {self.target_tokens_per_replica}")
+        if self.queue_target_per_replica is not None and not self.queue_target_per_replica > 0:
+            problems.append(f"queue_target_per_replica must be > 0 or None, got {self.queue_target_per_replica}")
+        for name in ("cold_start_s", "scale_up_stabilization_s", "scale_down_stabilization_s", "metric_lag_s",
+                     "control_interval_s", "safety_z"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                problems.append(f"{name} must be a finite number >= 0, got {value}")
+        if not self.stale_after_s > 0:
+            problems.append(f"stale_after_s must be > 0, got {self.stale_after_s}")
+        for name in ("max_scale_up_step", "max_scale_down_step"):
+            step = getattr(self, name)
+            if step is not None and step < 1:
+                problems.append(f"{name} must be >= 1 or None, got {step}")
+        if problems:
+            raise ValueError("invalid autoscaling config: " + "; ".join(problems))
+
+    @property
+    def horizon_s(self) -> float:
+        """How far ahead a decision must look: capacity asked for now serves traffic this much later."""
+        return self.cold_start_s + self.metric_lag_s + self.control_interval_s
+
+
+def default_config(
+    capacity_tokens_per_s: float,
+    cold_start_s: float,
+    *,
+    min_replicas: int = 1,
+    max_replicas: int = 100,
+    utilization: float = 0.85,
+    slo_underprovisioned_fraction: float = 0.01,
+    queue_wait_slo_s: float = 30.0,
+    tokens_per_request: float = 256.0,
+    metric_window_s: float = 120.0,
+    scrape_interval_s: float = 15.0,
+    control_interval_s: float = 15.0,
+    predictive: bool = True,
+) -> PolicyConfig:
+    """Derive every policy parameter from replica capacity, cold start and the SLO.
+
+    - ``target_tokens_per_replica = capacity × utilization``. The 15 % default headroom absorbs the
+      sub-minute fluctuation that a 2-minute rate cannot show (requests arrive in bursts of seconds).
+    - ``queue_target_per_replica = capacity × queue_wait_slo_s / tokens_per_request``: the waiting requests one
+      replica drains within the queue-wait SLO, so each such batch of waiting requests asks for one more replica.
+    - ``safety_z`` = the standard-normal quantile of ``1 − slo_underprovisioned_fraction`` (2.33 for 1 %): the
+      forecast adds that many standard deviations of the recent samples around their trend.
+    - ``metric_lag_s = metric_window_s / 2``: a rate over a window reports the demand of its midpoint.
+    - ``scale_up_stabilization_s = 0``: the metric is already a 2-minute average and every second of delay
+      is added to a cold start users wait through.
+    - ``scale_down_stabilization_s = cold_start_s + metric_lag_s``: a released replica needs a cold start
+      to come back, so the policy releases only what the demand of that long would not have needed.
+    - ``max_scale_up_step = max(4, ceil(max_replicas / 2))``: any burst reaches max within two decisions, and
+      one bad sample can add at most half the fleet. ``max_scale_down_step = None``: the stabilization
+      window already makes scale-down follow the slowly decaying maximum.
+    - ``stale_after_s = 2 × scrape_interval_s + control_interval_s``: two missed scrapes mean the metric is gone.
+    """
+    if not capacity_tokens_per_s > 0:
+        raise ValueError(f"capacity_tokens_per_s must be > 0, got {capacity_tokens_per_s}")
+    if not 0 < utilization <= 1:
+        raise ValueError(f"utilization must be in (0, 1], got {utilization}")
+    if not 0 < slo_underprovisioned_fraction < 0.5:
+        raise ValueError(f"slo_underprovisioned_fraction must be in (0, 0.5), got {slo_underprovisioned_fraction}")
+    if not (queue_wait_slo_s > 0 and tokens_per_request > 0):
+        raise ValueError("queue_wait_slo_s and tokens_per_request must be > 0")
+    metric_lag_s = metric_window_s / 2
+    return PolicyConfig(
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_tokens_per_replica=capacity_tokens_per_s * utilization,
+        queue_target_per_replica=capacity_tokens_per_s * queue_wait_slo_s / tokens_per_request,
+        cold_start_s=cold_start_s,
+        scale_up_stabilization_s=0.0,
+        scale_down_stabilization_s=cold_start_s + metric_lag_s,
+        max_scale_up_step=max(4, math.ceil(max_replicas / 2)),
+        max_scale_down_step=None,
+        predictive=predictive,
+        stale_after_s=2 * scrape_interval_s + control_interval_s,
+        metric_lag_s=metric_lag_s,
+        control_interval_s=control_interval_s,
+        safety_z=NormalDist().inv_cdf(1 - slo_underprovisioned_fraction),
+    )
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One Prometheus read at time ``at``; a None field means the metric was missing."""
+
+    at: float
+    tokens_per_second: float | None
+    queue_depth: float | None
+    ready_replicas: int
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """What the policy remembers between calls; JSON-serializable so the operator can keep it in status.
+
+    ``scale_ups``: (time, replicas added) of recent scale-ups, to know which replicas are still starting.
+    ``recommendations``: (time, replicas needed) of recent decisions, for the stabilization windows.
+    """
+
+    scale_ups: tuple[tuple[float, int], ...] = ()
+    recommendations: tuple[tuple[float, int], ...] = ()
+    last_change_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scaleUps": [[at, count] for at, count in self.scale_ups],
+            "recommendations": [[at, replicas] for at, replicas in self.recommendations],
+            "lastChangeAt": self.last_change_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ScalerState:
+        """Rebuild from `to_dict` output; anything malformed (hand-edited status) yields a fresh state."""
+        if not isinstance(data, dict):
+            return cls()
+        try:
+            scale_ups = tuple((float(at), int(count)) for at, count in data.get("scaleUps", []))
+            recommendations = tuple((float(at), int(n)) for at, n in data.get("recommendations", []))
+            last = data.get("lastChangeAt")
+            return cls(scale_ups, recommendations, None if last is None else float(last))
+        except (TypeError, ValueError):
+            return cls()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The replicas to ask for, why, the state to pass to the next call, and whether the metrics were usable."""
+
+    replicas: int
+    reason: str
+    state: ScalerState
+    metrics_healthy: bool
+
+
+@dataclass(frozen=True)
+class _Demand:
+    tokens_per_second: float
+    queue_depth: float
+    forecast_tokens_per_second: float
+    needed: float = field(default=0.0)
+
+
+def _usable(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value >= 0
+
+
+def _trend(samples: Sequence[Observation]) -> tuple[float, float]:
+    """Least-squares slope (tok/s per s) and residual standard deviation of tokens/s over time."""
+    n = len(samples)
+    if n < 3:
+        return 0.0, 0.0
+    xs = [o.at for o in samples]
+    ys = [float(o.tokens_per_second) for o in samples]  # type: ignore[arg-type]
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    if sxx <= 0:
+        return 0.0, 0.0
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
+    residuals = [y - (mean_y + slope * (x - mean_x)) for x, y in zip(xs, ys)]
+    sigma = math.sqrt(sum(r * r for r in residuals) / (n - 2))
+    return slope, sigma
+
+
+def _clamp(replicas: int, config: PolicyConfig) -> int:
+    return min(max(replicas, config.min_replicas), config.max_replicas)
+
+
+def _starting(now: float, scale_ups: Sequence[tuple[float, int]], current: int, ready: int,
+              cold_start_s: float) -> int:
+    recent = sum(count for at, count in scale_ups if now - at < cold_start_s)
+    return max(0, min(recent, current - ready))
+
+
+def _hold(now: float, current: int, state: ScalerState, config: PolicyConfig, why: str) -> Decision:
+    replicas = _clamp(current, config)
+    verb = "hold" if replicas == current else f"clamp {current}→{replicas} to [min, max];"
+    return Decision(replicas, f"{verb} {replicas} replicas: {why} (failing static)", state, metrics_healthy=False)
+
+
+def decide(
+    now: float,
+    observations: Sequence[Observation],
+    current_replicas: int,
+    state: ScalerState | None,
+    config: PolicyConfig,
+) -> Decision:
+    """Decide the replicas for the next control interval.
+
+    ``observations`` is a window of recent reads (any order; older than one horizon is ignored);
+    ``current_replicas`` is what the Deployment asks for now (ready + starting).
+    """
+    state = state or ScalerState()
+    current = max(0, int(current_replicas))
+    keep_for = max(config.scale_up_stabilization_s, config.scale_down_stabilization_s, config.cold_start_s)
+    state = ScalerState(
+        scale_ups=tuple((at, n) for at, n in state.scale_ups if now - at < keep_for),
+        recommendations=tuple((at, n) for at, n in state.recommendations if now - at < keep_for),
+        last_change_at=state.last_change_at,
+    )
+
+    usable = sorted((o for o in observations if _usable(o.tokens_per_second) and o.at <= now),
+                    key=lambda o: o.at)
+    if not usable:
+        return _hold(now, current, state, config, "no token-throughput sample")
+    latest = usable[-1]
+    age = now - latest.at
+    if age > config.stale_after_s:
+        return _hold(now, current, state, config, f"newest token-throughput sample is {age:.0f}s old")
+
+    demand = _estimate(now, usable, latest, config)
+    needed = _clamp(math.ceil(demand.needed - 1e-9), config)
+    recommendations = state.recommendations + ((now, needed),)
+
+    def window_values(seconds: float) -> list[int]:
+        return [n for at, n in recommendations if now - at <= seconds]
+
+    up_to = min(window_values(config.scale_up_stabilization_s))
+    down_to = max(window_values(config.scale_down_stabilization_s))
+    replicas = current
+    if up_to > current:
+        step = config.max_scale_up_step
+        replicas = up_to if step is None else min(up_to, current + step)
+    elif down_to < current:
+        step = config.max_scale_down_step
+        replicas = down_to if step is None else max(down_to, current - step)
+    replicas = _clamp(replicas, config)
+
+    scale_ups = state.scale_ups
+    if replicas > current:
+        scale_ups = scale_ups + ((now, replicas - current),)
+    elif replicas < current:
+        scale_ups = _cancel_newest(scale_ups, current - replicas)
+    new_state = ScalerState(
+        scale_ups=scale_ups,
+        recommendations=recommendations,
+        last_change_at=now if replicas != current else state.last_change_at,
+    )
+    starting = _starting(now, state.scale_ups, current, latest.ready_replicas, config.cold_start_s)
+    reason = _reason(current, replicas, needed, demand, starting, config)
+    return Decision(replicas, reason, new_state, metrics_healthy=True)
+
+
+def _estimate(now: float, usable: Sequence[Observation], latest: Observation, config: PolicyConfig) -> _Demand:
+    tokens = float(latest.tokens_per_second)  # type: ignore[arg-type]
+    queue = float(latest.queue_depth) if _usable(latest.queue_depth) else 0.0
+    forecast = tokens
+    if config.predictive:
+        recent = [o for o in usable if now - o.at <= config.horizon_s]
+        slope, sigma = _trend(recent)
+        forecast = tokens + max(0.0, slope) * config.horizon_s + config.safety_z * sigma
+    queue_replicas = queue / config.queue_target_per_replica if config.queue_target_per_replica else 0.0
+    needed = max(tokens, forecast) / config.target_tokens_per_replica + queue_replicas
+    return _Demand(tokens, queue, forecast, needed)
+
+
+def _cancel_newest(scale_ups: tuple[tuple[float, int], ...], removed: int) -> tuple[tuple[float, int], ...]:
+    """A Deployment removes not-ready pods first, so a scale-down cancels the newest scale-ups first."""
+    kept = list(scale_ups)
+    while removed > 0 and kept:
+        at, count = kept.pop()
+        if count > removed:
+            kept.append((at, count - removed))
+        removed -= count
+    return tuple(kept)
+
+
+def _reason(current: int, replicas: int, needed: int, demand: _Demand, starting: int, config: PolicyConfig) -> str:
+    parts = [f"{demand.tokens_per_second:,.0f} tok/s demand"]
+    if demand.queue_depth:
+        parts.append(f"{demand.queue_depth:,.0f} queued")
+    if config.predictive and demand.forecast_tokens_per_second > demand.tokens_per_second * 1.005:
+        parts.append(f"forecast {demand.forecast_tokens_per_second:,.0f} tok/s in {config.horizon_s:.0f}s")
+    detail = " + ".join(parts[:2]) + (", " + parts[2] if len(parts) > 2 else "")
+    detail += f", {starting} starting" if starting else ""
+    target = f"needs {needed} at {config.target_tokens_per_replica:,.0f} tok/s each"
+    if replicas > current:
+        return f"scale up {current}→{replicas}: {detail}; {target}"
+    if replicas < current:
+        return f"scale down {current}→{replicas}: {detail}; {target}"
+    return f"hold {current}: {detail}; {target}"
