@@ -1,0 +1,3 @@
+from neuroscale.cli import main
+import sys
+sys.exit(main())
