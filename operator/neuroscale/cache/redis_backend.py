@@ -1,0 +1,195 @@
+"""Shared cache storage in Redis (redis.asyncio): TTL per entry, entry-count and byte bounds kept by Lua scripts.
+
+Layout, all under one hash tag `{prefix}` so the scripts touch a single slot (Redis Cluster / ElastiCache cluster mode
+then keeps the whole cache on one shard; the price of atomic bound-keeping without a server module):
+  {p}:r:<key>     response bytes, PX ttl
+  {p}:v:<key>     packed embedding + question of a semantic entry, same lifetime as its response
+  {p}:b:<context> list of the newest `bucket_size` semantic keys sharing a scope and context, PX ttl after each write
+  {p}:idx         sorted set of response keys scored by last access — the LRU order for eviction; the score is
+                  ms * 1024 + a wrapping sequence number, so accesses within one millisecond keep their order
+  {p}:sizes       hash of response key -> accounted bytes;  {p}:bytes  their sum
+Limits: sizes are counted as value + vector + key bytes plus a fixed overhead, not Redis' internal allocation; an
+entry Redis has already expired stays counted until it reaches the LRU head or its last access is older than the TTL,
+so the byte bound errs on evicting early. Debian's redis-server 7.0 has no vector index: semantic candidates are one
+bucket, compared in the gateway (see semantic.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as redis_asyncio
+
+from neuroscale.cache.settings import CacheSettings
+
+ENTRY_OVERHEAD_BYTES = 256
+
+_SCORE = """
+local function score(now_ms)
+  return now_ms * 1024 + redis.call('INCR', KEYS[#KEYS]) % 1024
+end
+"""
+
+_GET = _SCORE + """
+local v = redis.call('GET', KEYS[1])
+if v then redis.call('ZADD', KEYS[2], 'XX', score(tonumber(ARGV[1])), KEYS[1]) end
+return v
+"""
+
+_GET_WITH_CANDIDATES = _SCORE + """
+local v = redis.call('GET', KEYS[1])
+if v then
+  redis.call('ZADD', KEYS[2], 'XX', score(tonumber(ARGV[1])), KEYS[1])
+  return {1, v}
+end
+local ids = redis.call('LRANGE', KEYS[3], 0, -1)
+local out = {0}
+if #ids == 0 then return out end
+local vkeys = {}
+for i, id in ipairs(ids) do vkeys[i] = ARGV[2] .. ':v:' .. id end
+local vecs = redis.call('MGET', unpack(vkeys))
+for i, id in ipairs(ids) do
+  if vecs[i] then
+    table.insert(out, id)
+    table.insert(out, vecs[i])
+  else
+    redis.call('LREM', KEYS[3], 0, id)
+  end
+end
+return out
+"""
+
+_PUT = _SCORE + """
+local idx, sizes, total = KEYS[2], KEYS[3], KEYS[4]
+local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local value, vector, id = ARGV[3], ARGV[4], ARGV[5]
+local max_entries, max_bytes, bucket_size, prefix = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local overhead = tonumber(ARGV[10])
+local rprefix = prefix .. ':r:'
+local function drop(rkey)
+  local size = redis.call('HGET', sizes, rkey)
+  if size then
+    redis.call('DECRBY', total, size)
+    redis.call('HDEL', sizes, rkey)
+  end
+  redis.call('ZREM', idx, rkey)
+  redis.call('DEL', prefix .. ':v:' .. string.sub(rkey, #rprefix + 1))
+  return redis.call('DEL', rkey)
+end
+for _, stale in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', (now - ttl) * 1024, 'LIMIT', 0, 128)) do drop(stale) end
+drop(KEYS[1])
+local size = #value + #vector + #KEYS[1] + overhead
+if max_bytes > 0 and size > max_bytes then return 0 end
+redis.call('SET', KEYS[1], value, 'PX', ttl)
+if #vector > 0 then
+  redis.call('SET', prefix .. ':v:' .. id, vector, 'PX', ttl)
+  redis.call('LREM', KEYS[5], 0, id)
+  redis.call('LPUSH', KEYS[5], id)
+  redis.call('LTRIM', KEYS[5], 0, bucket_size - 1)
+  redis.call('PEXPIRE', KEYS[5], ttl)
+end
+redis.call('ZADD', idx, score(now), KEYS[1])
+redis.call('HSET', sizes, KEYS[1], size)
+redis.call('INCRBY', total, size)
+local evicted = 0
+while redis.call('ZCARD', idx) > max_entries or (max_bytes > 0 and tonumber(redis.call('GET', total) or '0') > max_bytes) do
+  local oldest = redis.call('ZRANGE', idx, 0, 0)[1]
+  if not oldest then break end
+  evicted = evicted + drop(oldest)
+end
+return evicted
+"""
+
+
+class RedisBackend:
+    """Implements the Backend protocol over one Redis database; several gateway replicas may share it."""
+
+    def __init__(
+        self,
+        client: redis_asyncio.Redis,
+        *,
+        key_prefix: str,
+        ttl_seconds: int,
+        max_entries: int,
+        max_bytes: int | None = None,
+        bucket_size: int = 64,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._prefix = "{" + key_prefix + "}"
+        self._ttl_ms = int(ttl_seconds * 1000)
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes or 0
+        self._bucket_size = bucket_size
+        self._clock = clock
+        self._get = client.register_script(_GET)
+        self._get_with_candidates = client.register_script(_GET_WITH_CANDIDATES)
+        self._put = client.register_script(_PUT)
+
+    @classmethod
+    def from_settings(cls, settings: CacheSettings, *, timeout_seconds: float = 1.0) -> RedisBackend:
+        # Short timeouts: a slow cache must turn into a miss quickly, not hold the request.
+        client = redis_asyncio.from_url(
+            settings.redis_url or "",
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            health_check_interval=30,
+        )
+        return cls(
+            client,
+            key_prefix=settings.key_prefix,
+            ttl_seconds=settings.ttl_seconds,
+            max_entries=settings.max_entries,
+            max_bytes=settings.max_memory_bytes,
+            bucket_size=settings.semantic_bucket_size,
+        )
+
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._get(keys=[self._rkey(key), self._index, self._seq], args=[self._now_ms()])
+        return value
+
+    async def get_with_candidates(self, key: str, bucket: str) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        reply: list[Any] = await self._get_with_candidates(
+            keys=[self._rkey(key), self._index, self._bkey(bucket), self._seq], args=[self._now_ms(), self._prefix]
+        )
+        if reply[0] == 1:
+            return reply[1], []
+        pairs = reply[1:]
+        return None, [(pairs[i].decode(), pairs[i + 1]) for i in range(0, len(pairs), 2)]
+
+    async def put(self, key: str, value: bytes, *, bucket: str | None = None, vector: bytes | None = None) -> int:
+        semantic = bucket is not None and vector is not None
+        keys = [self._rkey(key), self._index, f"{self._prefix}:sizes", f"{self._prefix}:bytes"]
+        if semantic:
+            keys.append(self._bkey(bucket or ""))
+        keys.append(self._seq)
+        evicted: int = await self._put(
+            keys=keys,
+            args=[
+                self._now_ms(), self._ttl_ms, value, vector if semantic else b"", key,
+                self._max_entries, self._max_bytes, self._bucket_size, self._prefix, ENTRY_OVERHEAD_BYTES,
+            ],
+        )
+        return int(evicted)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    @property
+    def _index(self) -> str:
+        return f"{self._prefix}:idx"
+
+    @property
+    def _seq(self) -> str:
+        return f"{self._prefix}:seq"
+
+    def _rkey(self, key: str) -> str:
+        return f"{self._prefix}:r:{key}"
+
+    def _bkey(self, bucket: str) -> str:
+        return f"{self._prefix}:b:{bucket}"
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
