@@ -1,0 +1,113 @@
+"""`neuroscale size MODEL`: sizing advice for a model on AWS Neuron, as text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from neuroscale.sizing.catalog import CATALOG, FAMILY_TP
+from neuroscale.sizing.sizer import SizingError, SizingRequest, SizingResult, size
+
+EPILOG = """\
+examples:
+  neuroscale size hf://meta-llama/Llama-3.1-8B-Instruct
+  neuroscale size hf://meta-llama/Llama-3.3-70B-Instruct --family inf2 --max-num-seqs 4
+  neuroscale size s3://models/acme-chat/ --params-billions 13 --dtype fp8 --output json
+  neuroscale size hf://meta-llama/Llama-3.1-70B --instance-type trn1.32xlarge --tp 32
+
+The choice: for each instance, the smallest tensor-parallel degree whose weights, KV cache and runtime margin
+fit in its NeuronCores' memory (and whose weights fit in host memory to load), then the cheapest such instance.
+Exit status 2 when the model cannot fit as asked; the message says what would.
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "size",
+        help="choose a Neuron instance and tensor-parallel degree for a model",
+        description="Size a model for AWS Inferentia2 / Trainium: instance type, NeuronCores, memory, "
+        "estimated throughput and cost.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL", help="model source, e.g. hf://org/name or s3://bucket/prefix/")
+    parser.add_argument(
+        "--params-billions", type=float, help="parameter count in billions, when MODEL names no known model"
+    )
+    parser.add_argument("--architecture", help="a known architecture to size as, e.g. Llama-3.1-8B")
+    parser.add_argument("--dtype", choices=("bf16", "fp16", "fp8", "int8"), default="bf16", help="weight dtype")
+    parser.add_argument(
+        "--kv-cache-dtype", choices=("auto", "fp8"), default="auto", help="KV-cache dtype (auto: bf16)"
+    )
+    parser.add_argument("--max-model-len", type=int, default=4096, help="tokens per sequence (default 4096)")
+    parser.add_argument("--max-num-seqs", type=int, default=8, help="concurrent sequences (default 8)")
+    parser.add_argument("--instance-type", choices=tuple(CATALOG), metavar="TYPE", help="pin the instance type")
+    parser.add_argument("--tp", type=int, dest="tensor_parallel", help="pin the tensor-parallel degree")
+    parser.add_argument(
+        "--family",
+        action="append",
+        choices=tuple(FAMILY_TP),
+        dest="families",
+        help="only consider this instance family (repeatable)",
+    )
+    parser.add_argument("--output", choices=("text", "json"), default="text", help="output format")
+    parser.set_defaults(func=main)
+    return parser
+
+
+def result_to_dict(result: SizingResult) -> dict[str, Any]:
+    """A JSON-ready view of a sizing result (sizes in GiB, rounded for reading)."""
+    arch = result.architecture
+    return {
+        "model": {
+            "architecture": arch.name,
+            "paramsBillions": arch.params_billions,
+            "estimatedShape": arch.estimated,
+        },
+        "instanceType": result.instance.name,
+        "tensorParallel": result.tensor_parallel,
+        "neuronCores": result.neuron_cores,
+        "neuronDevices": result.neuron_devices,
+        "memoryGiB": {
+            "weights": round(result.weights_gib, 2),
+            "headPadding": round(result.padding_gib, 2),
+            "kvCache": round(result.kv_cache_gib, 2),
+            "overhead": round(result.overhead_gib, 2),
+            "required": round(result.required_gib, 2),
+            "capacity": round(result.capacity_gib, 2),
+            "host": round(result.host_memory_gib, 2),
+        },
+        "pricePerHour": result.price_per_hour,
+        "tokensPerSecond": round(result.tokens_per_second, 1),
+        "costPerMillionTokens": (
+            None if result.cost_per_million_tokens is None else round(result.cost_per_million_tokens, 3)
+        ),
+        "explanation": result.explanation,
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    request = SizingRequest(
+        source=args.model,
+        params_billions=args.params_billions,
+        architecture=args.architecture,
+        dtype=args.dtype,
+        kv_cache_dtype=args.kv_cache_dtype,
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+        instance_type=args.instance_type,
+        tensor_parallel=args.tensor_parallel,
+        families=tuple(args.families or ()),
+    )
+    try:
+        result = size(request)
+    except SizingError as err:
+        print(f"neuroscale size: {err}", file=sys.stderr)
+        return 2
+    if args.output == "json":
+        print(json.dumps(result_to_dict(result), indent=2))
+    else:
+        print(result.explanation)
+    return 0
