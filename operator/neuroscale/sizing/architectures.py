@@ -104,14 +104,17 @@ def _lookup(family: str, version: str | None, size: str) -> ModelArchitecture | 
     exact = _BY_KEY.get((family, version, size))
     if exact is not None:
         return exact
-    # "llama-8b" (a distilled or fine-tuned derivative) or "llama3.3-8b": same family and size share a shape,
-    # so take the closest known version, preferring the same major version, then the newest.
-    same_size = [(v, a) for (f, v, s), a in _BY_KEY.items() if f == family and s == size]
+    # "llama-8b" (a distilled or fine-tuned derivative) or "llama3.3-8b": within a major version, the same
+    # family and size share a shape, so take the newest known one; across major versions shapes differ.
+    major = version.split(".")[0] if version else None
+    same_size = [
+        (v, a)
+        for (f, v, s), a in _BY_KEY.items()
+        if f == family and s == size and (major is None or (v is not None and v.split(".")[0] == major))
+    ]
     if not same_size:
         return None
-    major = version.split(".")[0] if version else None
-    same_size.sort(key=lambda va: (va[0] is not None and va[0].split(".")[0] == major, _version_rank(va[0])))
-    return same_size[-1][1]
+    return max(same_size, key=lambda va: _version_rank(va[0]))[1]
 
 
 def infer_architecture(source: str) -> ModelArchitecture | None:
@@ -152,7 +155,9 @@ def generic_architecture(params_billions: float) -> ModelArchitecture:
     if params_billions <= 0:
         raise ValueError(f"params_billions must be positive, got {params_billions}")
     hidden = (params_billions * 1e9 * GENERIC_ASPECT / 12) ** (1 / 3)
-    hidden_size = max(GENERIC_HEAD_DIM, GENERIC_HEAD_DIM * round(hidden / GENERIC_HEAD_DIM))
+    # Whole groups of 8 query heads per KV head, as in Llama-3 (hidden 2048, 4096, 8192, 16384).
+    group = GENERIC_HEAD_DIM * GENERIC_KV_HEADS
+    hidden_size = group * max(1, round(hidden / group))
     heads = hidden_size // GENERIC_HEAD_DIM
     return ModelArchitecture(
         name=f"generic-{params_billions:g}B",
@@ -160,7 +165,7 @@ def generic_architecture(params_billions: float) -> ModelArchitecture:
         layers=max(1, math.ceil(hidden / GENERIC_ASPECT)),
         hidden_size=hidden_size,
         attention_heads=heads,
-        kv_heads=min(GENERIC_KV_HEADS, heads),
+        kv_heads=GENERIC_KV_HEADS,
         head_dim=GENERIC_HEAD_DIM,
         estimated=True,
     )
