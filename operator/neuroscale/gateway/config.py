@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
@@ -36,7 +35,7 @@ class Timeouts(_Strict):
 
     connect_seconds: float = Field(default=2.0, gt=0, description="Time to open a connection to the upstream.")
     first_token_seconds: float = Field(
-        default=30.0, gt=0, description="Time until the response headers (non-streaming: the whole answer) arrive."
+        default=30.0, gt=0, description="Streaming: time until the first chunk (and any inspection window) arrives."
     )
     total_seconds: float = Field(default=300.0, gt=0, description="Upper bound on the whole upstream exchange.")
 
@@ -151,12 +150,24 @@ class GatewayConfig(_Strict):
         default=None, description="neuroscale.cache.CacheSettings as a mapping; omitted means no response cache."
     )
     host: str = Field(default="0.0.0.0", description="Listen address.")
-    port: int = Field(default=8080, ge=1, le=65535, description="Listen port (API, /metrics, /healthz, /readyz).")
+    port: int = Field(default=8080, ge=0, le=65535, description="Listen port (API, /metrics, /healthz, /readyz); 0 picks a free one.")
     tenant_header: str | None = Field(
         default=None,
         description="Request header whose value is added to the API-key hash to form the cache isolation scope.",
     )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest accepted request body.")
+
+    @field_validator("cache")
+    @classmethod
+    def _cache_settings_valid(cls, cache: dict[str, Any] | None) -> dict[str, Any] | None:
+        if cache is not None:
+            from neuroscale.cache import CacheConfigError, CacheSettings
+
+            try:
+                CacheSettings.from_mapping(cache)
+            except (CacheConfigError, TypeError) as error:
+                raise ValueError(f"invalid cache settings: {error}") from None
+        return cache
 
     @model_validator(mode="after")
     def _tier_names_resolve(self) -> GatewayConfig:

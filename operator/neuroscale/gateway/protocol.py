@@ -1,0 +1,158 @@
+"""OpenAI request validation and error shapes: what the gateway accepts, and how it says no."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Endpoint = Literal["chat", "completions"]
+
+_COMMON_FIELDS = frozenset(
+    {
+        "model", "stream", "stream_options", "max_tokens", "temperature", "top_p", "n", "stop", "presence_penalty",
+        "frequency_penalty", "seed", "logprobs", "user", "logit_bias",
+    }
+)
+KNOWN_FIELDS: dict[Endpoint, frozenset[str]] = {
+    "chat": _COMMON_FIELDS
+    | {
+        "messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls",
+        "response_format", "metadata", "store", "service_tier",
+    },
+    "completions": _COMMON_FIELDS | {"prompt", "echo", "suffix", "best_of"},
+}
+_CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+class OpenAIError(Exception):
+    """An error the gateway answers with, in OpenAI's `{"error": {message, type, param, code}}` shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def invalid(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:
+    return OpenAIError(400, message, param=param, code=code)
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    endpoint: Endpoint
+    body: dict[str, Any]
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def include_usage(self) -> bool:
+        options = self.body.get("stream_options") or {}
+        return bool(options.get("include_usage"))
+
+    @property
+    def client_wants_logprobs(self) -> bool:
+        return bool(self.body.get("logprobs"))
+
+
+def parse_request(endpoint: Endpoint, raw: bytes) -> ParsedRequest:
+    """Decode and check a request body; raise OpenAIError(400) naming the offending parameter."""
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise invalid(f"The request body is not valid JSON: {error}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.", code="invalid_json")
+    unknown = sorted(set(body) - KNOWN_FIELDS[endpoint])
+    if unknown:
+        raise invalid(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0], code="unknown_parameter")
+    _check_common(body)
+    if endpoint == "chat":
+        _check_messages(body.get("messages"))
+    else:
+        _check_prompt(body)
+    return ParsedRequest(endpoint, body)
+
+
+def _check_common(body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("you must provide a model parameter", param="model", code="missing_required_parameter")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise invalid("'stream' must be a boolean.", param="stream")
+    options = body.get("stream_options")
+    if options is not None:
+        if not body.get("stream"):
+            raise invalid("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
+        if not isinstance(options, dict) or set(options) - {"include_usage"}:
+            raise invalid("'stream_options' supports only {'include_usage': bool}.", param="stream_options")
+    if body.get("n", 1) != 1:
+        raise invalid("The cascade judges one answer per request; only n=1 is supported.", "n", "unsupported_value")
+    if body.get("best_of", 1) != 1:
+        raise invalid("Only best_of=1 is supported.", param="best_of", code="unsupported_value")
+    if body.get("echo"):
+        raise invalid("echo is not supported by the cascade.", param="echo", code="unsupported_value")
+    for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2)):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high):
+            raise invalid(f"'{name}' must be a number between {low} and {high}.", param=name)
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise invalid(f"'{name}' must be a positive integer.", param=name)
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
+    ):
+        raise invalid("'stop' must be a string or a list of at most 4 strings.", param="stop")
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise invalid("'messages' must be a non-empty array.", param="messages", code="missing_required_parameter")
+    for index, message in enumerate(messages):
+        param = f"messages[{index}]"
+        if not isinstance(message, dict) or message.get("role") not in _CHAT_ROLES:
+            raise invalid(f"{param} must be an object with a role in {sorted(_CHAT_ROLES)}.", param=param)
+        content = message.get("content")
+        if content is None and not message.get("tool_calls"):
+            raise invalid(f"{param}.content is required.", param=f"{param}.content")
+        if content is not None and not isinstance(content, str | list):
+            raise invalid(f"{param}.content must be a string or an array of parts.", param=f"{param}.content")
+
+
+def _check_prompt(body: dict[str, Any]) -> None:
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str):
+        raise invalid("'prompt' must be a string (batched prompts are not supported).", param="prompt")
+
+
+def message_text(content: Any) -> str:
+    """The text of a chat message's content, joining text parts of an array."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+    return ""
+
+
+def prompt_text(endpoint: Endpoint, body: dict[str, Any]) -> str:
+    if endpoint == "completions":
+        return str(body.get("prompt", ""))
+    return "\n".join(message_text(message.get("content")) for message in body.get("messages", []))

@@ -1,0 +1,155 @@
+"""Server-sent events: decode an upstream stream, re-encode chunks, assemble a stream into a full answer, replay one."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from neuroscale.gateway.escalation import AnswerView, chat_logprobs, completion_logprobs
+from neuroscale.gateway.protocol import Endpoint
+
+DONE = b"data: [DONE]\n\n"
+_REPLAY_PIECE = re.compile(r"\S+\s*|\s+")
+
+
+def encode_event(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+class SSEDecoder:
+    """Incremental SSE parser: feed bytes split anywhere, get back the `data:` payloads of complete events."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+
+    def feed(self, raw: bytes) -> list[str]:
+        self._buffer += raw
+        payloads: list[str] = []
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                if self._data:
+                    payloads.append(b"\n".join(self._data).decode())
+                    self._data = []
+            elif line.startswith(b"data:"):
+                self._data.append(line[5:].removeprefix(b" "))
+        return payloads
+
+    def flush(self) -> list[str]:
+        """Payloads left when the stream ends without a final blank line."""
+        payloads = self.feed(b"\n\n") if self._buffer or self._data else []
+        return payloads
+
+
+class StreamAssembler:
+    """Accumulates chat/completion chunks into the equivalent complete response (for judging and caching)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.chunks = 0
+        self._text: list[str] = []
+        self._logprobs: list[float] = []
+        self._logprob_items: list[Any] = []
+        self._tool_calls: dict[int, dict[str, Any]] = {}
+        self._head: dict[str, Any] = {}
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        self.chunks += 1
+        if not self._head:
+            self._head = {key: chunk[key] for key in ("id", "created", "model", "system_fingerprint") if key in chunk}
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+            logprobs = choice.get("logprobs")
+            if self.endpoint == "completions":
+                self._text.append(choice.get("text") or "")
+                self._logprobs.extend(completion_logprobs(logprobs))
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                self._text.append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                self._merge_tool_call(call)
+            if isinstance(logprobs, dict):
+                self._logprob_items.extend(logprobs.get("content") or ())
+                self._logprobs.extend(chat_logprobs(logprobs))
+
+    def _merge_tool_call(self, call: dict[str, Any]) -> None:
+        merged = self._tool_calls.setdefault(call.get("index", 0), {"id": "", "type": "function", "function": {}})
+        if call.get("id"):
+            merged["id"] = call["id"]
+        function = call.get("function") or {}
+        if function.get("name"):
+            merged["function"]["name"] = function["name"]
+        merged["function"]["arguments"] = merged["function"].get("arguments", "") + (function.get("arguments") or "")
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    def view(self, complete: bool) -> AnswerView:
+        return AnswerView(self.text, bool(self._tool_calls), tuple(self._logprobs), complete)
+
+    def response(self) -> dict[str, Any]:
+        """The complete, non-streaming response this stream amounts to."""
+        head = {"id": self._head.get("id", ""), "created": self._head.get("created", 0), "model": self._head.get("model", "")}
+        if self.endpoint == "completions":
+            choice: dict[str, Any] = {"index": 0, "text": self.text, "logprobs": None, "finish_reason": self.finish_reason}
+            response = {**head, "object": "text_completion", "choices": [choice]}
+        else:
+            message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+            if self._tool_calls:
+                message["tool_calls"] = [self._tool_calls[index] for index in sorted(self._tool_calls)]
+            logprobs = {"content": self._logprob_items} if self._logprob_items else None
+            choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": self.finish_reason}
+            response = {**head, "object": "chat.completion", "choices": [choice]}
+        if self.usage:
+            response["usage"] = self.usage
+        return response
+
+
+def replay_chunks(endpoint: Endpoint, response: dict[str, Any], include_usage: bool) -> Iterator[dict[str, Any]]:
+    """A complete response as the chunks a streaming upstream would have sent (used for cache hits)."""
+    head = {key: response.get(key) for key in ("id", "created", "model")}
+    choice = (response.get("choices") or [{}])[0]
+    finish = choice.get("finish_reason") or "stop"
+    if endpoint == "completions":
+        kind = "text_completion"
+        for piece in _REPLAY_PIECE.findall(choice.get("text") or ""):
+            yield {**head, "object": kind, "choices": [{"index": 0, "text": piece, "finish_reason": None}]}
+        yield {**head, "object": kind, "choices": [{"index": 0, "text": "", "finish_reason": finish}]}
+    else:
+        kind = "chat.completion.chunk"
+        message = choice.get("message") or {}
+        yield {**head, "object": kind, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        for piece in _REPLAY_PIECE.findall(message.get("content") or ""):
+            yield {**head, "object": kind, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        for index, call in enumerate(message.get("tool_calls") or ()):
+            delta = {"tool_calls": [{"index": index, **call}]}
+            yield {**head, "object": kind, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        yield {**head, "object": kind, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+    if include_usage and response.get("usage"):
+        yield {**head, "object": kind, "choices": [], "usage": response["usage"]}
+
+
+def strip_hidden(chunk: dict[str, Any], keep_logprobs: bool, keep_usage: bool) -> dict[str, Any] | None:
+    """Remove what the gateway asked the upstream for but the client did not; None when nothing is left to send."""
+    if not keep_usage and "usage" in chunk:
+        if chunk["usage"] is not None and not chunk.get("choices"):
+            return None
+        chunk = {key: value for key, value in chunk.items() if key != "usage"}
+    if not keep_logprobs:
+        choices = chunk.get("choices") or ()
+        if any(choice.get("logprobs") is not None for choice in choices):
+            chunk = {**chunk, "choices": [{**choice, "logprobs": None} for choice in choices]}
+    return chunk

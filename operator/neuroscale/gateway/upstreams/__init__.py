@@ -1,0 +1,1 @@
+"""Tier adapters: OpenAI-compatible HTTP, Amazon Bedrock Converse and SageMaker AI endpoints."""

@@ -1,0 +1,40 @@
+"""The narrow interface every tier's upstream implements, and the error it raises."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Protocol
+
+from neuroscale.gateway.protocol import Endpoint
+
+FailureKind = Literal["timeout", "error", "rejected"]
+
+
+class UpstreamError(Exception):
+    """A tier failed: `timeout`, `error` (connection, 429, 5xx, malformed answer) or `rejected` (a 4xx the client
+    caused, which escalation cannot fix and is passed back to the client)."""
+
+    def __init__(self, kind: FailureKind, message: str, status: int | None = None, body: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.body = body
+
+
+class Upstream(Protocol):
+    """One tier. Requests and answers are OpenAI-shaped whatever the tier speaks."""
+
+    name: str
+
+    def unsupported_parameter(self, endpoint: Endpoint, body: dict[str, Any]) -> str | None:
+        """The first request parameter this tier cannot honour, or None."""
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        """A complete OpenAI response; raises UpstreamError."""
+
+    def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """OpenAI chunks as they arrive; raises UpstreamError. Closing the iterator releases the connection."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""

@@ -1,0 +1,100 @@
+"""OpenAI-compatible upstream (vLLM, TGI, any /v1 API) over a shared aiohttp client session."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from neuroscale.gateway.config import OpenAITier
+from neuroscale.gateway.protocol import Endpoint
+from neuroscale.gateway.streaming import SSEDecoder
+from neuroscale.gateway.upstreams.base import UpstreamError
+
+_PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
+_RETRYABLE = frozenset({408, 409, 429})
+
+
+class OpenAIUpstream:
+    def __init__(self, tier: OpenAITier, session: aiohttp.ClientSession) -> None:
+        self.name = tier.name
+        self._tier = tier
+        self._session = session
+        self._base = tier.url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=tier.timeouts.total_seconds, sock_connect=tier.timeouts.connect_seconds)
+        self._headers = {"Content-Type": "application/json"}
+        if tier.api_key_env:
+            key = os.environ.get(tier.api_key_env)
+            if not key:
+                raise ValueError(f"tier {tier.name}: environment variable {tier.api_key_env} (its API key) is not set")
+            self._headers["Authorization"] = f"Bearer {key}"
+
+    def unsupported_parameter(self, endpoint: Endpoint, body: dict[str, Any]) -> str | None:
+        return None
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with self._post(endpoint, body) as response:
+                await self._raise_for_status(response)
+                answer = await response.json(content_type=None)
+        except TimeoutError:
+            raise UpstreamError("timeout", f"tier {self.name} timed out") from None
+        except (aiohttp.ClientError, json.JSONDecodeError) as error:
+            raise UpstreamError("error", f"tier {self.name}: {type(error).__name__}: {error}") from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+            raise UpstreamError("error", f"tier {self.name} answered without choices")
+        return answer
+
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        decoder = SSEDecoder()
+        try:
+            async with self._post(endpoint, body) as response:
+                await self._raise_for_status(response)
+                async for raw in response.content.iter_any():
+                    for payload in decoder.feed(raw):
+                        if payload == "[DONE]":
+                            return
+                        yield self._chunk(payload)
+                for payload in decoder.flush():
+                    if payload == "[DONE]":
+                        return
+                    yield self._chunk(payload)
+        except TimeoutError:
+            raise UpstreamError("timeout", f"tier {self.name} timed out mid-stream") from None
+        except aiohttp.ClientError as error:
+            raise UpstreamError("error", f"tier {self.name}: {type(error).__name__}: {error}") from None
+        raise UpstreamError("error", f"tier {self.name} ended its stream without [DONE]")
+
+    def _chunk(self, payload: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(payload)
+        except json.JSONDecodeError:
+            raise UpstreamError("error", f"tier {self.name} sent a malformed stream event") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError("error", f"tier {self.name} sent a malformed stream event")
+        if "error" in chunk:
+            raise UpstreamError("error", f"tier {self.name} failed mid-stream: {chunk['error']}")
+        return chunk
+
+    def _post(self, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+        data = json.dumps({**body, "model": self._tier.model})
+        return self._session.post(self._base + _PATHS[endpoint], data=data, headers=self._headers, timeout=self._timeout)
+
+    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+        if response.status == 200:
+            return
+        text = await response.text(errors="replace")
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError:
+            body = None
+        detail = text[:300]
+        if 400 <= response.status < 500 and response.status not in _RETRYABLE:
+            raise UpstreamError("rejected", f"tier {self.name} rejected the request: {detail}", response.status, body)
+        raise UpstreamError("error", f"tier {self.name} answered HTTP {response.status}: {detail}", response.status)
+
+    async def close(self) -> None:
+        """The session is shared and closed by its owner."""
