@@ -1,0 +1,113 @@
+"""Semantic matching: embed the last user turn, compare it with a bounded bucket of candidates, then verify.
+
+Candidates come from one bucket per (scope, context hash), where the context is everything in the request except the
+last user turn. So similarity only ever decides between requests that are otherwise identical and in the same tenant
+scope. The backend keeps the newest `semantic_bucket_size` entries per bucket and returns them in one round trip; the
+comparison is a numpy dot product over at most that many unit vectors, in the gateway process. Limits: older
+paraphrases beyond the bucket size are not found, and there is no index across buckets (Redis 7.0 has no vector
+search); both keep a lookup's cost bounded, which a full scan would not.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuroscale.cache.embedders import Embedder, build_embedder
+from neuroscale.cache.settings import CacheSettings
+from neuroscale.cache.verifier import same_question
+
+_HEADER = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Match:
+    key: str
+    similarity: float
+    question: str
+
+
+def pack_entry(vector: np.ndarray, question: str) -> bytes:
+    unit = np.asarray(vector, dtype="<f4")
+    return _HEADER.pack(unit.shape[0]) + unit.tobytes() + question.encode("utf-8")
+
+
+def unpack_entry(blob: bytes) -> tuple[np.ndarray, str]:
+    (dim,) = _HEADER.unpack_from(blob)
+    start = _HEADER.size
+    end = start + 4 * dim
+    return np.frombuffer(blob[start:end], dtype="<f4"), blob[end:].decode("utf-8")
+
+
+class SemanticMatcher:
+    """Finds cached questions that ask the same thing: cosine similarity >= threshold, then the verifier agrees."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        threshold: float,
+        verify: Callable[[str, str], bool] | None = None,
+        memo_size: int = 1024,
+    ) -> None:
+        self._embedder = embedder
+        self._threshold = threshold
+        self._verify = verify
+        # The question embedded at lookup is embedded again at store after a miss; remembering it saves that.
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo_size = memo_size
+
+    @classmethod
+    def from_settings(cls, settings: CacheSettings, embedder: Embedder | None = None) -> SemanticMatcher:
+        verify = (lambda a, b: same_question(a, b).same) if settings.verifier else None
+        return cls(embedder or build_embedder(settings.embedder), threshold=settings.similarity_threshold, verify=verify)
+
+    async def embed(self, question: str) -> np.ndarray:
+        cached = self._memo.get(question)
+        if cached is not None:
+            self._memo.move_to_end(question)
+            return cached
+        (raw,) = await self._embedder.embed([question])
+        vector = np.asarray(raw, dtype=np.float32)
+        norm = float(np.linalg.norm(vector))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise ValueError("embedder returned a zero or non-finite vector")
+        vector = vector / norm
+        self._memo[question] = vector
+        if len(self._memo) > self._memo_size:
+            self._memo.popitem(last=False)
+        return vector
+
+    async def encode_entry(self, question: str) -> bytes:
+        return pack_entry(await self.embed(question), question)
+
+    async def matches(self, question: str, candidates: list[tuple[str, bytes]]) -> list[Match]:
+        """Verified matches above the threshold, most similar first (the caller takes the first still stored)."""
+        if not candidates:
+            return []
+        query = await self.embed(question)
+        keys, questions, vectors = [], [], []
+        for key, blob in candidates:
+            vector, text = unpack_entry(blob)
+            if vector.shape == query.shape:
+                keys.append(key)
+                questions.append(text)
+                vectors.append(vector)
+        if not vectors:
+            return []
+        similarities = np.stack(vectors) @ query
+        found = []
+        for i in np.argsort(-similarities):
+            similarity = float(similarities[i])
+            if similarity < self._threshold:
+                break
+            if self._verify is None or self._verify(question, questions[i]):
+                found.append(Match(keys[i], similarity, questions[i]))
+        return found
+
+    async def close(self) -> None:
+        await self._embedder.close()

@@ -1,0 +1,207 @@
+"""The second check behind a semantic match: do two questions ask the same thing? (pure, rule-based)
+
+Embedding similarity cannot tell "enable 2FA" from "disable 2FA": one meaning-bearing word changed barely moves the
+vector. So a semantic hit also needs the two questions to agree on every token that carries meaning:
+  1. the same numbers (digits and number words, "2" == "two", "1,000" == "1000");
+  2. the same count of negations ("not", "no", "never", "without", "n't", ...);
+  3. the same content words, after lower-casing, contraction expansion, light stemming and a small table of safe
+     synonyms and phrase spellings ("log in" == "sign in", "delete" == "remove"). Only question framing is free to
+     differ ("how do I" / "what is the way to" / "could you tell me"). This covers antonyms, other names, units,
+     dates and added qualifiers in one rule: any unexplained word on either side rejects;
+  4. where a direction word appears (from/to/than/before/after/vs), the shared content words in the same order,
+     so "flights from Paris to Rome" does not answer "flights from Rome to Paris".
+It is deliberately strict: a rejected paraphrase costs one upstream call, a false hit serves a wrong answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    same: bool
+    reason: str
+
+
+_PHRASES: tuple[tuple[str, str], ...] = (
+    (r"\b(?:two[- ]factor(?: authentication| auth)?|2[- ]?fa|two[- ]step verification|2[- ]step verification|multi[- ]factor(?: authentication)?|mfa)\b", " twofactor "),
+    (r"\b(?:log ?in|sign ?in|log ?on)\b", " login "),
+    (r"\b(?:log ?out|sign ?out|log ?off)\b", " logout "),
+    (r"\b(?:sign ?up|create an account|register for an account)\b", " signup "),
+    (r"\bset ?up\b", " setup "),
+    (r"\b(?:turn|switch) on\b|\bactivate\b", " enable "),
+    (r"\b(?:turn|switch) off\b|\bdeactivate\b", " disable "),
+    (r"\be-?mail\b", " email "),
+    (r"\bwi-?fi\b", " wifi "),
+    (r"\bpass ?word\b", " password "),
+    (r"\bin order to\b", " to "),
+    (r"\ba lot of\b|\blots of\b", " many "),
+)
+
+_CONTRACTIONS: tuple[tuple[str, str], ...] = (
+    (r"\bcan't\b|\bcannot\b", "can not"),
+    (r"\bwon't\b", "will not"),
+    (r"\bshan't\b", "shall not"),
+    (r"n't\b", " not"),
+    (r"'(?:s|re|ve|ll|d|m)\b", ""),
+)
+
+NEGATIONS = frozenset({"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "nowhere", "without", "non"})
+
+# Question framing that paraphrases shuffle freely; none of these can flip or narrow what is asked.
+FRAME_WORDS = frozenset("""
+a an the this that these those it its there here
+i me my mine myself you your yours yourself we us our one ones someone somebody
+is are was were be been being am do does did doing done have has had having get gets got
+can could would will may might shall should
+what how which whats hows
+of for on in at by with about as to into onto via per and or so if then also just really actually exactly
+please tell show explain know let help want wish like need
+way ways steps step procedure process method methods instructions guide tutorial tip tips
+possible able
+best proper correct right good simplest easiest easy simple quick quickly
+some any
+""".split())
+
+_NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14",
+    "fifteen": "15", "sixteen": "16", "seventeen": "17", "eighteen": "18", "nineteen": "19", "twenty": "20",
+    "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90",
+    "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000", "dozen": "12",
+    "half": "0.5", "twice": "x2", "double": "x2", "triple": "x3", "once": "x1",
+    "first": "#1", "second": "#2", "third": "#3", "fourth": "#4", "fifth": "#5", "last": "#last",
+}
+
+# Safe synonyms only: each group means the same in a how-to question. Never put opposites or near-misses together.
+_SYNONYM_GROUPS = (
+    "delete remove erase",
+    "buy purchase",
+    "fix repair solve resolve troubleshoot",
+    "start begin",
+    "big large",
+    "small little tiny",
+    "fast quick speedy rapid",
+    "cost price",
+    "error issue problem",
+    "change modify alter",
+    "find locate",
+    "require need",
+    "use utilize employ",
+    "assist help",
+    "describe explain",
+    "mean meaning definition define",
+    "car automobile",
+    "movie film",
+    "create make generate",
+    "install instal",
+    "configure setup",
+    "recover restore",
+    "check verify confirm",
+    "view see display",
+    "obtain get acquire",
+    "phone smartphone cellphone mobile",
+    "pc computer",
+    "doctor physician",
+    "reply respond answer",
+    "forgot forget lost",
+    "allowed permitted",
+    "stop halt",
+    "choose pick select",
+    "purpose point goal",
+    "reason why",
+    "happen occur",
+    "benefit advantage",
+    "drawback disadvantage downside",
+    "tall high",
+    "often frequently",
+    "shut close",
+)
+
+_SYNONYMS: dict[str, str] = {}
+for _group in _SYNONYM_GROUPS:
+    _words = _group.split()
+    for _word in _words:
+        _SYNONYMS[_word] = _words[0]
+
+DIRECTION_WORDS = frozenset({"from", "to", "into", "than", "before", "after", "vs", "versus", "over", "under"})
+
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*%?|[a-z]+(?:[-_.][a-z0-9]+)*[0-9]*|[a-z0-9]+")
+
+
+def same_question(a: str, b: str) -> Verdict:
+    """True only when every meaning-bearing token of the two questions agrees; `reason` says which rule decided."""
+    ta, tb = _tokens(a), _tokens(b)
+    na, nb = _numbers(ta), _numbers(tb)
+    if na != nb:
+        return Verdict(False, f"numbers differ: {sorted(na.elements())} vs {sorted(nb.elements())}")
+    if _negations(ta) != _negations(tb):
+        return Verdict(False, "negation differs")
+    ca, cb = _content(ta), _content(tb)
+    only_a, only_b = Counter(ca) - Counter(cb), Counter(cb) - Counter(ca)
+    if only_a or only_b:
+        return Verdict(False, f"words differ: {sorted(only_a)} vs {sorted(only_b)}")
+    if (DIRECTION_WORDS & set(ta) or DIRECTION_WORDS & set(tb)) and ca != cb:
+        return Verdict(False, "order differs around a direction word")
+    return Verdict(True, "same meaning-bearing tokens")
+
+
+def _tokens(text: str) -> list[str]:
+    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    for pattern, replacement in _CONTRACTIONS:
+        text = re.sub(pattern, replacement, text)
+    for pattern, replacement in _PHRASES:
+        text = re.sub(pattern, replacement, text)
+    return [t.replace(",", "") if t[0].isdigit() else t for t in _TOKEN.findall(text)]
+
+
+def _numbers(tokens: list[str]) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for token in tokens:
+        if token[0].isdigit():
+            found[token.rstrip("%").rstrip(".") + ("%" if token.endswith("%") else "")] += 1
+        elif token in _NUMBER_WORDS:
+            found[_NUMBER_WORDS[token]] += 1
+        elif any(c.isdigit() for c in token):
+            found["".join(c for c in token if c.isdigit())] += 1
+    # "a" or "one" before a noun are both framing; only other numbers must agree.
+    found.pop("1", None)
+    return found
+
+
+def _negations(tokens: list[str]) -> int:
+    return sum(token in NEGATIONS for token in tokens)
+
+
+def _content(tokens: list[str]) -> list[str]:
+    words = []
+    for token in tokens:
+        if token in FRAME_WORDS or token in NEGATIONS or token in _NUMBER_WORDS or token[0].isdigit():
+            continue
+        words.append(_canonical_word(token))
+    return [w for w in words if w and w not in FRAME_WORDS]
+
+
+def _canonical_word(word: str) -> str:
+    if word in _SYNONYMS:
+        return _SYNONYMS[word]
+    stem = _stem(word)
+    return _SYNONYMS.get(stem, stem)
+
+
+def _stem(word: str) -> str:
+    """Light suffix stripping so inflections match ("deleting" == "delete", "passwords" == "password")."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    for suffix, replacement in (("ies", "y"), ("iest", "y"), ("ier", "y"), ("ing", ""), ("est", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)] + replacement
+            break
+    if word.endswith("e") and len(word) > 4:
+        word = word[:-1]
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiousl":
+        word = word[:-1]
+    return word
