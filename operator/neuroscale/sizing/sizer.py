@@ -262,8 +262,10 @@ def _explain(
         smaller = [d for d in instance.allowed_tp if d < tp]
         if smaller:
             lines.append(f"Why TP {tp}: at TP {smaller[-1]} it would not fit.")
-        price = f"${instance.price_per_hour}/h" if instance.price_per_hour is not None else "price unknown"
-        lines.append(f"Why {instance.name}: the cheapest instance where it fits ({price}).")
+        if instance.price_per_hour is not None:
+            lines.append(f"Why {instance.name}: the cheapest instance where it fits (${instance.price_per_hour}/h).")
+        else:
+            lines.append(f"Why {instance.name}: no instance with a public price fits.")
     cost = f", ${cost_per_million:.2f} per million tokens" if cost_per_million is not None else ""
     lines.append(
         f"Throughput: ~{tokens_per_second:.0f} generated tokens/s at batch {req.max_num_seqs}{cost}"
