@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 # JSON-Schema keywords a structural schema accepts; everything else pydantic emits (title, $defs, ...) is dropped.
@@ -92,3 +92,12 @@ def _collapse_optional(node: dict[str, Any]) -> dict[str, Any]:
         return node
     rest = {k: v for k, v in node.items() if k != "anyOf"}
     return {**options[0], **rest}
+
+
+def describe(error: ValidationError, prefix: str = "spec") -> str:
+    """One line per problem, with the wire (camelCase) path, e.g. `spec.model.maxModelLen: ...`."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join([prefix, *(to_camel(p) if isinstance(p, str) else f"[{p}]" for p in problem["loc"])])
+        lines.append(f"{path.replace('.[', '[')}: {problem['msg']}")
+    return "; ".join(lines)

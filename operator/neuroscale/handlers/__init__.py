@@ -1,0 +1,35 @@
+"""Thin kopf handlers: read, call a controller, write. `build_registry` wires every kind."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from neuroscale.handlers import modeldeployment
+from neuroscale.runtime import OperatorConfig
+
+PREFIX = "neuroscale.io"
+
+
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Operator settings that matter for correctness and for a quiet API server."""
+    # Our own annotations and no status.kopf: the status belongs to users, not to the framework.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    # Only our explicit Events and real warnings become Kubernetes Events, never "handler succeeded" chatter:
+    # a no-op resync must write nothing.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 16
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    kopf.on.startup(registry=registry, id="configure")(configure)
+    modeldeployment.register(registry, config)
+    return registry

@@ -1,0 +1,1 @@
+"""Status derivation for every kind (pure): conditions and figures from what a reconcile observed."""
