@@ -1,0 +1,225 @@
+"""Render a ModelDeployment into the Kubernetes objects that serve it: ServiceAccount, Deployment, Service, PDB."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.render import labels
+from neuroscale.render.engines import MODELS_DIR, EngineImages, EngineInputs, get_engine
+from neuroscale.render.pod import PORT_NAME, S3_WEIGHTS_DIR, PodInputs, pod_template
+from neuroscale.render.resources import replica_resources
+from neuroscale.sizing.sizer import SizingRequest, SizingResult, size
+
+# Child objects take the CR's name; a Service name must be an RFC 1035 label.
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+# Past the startup budget, the Deployment may report a stalled rollout only after this much more time.
+PROGRESS_MARGIN_SECONDS = 600
+
+__all__ = ["MODELS_DIR", "RenderedModel", "render_model_deployment", "served_model_name", "sizing_request"]
+
+
+@dataclass(frozen=True)
+class RenderedModel:
+    """The desired children of one ModelDeployment and what its status reports about them."""
+
+    sizing: SizingResult
+    objects: list[dict]
+    selector: dict[str, str]
+    endpoint: str
+    served_model_name: str
+
+    @property
+    def selector_string(self) -> str:
+        return labels.selector_string(self.selector)
+
+
+def sizing_request(spec: ModelDeploymentSpec) -> SizingRequest:
+    """The sizing question a spec asks: its model and shapes, with the user's pinned instance and degree."""
+    model = spec.model
+    return SizingRequest(
+        source=model.source,
+        params_billions=model.parameters_billions,
+        architecture=model.architecture,
+        dtype=model.dtype,
+        kv_cache_dtype=model.kv_cache_dtype,
+        max_model_len=model.max_model_len,
+        max_num_seqs=spec.batching.max_num_seqs,
+        instance_type=spec.accelerator.instance_type,
+        tensor_parallel=spec.accelerator.tensor_parallel_degree,
+    )
+
+
+def served_model_name(spec: ModelDeploymentSpec) -> str:
+    """What clients put in `model`: the spec's choice, else the source's last path segment."""
+    if spec.model.served_model_name:
+        return spec.model.served_model_name
+    return spec.model.source.split("://", 1)[1].rstrip("/").rsplit("/", 1)[-1]
+
+
+def validate_names(name: str, namespace: str) -> None:
+    """Children are named after the CR: a ValueError the operator turns into a condition when they cannot be."""
+    if len(name) > labels.MAX_NAME_LENGTH:
+        raise ValueError(
+            f"name {name!r} is {len(name)} characters; the Service named after it allows at most "
+            f"{labels.MAX_NAME_LENGTH}: use a shorter ModelDeployment name"
+        )
+    if not _DNS_1035.match(name):
+        raise ValueError(
+            f"name {name!r} cannot name a Service: use lowercase letters, digits and '-', starting with a letter "
+            "and ending with a letter or digit"
+        )
+    if not namespace or len(namespace) > labels.MAX_NAME_LENGTH or not _DNS_1123.match(namespace):
+        raise ValueError(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
+
+
+def _engine_model(spec: ModelDeploymentSpec) -> str:
+    """The model as the engine loads it: a hub id, or the directory the init container synced S3 into."""
+    source = spec.model.source
+    if source.startswith("hf://"):
+        return source.removeprefix("hf://")
+    return S3_WEIGHTS_DIR
+
+
+def _metadata(name: str, namespace: str, engine: str, annotations: dict[str, str] | None = None) -> dict:
+    meta: dict = {"name": name, "namespace": namespace, "labels": labels.common_labels(name, engine)}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def _service_account(name: str, namespace: str, spec: ModelDeploymentSpec) -> tuple[dict | None, str | None]:
+    """(the ServiceAccount to create, the name pods use): an existing one, one with an IAM role, or none."""
+    account = spec.service_account
+    if account.name:
+        return None, account.name
+    if account.role_arn:
+        obj = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _metadata(name, namespace, spec.engine.name, {labels.ROLE_ARN: account.role_arn}),
+            "automountServiceAccountToken": False,
+        }
+        return obj, name
+    return None, None
+
+
+def _revision_args(spec: ModelDeploymentSpec) -> tuple[list[str], list[dict[str, str]]]:
+    """How each engine pins a hub revision; DJL-LMI's transformers-neuronx handler has no such setting."""
+    revision = spec.model.revision
+    if revision is None:
+        return [], []
+    if spec.model.source.startswith("s3://"):
+        raise ValueError("model.revision applies to hf:// sources only; an s3:// prefix is already one version")
+    if spec.engine.name == "vllm":
+        return ["--revision", revision], []
+    if spec.engine.name == "tgi":
+        return [], [{"name": "REVISION", "value": revision}]
+    raise ValueError("engine djl-lmi cannot pin model.revision; remove it or use engine vllm")
+
+
+def render_model_deployment(
+    name: str,
+    namespace: str,
+    spec: ModelDeploymentSpec,
+    replicas: int,
+    *,
+    images: EngineImages | None = None,
+) -> RenderedModel:
+    """The desired children of ModelDeployment `namespace/name` at `replicas` replicas (decided by the caller).
+
+    Raises SizingError when the model does not fit as asked and ValueError for names or settings that cannot work.
+    Objects carry no ownerReferences (the caller adopts them) and are in canonical form, so a resync is a no-op.
+    """
+    validate_names(name, namespace)
+    if replicas < 0:
+        raise ValueError(f"replicas must be 0 or more, got {replicas}")
+    images = images or EngineImages()
+    sizing = size(sizing_request(spec))
+    engine = get_engine(spec.engine.name)
+    served = served_model_name(spec)
+    revision_args, revision_env = _revision_args(spec)
+    launch = engine.launch(
+        EngineInputs(
+            model=_engine_model(spec),
+            served_model_name=served,
+            tensor_parallel=sizing.tensor_parallel,
+            max_num_seqs=spec.batching.max_num_seqs,
+            max_model_len=spec.model.max_model_len,
+            dtype=spec.model.dtype,
+            kv_cache_dtype=spec.model.kv_cache_dtype,
+            prefix_caching=spec.engine.prefix_caching,
+            compile_cache=spec.compile_cache is not None,
+        )
+    )
+    launch = type(launch)(
+        command=launch.command,
+        args=[*launch.args, *revision_args],
+        env=[*launch.env, *revision_env],
+        health_path=launch.health_path,
+        metrics_path=launch.metrics_path,
+        run_as_non_root=launch.run_as_non_root,
+    )
+    resources = replica_resources(spec, sizing)
+    account, account_name = _service_account(name, namespace, spec)
+    selector = labels.selector_labels(name)
+    template = pod_template(
+        spec,
+        PodInputs(
+            name=name,
+            engine=spec.engine.name,
+            launch=launch,
+            resources=resources,
+            images=images,
+            service_account=account_name,
+            served_model_name=served,
+        ),
+        sizing.instance.name,
+    )
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(name, namespace, spec.engine.name),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(selector)},
+            # Surge one replica and keep every serving one until it is ready: Neuron capacity is scarce, but
+            # dropping a serving replica during a minutes-long start is worse.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "progressDeadlineSeconds": resources.startup_seconds + PROGRESS_MARGIN_SECONDS,
+            "template": template,
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(name, namespace, spec.engine.name),
+        "spec": {
+            "type": spec.service.type,
+            "selector": dict(selector),
+            "ports": [{"name": PORT_NAME, "port": spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+    # One replica at a time may be disrupted (maxUnavailable, not minAvailable, so a single replica never blocks a
+    # node drain), and a pod that is not ready yet (still loading) may always be evicted.
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(name, namespace, spec.engine.name),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": dict(selector)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+    objects = [obj for obj in (account, deployment, service, budget) if obj is not None]
+    return RenderedModel(
+        sizing=sizing,
+        objects=objects,
+        selector=selector,
+        endpoint=f"http://{name}.{namespace}.svc.cluster.local:{spec.service.port}/v1",
+        served_model_name=served,
+    )

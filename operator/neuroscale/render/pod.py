@@ -1,0 +1,184 @@
+"""The model server's pod template: engine container, S3 init containers, volumes, probes, placement, security."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.render import labels
+from neuroscale.render.engines import (
+    COMPILED_ARTIFACTS_DIR,
+    CONTAINER_PORT,
+    MODELS_DIR,
+    EngineImages,
+    EngineLaunch,
+)
+from neuroscale.render.resources import STARTUP_PROBE_PERIOD_SECONDS, NEURON_RESOURCE, ReplicaResources
+
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+PORT_NAME = "http"
+# The unprivileged user the pods run as (any non-zero id works: every writable path is a mounted volume).
+RUN_AS_USER = 1000
+S3_WEIGHTS_DIR = f"{MODELS_DIR}/weights"
+HF_HOME = f"{MODELS_DIR}/huggingface"
+
+
+@dataclass(frozen=True)
+class PodInputs:
+    """Everything the pod template is built from, already decided."""
+
+    name: str
+    engine: str
+    launch: EngineLaunch
+    resources: ReplicaResources
+    images: EngineImages
+    service_account: str | None
+    served_model_name: str
+
+
+def container_security(non_root: bool) -> dict:
+    """Least privilege: no capabilities, no escalation. Neuron devices come from the device plugin, not privilege."""
+    context: dict = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+    }
+    if non_root:
+        context.update(runAsNonRoot=True, runAsUser=RUN_AS_USER, runAsGroup=RUN_AS_USER)
+    return context
+
+
+def _s3_sync(name: str, uri: str, target: str, volume: str, image: str) -> dict:
+    """An init container copying an S3 prefix into a volume: the AWS CLI, arguments as a list, no shell."""
+    return {
+        "name": name,
+        "image": image,
+        "command": ["aws"],
+        "args": ["s3", "sync", uri, target, "--only-show-errors", "--no-progress"],
+        # The CLI keeps its credential cache under HOME; the image's own HOME is not writable for this user.
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "volumeMounts": [{"name": volume, "mountPath": target}, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": container_security(non_root=True),
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+    }
+
+
+def init_containers(spec: ModelDeploymentSpec, images: EngineImages) -> list[dict]:
+    """S3 weights and the compile cache are restored before the engine starts, so it neither downloads nor compiles."""
+    found = []
+    if spec.model.source.startswith("s3://"):
+        found.append(_s3_sync("download-model", spec.model.source, S3_WEIGHTS_DIR, "models", images.aws_cli))
+    if spec.compile_cache is not None:
+        found.append(
+            _s3_sync("restore-compile-cache", spec.compile_cache.uri, COMPILED_ARTIFACTS_DIR, "neuron-cache",
+                     images.aws_cli)
+        )
+    return found
+
+
+def _env(spec: ModelDeploymentSpec, launch: EngineLaunch) -> list[dict]:
+    """Engine settings, then the hub token (a secret reference, never a value), then the user's own variables.
+
+    A user variable with the same name as one of ours replaces it: the documented escape hatch for engine tuning.
+    """
+    env: list[dict] = [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HOME", "value": HF_HOME}, *launch.env]
+    token = spec.engine.hub_token_secret_ref
+    if token is not None:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}})
+    user = {var.name: var.value for var in spec.engine.env}
+    merged = [{"name": item["name"], "value": user.pop(item["name"])} if item["name"] in user else item
+              for item in env]
+    return merged + [{"name": key, "value": value} for key, value in user.items()]
+
+
+def _probe(path: str, period: int, timeout: int, failures: int) -> dict:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def engine_container(spec: ModelDeploymentSpec, inputs: PodInputs) -> dict:
+    launch, res = inputs.launch, inputs.resources
+    container: dict = {
+        "name": "engine",
+        "image": spec.engine.image or inputs.images.for_engine(inputs.engine),  # type: ignore[arg-type]
+    }
+    if launch.command is not None:
+        container["command"] = list(launch.command)
+    args = [*launch.args, *spec.engine.args]
+    if args:
+        container["args"] = args
+    container.update(
+        ports=[{"name": PORT_NAME, "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        env=_env(spec, launch),
+        resources={"requests": res.requests(), "limits": res.limits()},
+        volumeMounts=[
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "models", "mountPath": MODELS_DIR},
+            {"name": "neuron-cache", "mountPath": COMPILED_ARTIFACTS_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        # Loading and compiling take minutes: the startup probe holds off liveness until the server answers.
+        startupProbe=_probe(launch.health_path, STARTUP_PROBE_PERIOD_SECONDS, 5,
+                            res.startup_seconds // STARTUP_PROBE_PERIOD_SECONDS),
+        readinessProbe=_probe(launch.health_path, 10, 5, 3),
+        livenessProbe=_probe(launch.health_path, 30, 10, 5),
+        securityContext=container_security(launch.run_as_non_root),
+    )
+    return container
+
+
+def _volumes(res: ReplicaResources) -> list[dict]:
+    return [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": res.shm}},
+        {"name": "models", "emptyDir": {"sizeLimit": res.models_disk}},
+        {"name": "neuron-cache", "emptyDir": {"sizeLimit": res.compile_cache_disk}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+
+
+def _tolerations(spec: ModelDeploymentSpec) -> list[dict]:
+    neuron = {"key": NEURON_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+    extra = [t.model_dump(exclude_none=True) for t in spec.scheduling.tolerations]
+    return [neuron, *(t for t in extra if t != neuron)]
+
+
+def pod_template(spec: ModelDeploymentSpec, inputs: PodInputs, instance_type: str) -> dict:
+    annotations = {
+        labels.SCRAPE: "true",
+        labels.SCRAPE_PORT: str(CONTAINER_PORT),
+        labels.SCRAPE_PATH: inputs.launch.metrics_path,
+        labels.SERVED_MODEL: inputs.served_model_name,
+    }
+    if spec.compile_cache is not None:
+        annotations[labels.COMPILE_CACHE] = spec.compile_cache.uri
+    pod_security: dict = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if inputs.launch.run_as_non_root:
+        pod_security.update(runAsNonRoot=True, runAsUser=RUN_AS_USER, runAsGroup=RUN_AS_USER, fsGroup=RUN_AS_USER)
+    pod: dict = {}
+    if inputs.service_account is not None:
+        pod["serviceAccountName"] = inputs.service_account
+    # IRSA and EKS Pod Identity mount their own token; the Kubernetes API token is never needed by an engine.
+    pod["automountServiceAccountToken"] = False
+    if spec.accelerator.scheduler_name:
+        pod["schedulerName"] = spec.accelerator.scheduler_name
+    if spec.scheduling.priority_class_name:
+        pod["priorityClassName"] = spec.scheduling.priority_class_name
+    pod.update(
+        nodeSelector={**spec.scheduling.node_selector, INSTANCE_TYPE_LABEL: instance_type},
+        tolerations=_tolerations(spec),
+        securityContext=pod_security,
+        # vLLM and TGI finish in-flight requests on SIGTERM; give long generations time to complete.
+        terminationGracePeriodSeconds=120,
+    )
+    inits = init_containers(spec, inputs.images)
+    if inits:
+        pod["initContainers"] = inits
+    pod.update(containers=[engine_container(spec, inputs)], volumes=_volumes(inputs.resources))
+    return {
+        "metadata": {"labels": labels.common_labels(inputs.name, inputs.engine), "annotations": annotations},
+        "spec": pod,
+    }

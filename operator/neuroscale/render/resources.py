@@ -1,0 +1,115 @@
+"""Host CPU, memory, /dev/shm, scratch disk and the startup budget of one replica, derived from its sizing."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.render.quantities import canonical_quantity, gibibytes, parse_quantity
+from neuroscale.sizing.sizer import SizingResult
+
+NEURON_RESOURCE = "aws.amazon.com/neuron"
+
+# Room left on the node for the kubelet, containerd, kube-proxy, the VPC CNI, the Neuron device plugin and
+# neuron-monitor: 10% of the instance plus 1 vCPU and 2 GiB (EKS reserves ~6% of the first core and 255 MiB +
+# 11 MiB per pod for the kubelet alone; the DaemonSets need the rest).
+RESERVED_FRACTION = 0.10
+RESERVED_CPU = 1
+RESERVED_MEMORY_GIB = 2
+
+# /dev/shm for the engine's worker processes: an eighth of the pod's memory, 1–10 GiB (AWS examples use 1–10).
+SHM_MIN_GIB, SHM_MAX_GIB = 1, 10
+
+# Startup budget (the kubelet must never kill a replica that is still loading or compiling). Published: Llama-3-8B
+# (~15 GiB) loads in 10 min 40 s on inf2.8xlarge; compiling a ~15 GB model takes ~15 min and large models 30–60
+# min (NEURON.md "Compile cache and cold start"). The per-GiB rates below cover those with margin.
+LOAD_BASE_SECONDS = 300
+LOAD_SECONDS_PER_GIB = 40
+COMPILE_BASE_SECONDS = 900
+COMPILE_SECONDS_PER_GIB = 60
+STARTUP_PROBE_PERIOD_SECONDS = 10
+# A hung start is still caught eventually: no budget exceeds six hours.
+MAX_STARTUP_SECONDS = 6 * 3600
+
+
+@dataclass(frozen=True)
+class ReplicaResources:
+    """What one replica requests, in canonical Kubernetes quantities."""
+
+    cpu: str
+    memory: str
+    neuron_devices: int
+    shm: str
+    models_disk: str
+    compile_cache_disk: str
+    ephemeral_storage: str
+    startup_seconds: int
+
+    def requests(self) -> dict[str, str]:
+        return {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "ephemeral-storage": self.ephemeral_storage,
+            NEURON_RESOURCE: str(self.neuron_devices),
+        }
+
+    def limits(self) -> dict[str, str]:
+        # No CPU limit: throttling a tokenizer or scheduler thread only adds latency. Memory is capped at the
+        # request so the pod is never the one the kernel's OOM killer picks on a crowded node.
+        return {"memory": self.memory, NEURON_RESOURCE: str(self.neuron_devices)}
+
+
+def _share(sizing: SizingResult) -> float:
+    """The fraction of the instance this replica's Neuron devices represent."""
+    return sizing.neuron_devices / sizing.instance.devices
+
+
+def derived_cpu(sizing: SizingResult) -> int:
+    usable = sizing.instance.vcpu * (1 - RESERVED_FRACTION) - RESERVED_CPU
+    return max(1, math.floor(usable * _share(sizing)))
+
+
+def derived_memory_gib(sizing: SizingResult) -> int:
+    """The replica's share of host memory, raised to what loading the weights needs when the node has it."""
+    usable = sizing.instance.memory_gib * (1 - RESERVED_FRACTION) - RESERVED_MEMORY_GIB
+    share = math.floor(usable * _share(sizing))
+    needed = math.ceil(sizing.host_memory_gib)
+    return max(1, share, min(needed, math.floor(usable)))
+
+
+def startup_seconds(spec: ModelDeploymentSpec, sizing: SizingResult) -> int:
+    """Seconds a replica may take to serve: load, plus compile unless the artifacts are restored from S3."""
+    weights = sizing.weights_gib
+    budget = LOAD_BASE_SECONDS + LOAD_SECONDS_PER_GIB * weights
+    if spec.compile_cache is None:
+        budget += COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * weights
+    if spec.autoscaling is not None:
+        budget = max(budget, spec.autoscaling.cold_start_seconds * 1.5)
+    return min(MAX_STARTUP_SECONDS, math.ceil(budget / STARTUP_PROBE_PERIOD_SECONDS) * STARTUP_PROBE_PERIOD_SECONDS)
+
+
+def replica_resources(spec: ModelDeploymentSpec, sizing: SizingResult) -> ReplicaResources:
+    """Requests for one replica; spec.resources overrides CPU and memory (normalized to canonical form)."""
+    cpu = canonical_quantity(spec.resources.cpu) if spec.resources.cpu else str(derived_cpu(sizing))
+    if spec.resources.memory:
+        memory = canonical_quantity(spec.resources.memory)
+        memory_gib = max(1, math.floor(parse_quantity(memory)[0] / 2**30))
+    else:
+        memory_gib = derived_memory_gib(sizing)
+        memory = gibibytes(memory_gib)
+    shm_gib = min(SHM_MAX_GIB, max(SHM_MIN_GIB, memory_gib // 8))
+    # Weights (and a quantized copy) land on the node's disk; compiled artifacts and sharded checkpoints can
+    # reach the size of the weights again.
+    models_gib = math.ceil(sizing.weights_gib * 1.5) + 10
+    cache_gib = math.ceil(sizing.weights_gib) + 10
+    return ReplicaResources(
+        cpu=cpu,
+        memory=memory,
+        neuron_devices=sizing.neuron_devices,
+        shm=gibibytes(shm_gib),
+        models_disk=gibibytes(models_gib),
+        compile_cache_disk=gibibytes(cache_gib),
+        ephemeral_storage=gibibytes(models_gib + cache_gib),
+        startup_seconds=startup_seconds(spec, sizing),
+    )
