@@ -143,7 +143,8 @@ def test_pinned_tp_is_kept_even_when_a_smaller_one_fits() -> None:
 
 
 def test_tp_not_allowed_on_instance() -> None:
-    with pytest.raises(SizingError, match=r"TP 12 is not possible on inf2.48xlarge: allowed degrees are 1, 2, 4, 8, 24"):
+    allowed = r"TP 12 is not possible on inf2.48xlarge: allowed degrees are 1, 2, 4, 8, 24"
+    with pytest.raises(SizingError, match=allowed):
         size(make_request(instance_type="inf2.48xlarge", tensor_parallel=12))
 
 

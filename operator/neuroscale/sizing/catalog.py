@@ -73,41 +73,48 @@ def _allowed_tp(name: str, family: str, neuron_cores: int, devices: int) -> tupl
     )
 
 
+@dataclass(frozen=True)
+class _Chip:
+    family: Family
+    accelerator: Accelerator
+    hbm_bandwidth_gbps: float
+    bf16_tflops: float
+
+
 def _instance(
     name: str,
-    family: Family,
-    accelerator: Accelerator,
+    chip: _Chip,
+    *,
     devices: int,
     neuron_cores: int,
     hbm_gib: int,
-    hbm_bandwidth_gbps: float,
-    bf16_tflops_per_device: float,
     vcpu: int,
     memory_gib: int,
     price_per_hour: float | None,
 ) -> InstanceType:
     return InstanceType(
         name=name,
-        family=family,
-        accelerator=accelerator,
+        family=chip.family,
+        accelerator=chip.accelerator,
         devices=devices,
         neuron_cores=neuron_cores,
         hbm_gib=hbm_gib,
-        hbm_bandwidth_gbps=hbm_bandwidth_gbps,
-        bf16_tflops_per_device=bf16_tflops_per_device,
+        hbm_bandwidth_gbps=chip.hbm_bandwidth_gbps,
+        bf16_tflops_per_device=chip.bf16_tflops,
         vcpu=vcpu,
         memory_gib=memory_gib,
         price_per_hour=price_per_hour,
-        allowed_tp=_allowed_tp(name, family, neuron_cores, devices),
+        allowed_tp=_allowed_tp(name, chip.family, neuron_cores, devices),
     )
 
 
 # Per-device figures: Inferentia2 and Trainium chips have 32 GiB HBM at 820 GB/s and 190 BF16 TFLOPS
 # (aws-neuron-sdk about-neuron/arch/neuron-hardware/inferentia2.rst, trn1-arch.rst: 13,120 GB/s over 16 chips);
 # a Trainium2 chip has 96 GiB at 2.9 TB/s and 655 dense BF16 TFLOPS (trainium2.rst).
-_INF2 = {"family": "inf2", "accelerator": "inferentia2", "hbm_bandwidth_gbps": 820.0, "bf16_tflops_per_device": 190.0}
-_TRN1 = {"accelerator": "trainium", "hbm_bandwidth_gbps": 820.0, "bf16_tflops_per_device": 190.0}
-_TRN2 = {"family": "trn2", "accelerator": "trainium2", "hbm_bandwidth_gbps": 2900.0, "bf16_tflops_per_device": 655.0}
+_INF2 = _Chip("inf2", "inferentia2", hbm_bandwidth_gbps=820.0, bf16_tflops=190.0)
+_TRN1 = _Chip("trn1", "trainium", hbm_bandwidth_gbps=820.0, bf16_tflops=190.0)
+_TRN1N = _Chip("trn1n", "trainium", hbm_bandwidth_gbps=820.0, bf16_tflops=190.0)
+_TRN2 = _Chip("trn2", "trainium2", hbm_bandwidth_gbps=2900.0, bf16_tflops=655.0)
 
 # Rows of NEURON.md "Instance catalog". Prices: on-demand us-east-1 from Karpenter's generated pricing file
 # (aws/karpenter-provider-aws pkg/providers/pricing/zz_generated.pricing_aws.go, 2026-01-19).
@@ -115,24 +122,24 @@ CATALOG: Mapping[str, InstanceType] = MappingProxyType(
     {
         i.name: i
         for i in (
-            _instance("inf2.xlarge", devices=1, neuron_cores=2, hbm_gib=32, vcpu=4, memory_gib=16,
-                      price_per_hour=0.7582, **_INF2),
-            _instance("inf2.8xlarge", devices=1, neuron_cores=2, hbm_gib=32, vcpu=32, memory_gib=128,
-                      price_per_hour=1.96786, **_INF2),
-            _instance("inf2.24xlarge", devices=6, neuron_cores=12, hbm_gib=192, vcpu=96, memory_gib=384,
-                      price_per_hour=6.49063, **_INF2),
-            _instance("inf2.48xlarge", devices=12, neuron_cores=24, hbm_gib=384, vcpu=192, memory_gib=768,
-                      price_per_hour=12.98127, **_INF2),
-            _instance("trn1.2xlarge", family="trn1", devices=1, neuron_cores=2, hbm_gib=32, vcpu=8, memory_gib=32,
-                      price_per_hour=1.34375, **_TRN1),
-            _instance("trn1.32xlarge", family="trn1", devices=16, neuron_cores=32, hbm_gib=512, vcpu=128,
-                      memory_gib=512, price_per_hour=21.50, **_TRN1),
-            _instance("trn1n.32xlarge", family="trn1n", devices=16, neuron_cores=32, hbm_gib=512, vcpu=128,
-                      memory_gib=512, price_per_hour=24.78, **_TRN1),
+            _instance("inf2.xlarge", _INF2, devices=1, neuron_cores=2, hbm_gib=32, vcpu=4, memory_gib=16,
+                      price_per_hour=0.7582),
+            _instance("inf2.8xlarge", _INF2, devices=1, neuron_cores=2, hbm_gib=32, vcpu=32, memory_gib=128,
+                      price_per_hour=1.96786),
+            _instance("inf2.24xlarge", _INF2, devices=6, neuron_cores=12, hbm_gib=192, vcpu=96, memory_gib=384,
+                      price_per_hour=6.49063),
+            _instance("inf2.48xlarge", _INF2, devices=12, neuron_cores=24, hbm_gib=384, vcpu=192, memory_gib=768,
+                      price_per_hour=12.98127),
+            _instance("trn1.2xlarge", _TRN1, devices=1, neuron_cores=2, hbm_gib=32, vcpu=8, memory_gib=32,
+                      price_per_hour=1.34375),
+            _instance("trn1.32xlarge", _TRN1, devices=16, neuron_cores=32, hbm_gib=512, vcpu=128, memory_gib=512,
+                      price_per_hour=21.50),
+            _instance("trn1n.32xlarge", _TRN1N, devices=16, neuron_cores=32, hbm_gib=512, vcpu=128,
+                      memory_gib=512, price_per_hour=24.78),
             # 128 physical NeuronCore-v3 appear as 64 logical cores with the default LNC=2, 24 GiB each.
             # The price source has no trn2 row, so the price stays unknown rather than guessed.
-            _instance("trn2.48xlarge", devices=16, neuron_cores=64, hbm_gib=1536, vcpu=192, memory_gib=2048,
-                      price_per_hour=None, **_TRN2),
+            _instance("trn2.48xlarge", _TRN2, devices=16, neuron_cores=64, hbm_gib=1536, vcpu=192,
+                      memory_gib=2048, price_per_hour=None),
         )
     }
 )
