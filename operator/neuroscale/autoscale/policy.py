@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
@@ -96,15 +96,18 @@ def default_config(
 
     - ``target_tokens_per_replica = capacity × utilization``. The 15 % default headroom absorbs the
       sub-minute fluctuation that a 2-minute rate cannot show (requests arrive in bursts of seconds).
-    - ``queue_target_per_replica = capacity × queue_wait_slo_s / tokens_per_request``: the waiting requests one
-      replica drains within the queue-wait SLO, so each such batch of waiting requests asks for one more replica.
+    - ``queue_target_per_replica = capacity × max(queue_wait_slo_s, cold_start_s) / tokens_per_request``: the
+      waiting requests one replica drains within the queue-wait SLO, or within a cold start when that is longer
+      (a replica asked for now arrives only then; a queue shorter than that drains on the capacity already there).
     - ``safety_z`` = the standard-normal quantile of ``1 − slo_underprovisioned_fraction`` (2.33 for 1 %): the
       forecast adds that many standard deviations of the recent samples around their trend.
     - ``metric_lag_s = metric_window_s / 2``: a rate over a window reports the demand of its midpoint.
     - ``scale_up_stabilization_s = 0``: the metric is already a 2-minute average and every second of delay
       is added to a cold start users wait through.
-    - ``scale_down_stabilization_s = cold_start_s + metric_lag_s``: a released replica needs a cold start
-      to come back, so the policy releases only what the demand of that long would not have needed.
+    - ``scale_down_stabilization_s = min(cold_start_s + metric_lag_s, 300)``: a released replica needs a cold
+      start to come back, so the policy releases only what the demand of that long would not have needed, but
+      never holds longer than Kubernetes' default 5 minutes: past that, the upward forecast (which also blocks
+      scale-down) protects against a return of demand more cheaply than idle replicas do.
     - ``max_scale_up_step = max(4, ceil(max_replicas / 2))``: any burst reaches max within two decisions, and
       one bad sample can add at most half the fleet. ``max_scale_down_step = None``: the stabilization
       window already makes scale-down follow the slowly decaying maximum.
@@ -123,10 +126,10 @@ def default_config(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         target_tokens_per_replica=capacity_tokens_per_s * utilization,
-        queue_target_per_replica=capacity_tokens_per_s * queue_wait_slo_s / tokens_per_request,
+        queue_target_per_replica=capacity_tokens_per_s * max(queue_wait_slo_s, cold_start_s) / tokens_per_request,
         cold_start_s=cold_start_s,
         scale_up_stabilization_s=0.0,
-        scale_down_stabilization_s=cold_start_s + metric_lag_s,
+        scale_down_stabilization_s=min(cold_start_s + metric_lag_s, 300.0),
         max_scale_up_step=max(4, math.ceil(max_replicas / 2)),
         max_scale_down_step=None,
         predictive=predictive,
@@ -195,7 +198,8 @@ class _Demand:
     tokens_per_second: float
     queue_depth: float
     forecast_tokens_per_second: float
-    needed: float = field(default=0.0)
+    needed_now: float
+    needed_ahead: float
 
 
 def _usable(value: float | None) -> bool:
@@ -203,20 +207,19 @@ def _usable(value: float | None) -> bool:
 
 
 def _trend(samples: Sequence[Observation]) -> tuple[float, float]:
-    """Least-squares slope (tok/s per s) and residual standard deviation of tokens/s over time."""
+    """Least-squares slope of tokens/s over time (tok/s per s) and its standard error."""
     n = len(samples)
-    if n < 3:
-        return 0.0, 0.0
+    if n < 4:
+        return 0.0, math.inf
     xs = [o.at for o in samples]
     ys = [float(o.tokens_per_second) for o in samples]  # type: ignore[arg-type]
     mean_x, mean_y = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mean_x) ** 2 for x in xs)
     if sxx <= 0:
-        return 0.0, 0.0
+        return 0.0, math.inf
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
-    residuals = [y - (mean_y + slope * (x - mean_x)) for x, y in zip(xs, ys)]
-    sigma = math.sqrt(sum(r * r for r in residuals) / (n - 2))
-    return slope, sigma
+    residual_ss = sum((y - (mean_y + slope * (x - mean_x))) ** 2 for x, y in zip(xs, ys))
+    return slope, math.sqrt(residual_ss / (n - 2) / sxx)
 
 
 def _clamp(replicas: int, config: PolicyConfig) -> int:
@@ -266,14 +269,17 @@ def decide(
         return _hold(now, current, state, config, f"newest token-throughput sample is {age:.0f}s old")
 
     demand = _estimate(now, usable, latest, config)
-    needed = _clamp(math.ceil(demand.needed - 1e-9), config)
-    recommendations = state.recommendations + ((now, needed),)
+    needed_now = _clamp(math.ceil(demand.needed_now - 1e-9), config)
+    needed = max(needed_now, _clamp(math.ceil(demand.needed_ahead - 1e-9), config))
+    recommendations = state.recommendations + ((now, needed_now),)
 
     def window_values(seconds: float) -> list[int]:
         return [n for at, n in recommendations if now - at <= seconds]
 
-    up_to = min(window_values(config.scale_up_stabilization_s))
-    down_to = max(window_values(config.scale_down_stabilization_s))
+    # Up: the forecast, unless the need of the up-stabilization window dipped. Down: never below the forecast
+    # nor below the highest current need of the down-stabilization window.
+    up_to = min([needed] + window_values(config.scale_up_stabilization_s)[:-1])
+    down_to = max([needed] + window_values(config.scale_down_stabilization_s))
     replicas = current
     if up_to > current:
         step = config.max_scale_up_step
@@ -304,11 +310,13 @@ def _estimate(now: float, usable: Sequence[Observation], latest: Observation, co
     forecast = tokens
     if config.predictive:
         recent = [o for o in usable if now - o.at <= config.horizon_s]
-        slope, sigma = _trend(recent)
-        forecast = tokens + max(0.0, slope) * config.horizon_s + config.safety_z * sigma
+        slope, stderr = _trend(recent)
+        # Grow only by the part of the trend that is there with the SLO's confidence: noise on a flat
+        # series must not buy a cold start's worth of replicas.
+        forecast = tokens + max(0.0, slope - config.safety_z * stderr) * config.horizon_s
     queue_replicas = queue / config.queue_target_per_replica if config.queue_target_per_replica else 0.0
-    needed = max(tokens, forecast) / config.target_tokens_per_replica + queue_replicas
-    return _Demand(tokens, queue, forecast, needed)
+    target = config.target_tokens_per_replica
+    return _Demand(tokens, queue, forecast, tokens / target + queue_replicas, forecast / target + queue_replicas)
 
 
 def _cancel_newest(scale_ups: tuple[tuple[float, int], ...], removed: int) -> tuple[tuple[float, int], ...]:
