@@ -3,7 +3,12 @@
 vLLM with the NxD Inference plugin is the recommended engine (inf2, trn1, trn2). TGI's Neuron backend is in
 maintenance (inf2, trn1). DJL-LMI on transformers-neuronx is legacy: its last Neuron image ships SDK 2.20 and
 transformers-neuronx reached end of support in SDK 2.26; it is kept so existing deployments keep rendering.
-Every value is passed as a list element or an environment variable, never through a shell.
+Every value is passed as a list element or an environment variable, never through a shell: the TGI and DJL image
+entrypoint scripts (which word-split or `eval` their arguments) are bypassed by starting the server binary directly.
+
+All three run as an unprivileged user: every path they write (HOME, the Hugging Face cache, /tmp, compiled
+artifacts) is a mounted volume, and the DJL-LMI image even ships a `djl` user owning /opt/djl. Device access comes
+from the Neuron device plugin, which needs neither root nor privileged mode.
 """
 
 from __future__ import annotations
@@ -56,18 +61,18 @@ class EngineInputs:
     kv_cache_dtype: Literal["auto", "fp8"]
     prefix_caching: bool
     compile_cache: bool
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
 class EngineLaunch:
     """The serving container's process and the HTTP paths the pod's probes and scrapers use."""
 
-    command: list[str] | None
+    command: list[str]
     args: list[str]
     env: list[dict[str, str]]
     health_path: str
     metrics_path: str
-    run_as_non_root: bool
 
 
 class ServingEngine(Protocol):
@@ -133,6 +138,8 @@ class Vllm:
             "--num-gpu-blocks-override", str(self.num_blocks(inputs)),
             "--enable-prefix-caching" if inputs.prefix_caching else "--no-enable-prefix-caching",
         ]
+        if inputs.revision:
+            args += ["--revision", inputs.revision]
         neuron_config = self.neuron_config(inputs)
         if neuron_config:
             args += ["--additional-config", json.dumps({"override_neuron_config": neuron_config}, sort_keys=True)]
@@ -146,38 +153,39 @@ class Vllm:
             env=env,
             health_path="/health",
             metrics_path="/metrics",
-            run_as_non_root=True,
         )
 
 
 class Tgi:
-    """Text Generation Inference's Neuron backend (optimum-neuron), configured through environment variables."""
+    """Text Generation Inference's Neuron backend (optimum-neuron): the launcher, shapes in its environment."""
 
     name: EngineName = "tgi"
 
     def launch(self, inputs: EngineInputs) -> EngineLaunch:
-        # The compiled shapes: the launcher's limits must equal what optimum-neuron exports at start-up.
+        # The compiled shapes (TGI Neuron backend docs): batch = max batch size, max_length = max total tokens,
+        # input tokens below it, prefill tokens = batch x input. With all six variables set the image's entrypoint
+        # would skip its cache lookup anyway, so the launcher is started directly.
         max_input_tokens = max(1, inputs.max_model_len * 3 // 4)
         env = _env(
-            HF_MODEL_ID=inputs.model,
-            PORT=CONTAINER_PORT,
             HF_NUM_CORES=inputs.tensor_parallel,
             HF_AUTO_CAST_TYPE=inputs.dtype,
             MAX_BATCH_SIZE=inputs.max_num_seqs,
             MAX_TOTAL_TOKENS=inputs.max_model_len,
             MAX_INPUT_TOKENS=max_input_tokens,
             MAX_BATCH_PREFILL_TOKENS=max_input_tokens * inputs.max_num_seqs,
+            # The image caches hub downloads in /tmp; keep them on the sized models volume instead.
+            HUGGINGFACE_HUB_CACHE=f"{MODELS_DIR}/huggingface/hub",
         )
         if inputs.compile_cache:
             # libneuronxla's compile cache: the init container has restored it to this local path.
             env += _env(NEURON_COMPILE_CACHE_URL=COMPILED_ARTIFACTS_DIR)
         return EngineLaunch(
-            command=None,
-            args=[],
+            command=["text-generation-launcher"],
+            args=["--model-id", inputs.model, "--port", str(CONTAINER_PORT)]
+            + (["--revision", inputs.revision] if inputs.revision else []),
             env=env,
             health_path="/health",
             metrics_path="/metrics",
-            run_as_non_root=True,
         )
 
 
@@ -197,16 +205,17 @@ class DjlLmi:
             OPTION_DTYPE=inputs.dtype,
             SERVING_PROMETHEUS="true",
         )
+        if inputs.revision:
+            env += _env(OPTION_REVISION=inputs.revision)
         if inputs.compile_cache:
             env += _env(NEURON_COMPILE_CACHE_URL=COMPILED_ARTIFACTS_DIR)
         return EngineLaunch(
-            command=None,
+            # The server binary the image's entrypoint would run after `serve` (djl-serving docker/dockerd-entrypoint.sh).
+            command=["/usr/bin/djl-serving"],
             args=[],
             env=env,
             health_path="/ping",
             metrics_path="/server/metrics",
-            # The LMI image runs DJL Serving as root and writes under /opt/djl; it is not built for another user.
-            run_as_non_root=False,
         )
 
 

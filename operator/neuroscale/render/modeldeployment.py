@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.render import labels
-from neuroscale.render.engines import MODELS_DIR, EngineImages, EngineInputs, get_engine
+from neuroscale.render.engines import EngineImages, EngineInputs, get_engine
 from neuroscale.render.pod import PORT_NAME, S3_WEIGHTS_DIR, PodInputs, pod_template
 from neuroscale.render.resources import replica_resources
 from neuroscale.sizing.sizer import SizingRequest, SizingResult, size
@@ -19,7 +19,7 @@ _DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Past the startup budget, the Deployment may report a stalled rollout only after this much more time.
 PROGRESS_MARGIN_SECONDS = 600
 
-__all__ = ["MODELS_DIR", "RenderedModel", "render_model_deployment", "served_model_name", "sizing_request"]
+__all__ = ["RenderedModel", "render_model_deployment", "served_model_name", "sizing_request"]
 
 
 @dataclass(frozen=True)
@@ -107,18 +107,10 @@ def _service_account(name: str, namespace: str, spec: ModelDeploymentSpec) -> tu
     return None, None
 
 
-def _revision_args(spec: ModelDeploymentSpec) -> tuple[list[str], list[dict[str, str]]]:
-    """How each engine pins a hub revision; DJL-LMI's transformers-neuronx handler has no such setting."""
-    revision = spec.model.revision
-    if revision is None:
-        return [], []
-    if spec.model.source.startswith("s3://"):
+def _revision(spec: ModelDeploymentSpec) -> str | None:
+    if spec.model.revision is not None and spec.model.source.startswith("s3://"):
         raise ValueError("model.revision applies to hf:// sources only; an s3:// prefix is already one version")
-    if spec.engine.name == "vllm":
-        return ["--revision", revision], []
-    if spec.engine.name == "tgi":
-        return [], [{"name": "REVISION", "value": revision}]
-    raise ValueError("engine djl-lmi cannot pin model.revision; remove it or use engine vllm")
+    return spec.model.revision
 
 
 def render_model_deployment(
@@ -141,7 +133,6 @@ def render_model_deployment(
     sizing = size(sizing_request(spec))
     engine = get_engine(spec.engine.name)
     served = served_model_name(spec)
-    revision_args, revision_env = _revision_args(spec)
     launch = engine.launch(
         EngineInputs(
             model=_engine_model(spec),
@@ -153,15 +144,8 @@ def render_model_deployment(
             kv_cache_dtype=spec.model.kv_cache_dtype,
             prefix_caching=spec.engine.prefix_caching,
             compile_cache=spec.compile_cache is not None,
+            revision=_revision(spec),
         )
-    )
-    launch = type(launch)(
-        command=launch.command,
-        args=[*launch.args, *revision_args],
-        env=[*launch.env, *revision_env],
-        health_path=launch.health_path,
-        metrics_path=launch.metrics_path,
-        run_as_non_root=launch.run_as_non_root,
     )
     resources = replica_resources(spec, sizing)
     account, account_name = _service_account(name, namespace, spec)

@@ -36,16 +36,16 @@ class PodInputs:
     served_model_name: str
 
 
-def container_security(non_root: bool) -> dict:
+def container_security() -> dict:
     """Least privilege: no capabilities, no escalation. Neuron devices come from the device plugin, not privilege."""
-    context: dict = {
+    return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "privileged": False,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
     }
-    if non_root:
-        context.update(runAsNonRoot=True, runAsUser=RUN_AS_USER, runAsGroup=RUN_AS_USER)
-    return context
 
 
 def _s3_sync(name: str, uri: str, target: str, volume: str, image: str) -> dict:
@@ -58,7 +58,7 @@ def _s3_sync(name: str, uri: str, target: str, volume: str, image: str) -> dict:
         # The CLI keeps its credential cache under HOME; the image's own HOME is not writable for this user.
         "env": [{"name": "HOME", "value": "/tmp"}],
         "volumeMounts": [{"name": volume, "mountPath": target}, {"name": "tmp", "mountPath": "/tmp"}],
-        "securityContext": container_security(non_root=True),
+        "securityContext": container_security(),
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
     }
 
@@ -106,8 +106,7 @@ def engine_container(spec: ModelDeploymentSpec, inputs: PodInputs) -> dict:
         "name": "engine",
         "image": spec.engine.image or inputs.images.for_engine(inputs.engine),  # type: ignore[arg-type]
     }
-    if launch.command is not None:
-        container["command"] = list(launch.command)
+    container["command"] = list(launch.command)
     args = [*launch.args, *spec.engine.args]
     if args:
         container["args"] = args
@@ -126,7 +125,7 @@ def engine_container(spec: ModelDeploymentSpec, inputs: PodInputs) -> dict:
                             res.startup_seconds // STARTUP_PROBE_PERIOD_SECONDS),
         readinessProbe=_probe(launch.health_path, 10, 5, 3),
         livenessProbe=_probe(launch.health_path, 30, 10, 5),
-        securityContext=container_security(launch.run_as_non_root),
+        securityContext=container_security(),
     )
     return container
 
@@ -155,9 +154,14 @@ def pod_template(spec: ModelDeploymentSpec, inputs: PodInputs, instance_type: st
     }
     if spec.compile_cache is not None:
         annotations[labels.COMPILE_CACHE] = spec.compile_cache.uri
-    pod_security: dict = {"seccompProfile": {"type": "RuntimeDefault"}}
-    if inputs.launch.run_as_non_root:
-        pod_security.update(runAsNonRoot=True, runAsUser=RUN_AS_USER, runAsGroup=RUN_AS_USER, fsGroup=RUN_AS_USER)
+    pod_security = {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        # Volumes (S3 restores, caches) become group-writable for the engine's user.
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     pod: dict = {}
     if inputs.service_account is not None:
         pod["serviceAccountName"] = inputs.service_account
