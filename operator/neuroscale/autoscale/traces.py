@@ -119,7 +119,10 @@ def _read_azure(path: Path, rows: list[list[str]], decode_tokens_per_s: float) -
     np.add.at(fine, np.minimum(last_bin, len(fine) - 1), -rate)
     per_fine = np.cumsum(fine)[:-1]
     per_second = per_fine.reshape(-1, int(round(1 / _FINE_STEP_S))).mean(axis=1)
-    return DemandTrace(path.name, "azure", 1.0, np.clip(per_second, 0, None),
+    # Requests that started before the recording are missing from its first seconds, so demand ramps up from
+    # zero for as long as the longest request lasts; that ramp is an artefact and is cut off.
+    warm_up = min(int(math.ceil(float(duration.max()))), len(per_second) // 10)
+    return DemandTrace(path.name, "azure", 1.0, np.clip(per_second[warm_up:], 0, None),
                        float(tokens.mean()), len(tokens))
 
 

@@ -1,0 +1,142 @@
+"""`neuroscale simulate`: replay a request trace through the autoscaler and its baselines, print and save results."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from neuroscale.autoscale.policy import default_config
+from neuroscale.autoscale.report import format_table, to_document, write_json, write_plot
+from neuroscale.autoscale.simulator import SimulationSettings, compare, peak_replicas
+from neuroscale.autoscale.traces import DEFAULT_DECODE_TOKENS_PER_S, FORMATS, TraceError, load_trace
+
+__all__ = ["add_parser", "main"]
+
+AUTO_SCALE_PEAK_REPLICAS = 20
+
+EXAMPLE = """example:
+  neuroscale simulate --trace AzureLLMInferenceTrace_conv.csv --cold-start 300 \\
+      --model hf://meta-llama/Llama-3.1-8B-Instruct --instance-type inf2.8xlarge --out out/sim
+  neuroscale simulate --trace servegen_mm-image_aggregate_10min.csv --capacity 400 --scale 4 --no-plot
+"""
+
+
+def _scale(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `simulate` on the `neuroscale` command line."""
+    parser = subparsers.add_parser(
+        "simulate", help="replay a request trace through the autoscaler and its baselines",
+        description="Replay a request trace through the neuroscale autoscaling policy, an HPA-style and a "
+                    "KPA-style reactive scaler, static peak provisioning and the hindsight oracle; print cost "
+                    "and under-provisioning, write simulation.json and simulation.png.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trace", required=True, type=Path, help="trace CSV file")
+    parser.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="trace format (default: auto)")
+    parser.add_argument("--cold-start", type=float, default=300.0, metavar="SECONDS",
+                        help="seconds from asking for a replica to it serving (default: 300)")
+    parser.add_argument("--capacity", type=float, metavar="TOK_PER_S",
+                        help="generated tokens/s one replica serves at full batch")
+    parser.add_argument("--model", help="model source (e.g. hf://org/name) to derive capacity and price via sizing")
+    parser.add_argument("--instance-type", help="instance type for --model, or the price of --capacity")
+    parser.add_argument("--max-num-seqs", type=int, default=8, help="batch size for --model sizing (default: 8)")
+    parser.add_argument("--price-per-hour", type=float, help="price of one replica per hour in $ (overrides sizing)")
+    parser.add_argument("--scale", type=_scale, default=None, metavar="FACTOR|auto",
+                        help=f"multiply demand by FACTOR; 'auto' (default) makes the busiest minute need "
+                             f"{AUTO_SCALE_PEAK_REPLICAS} replicas")
+    parser.add_argument("--utilization", type=float, default=0.85,
+                        help="target share of capacity each replica carries (default: 0.85)")
+    parser.add_argument("--min-replicas", type=int, default=1)
+    parser.add_argument("--max-replicas", type=int, help="default: twice the replicas static peak needs")
+    parser.add_argument("--no-predictive", action="store_true", help="turn the policy's forecast term off")
+    parser.add_argument("--decode-speed", type=float, default=DEFAULT_DECODE_TOKENS_PER_S, metavar="TOK_PER_S",
+                        help=f"tokens/s one sequence decodes at, to spread per-request traces "
+                             f"(default: {DEFAULT_DECODE_TOKENS_PER_S:g})")
+    parser.add_argument("--scrape-interval", type=float, default=15.0, metavar="SECONDS")
+    parser.add_argument("--control-interval", type=float, default=15.0, metavar="SECONDS")
+    parser.add_argument("--out", type=Path, default=Path("simulation-out"), metavar="DIR",
+                        help="directory for simulation.json and simulation.png (default: ./simulation-out)")
+    parser.add_argument("--no-plot", action="store_true", help="skip simulation.png")
+    parser.set_defaults(func=main)
+    return parser
+
+
+def _capacity_and_price(args: argparse.Namespace) -> tuple[float, float | None, str]:
+    """Capacity from --capacity or sizing; price from --price-per-hour, sizing or the instance catalog."""
+    price = args.price_per_hour
+    if args.model:
+        try:
+            from neuroscale.sizing import SizingRequest, size
+        except ImportError:
+            raise ValueError("--model needs neuroscale.sizing, which is not installed; pass --capacity") from None
+        result = size(SizingRequest(source=args.model, instance_type=args.instance_type,
+                                    max_num_seqs=args.max_num_seqs))
+        capacity = args.capacity or result.tokens_per_second
+        price = price if price is not None else result.price_per_hour
+        return capacity, price, (f"{args.model} on {result.instance.name} TP {result.tensor_parallel}: "
+                                 f"{capacity:,.0f} tok/s per replica (sizing estimate)")
+    if args.capacity is None:
+        raise ValueError("pass --capacity TOK_PER_S, or --model (and optionally --instance-type) to size it")
+    if price is None and args.instance_type:
+        try:
+            from neuroscale.sizing import get_instance
+        except ImportError:
+            raise ValueError("pricing an instance type needs neuroscale.sizing; pass --price-per-hour") from None
+        price = get_instance(args.instance_type).price_per_hour
+    return args.capacity, price, f"{args.capacity:,.0f} tok/s per replica (given)"
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the comparison; errors a user can fix go to stderr with exit code 2."""
+    try:
+        return _run(args)
+    except (ValueError, OSError) as exc:
+        print(f"neuroscale simulate: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    capacity, price, capacity_note = _capacity_and_price(args)
+    trace = load_trace(args.trace, args.format, decode_tokens_per_s=args.decode_speed)
+    scale = args.scale or AUTO_SCALE_PEAK_REPLICAS * capacity / max(trace.peak(60), 1e-9)
+    trace = trace.scaled(scale)
+    settings = SimulationSettings(capacity_tokens_per_s=capacity, cold_start_s=args.cold_start,
+                                  scrape_interval_s=args.scrape_interval, control_interval_s=args.control_interval,
+                                  price_per_hour=price, min_replicas=args.min_replicas)
+    max_replicas = args.max_replicas or max(2 * peak_replicas(trace, settings), args.min_replicas, 1)
+    settings = SimulationSettings(**{**settings.__dict__, "max_replicas": max_replicas})
+    config = default_config(capacity, args.cold_start, min_replicas=args.min_replicas, max_replicas=max_replicas,
+                            utilization=args.utilization, tokens_per_request=trace.tokens_per_request or 256.0,
+                            scrape_interval_s=args.scrape_interval, control_interval_s=args.control_interval,
+                            predictive=not args.no_predictive)
+    from tqdm import tqdm
+
+    total = 4 * len(trace.tokens_per_s)
+    with tqdm(total=total, unit="step", desc="simulating", disable=None, file=sys.stderr) as bar:
+        runs = compare(trace, settings, config, on_progress=bar.update)
+    print(f"trace {trace.name} ({trace.format}), {trace.duration_s / 3600:.2f} h, demand ×{scale:.3g} "
+          f"(mean {trace.tokens_per_s.mean():,.0f}, busiest minute {trace.peak(60):,.0f} tok/s)")
+    print(f"{capacity_note}; cold start {args.cold_start:g}s; price "
+          f"{'unknown' if price is None else f'${price:g}/h'}; replicas {args.min_replicas}..{max_replicas}")
+    print(format_table(runs))
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(to_document(trace, settings, config, runs), args.out / "simulation.json")
+    written = [args.out / "simulation.json"]
+    if not args.no_plot:
+        write_plot(trace, settings, runs, args.out / "simulation.png")
+        written.append(args.out / "simulation.png")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
