@@ -8,8 +8,9 @@ vector. So a semantic hit also needs the two questions to agree on every token t
      synonyms and phrase spellings ("log in" == "sign in", "delete" == "remove"). Only question framing is free to
      differ ("how do I" / "what is the way to" / "could you tell me"). This covers antonyms, other names, units,
      dates and added qualifiers in one rule: any unexplained word on either side rejects;
-  4. where a direction word appears (from/to/than/before/after/vs), the shared content words in the same order,
-     so "flights from Paris to Rome" does not answer "flights from Rome to Paris".
+  4. the same object after each direction word both questions use (from/to/than/before/after/vs), so "flights from
+     Paris to Rome" does not answer "flights from Rome to Paris", nor "is 5G faster than 4G" "is 4G faster than 5G".
+Words are compared by Snowball stem (snowballstemmer), after mapping irregular verb forms to their base.
 It is deliberately strict: a rejected paraphrase costs one upstream call, a false hit serves a wrong answer.
 """
 
@@ -18,6 +19,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
+
+import snowballstemmer
 
 
 @dataclass(frozen=True)
@@ -32,13 +36,14 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"\b(?:log ?out|sign ?out|log ?off)\b", " logout "),
     (r"\b(?:sign ?up|create an account|register for an account)\b", " signup "),
     (r"\bset ?up\b", " setup "),
-    (r"\b(?:turn|switch) on\b|\bactivate\b", " enable "),
-    (r"\b(?:turn|switch) off\b|\bdeactivate\b", " disable "),
+    (r"\b(?:turn|switch)(?:s|ed|ing)? on\b|\bactivate\b", " enable "),
+    (r"\b(?:turn|switch)(?:s|ed|ing)? off\b|\bdeactivate\b", " disable "),
     (r"\be-?mail\b", " email "),
     (r"\bwi-?fi\b", " wifi "),
     (r"\bpass ?word\b", " password "),
     (r"\bin order to\b", " to "),
-    (r"\ba lot of\b|\blots of\b", " many "),
+    (r"\ba lot of\b|\blots of\b|\bnumber of\b|\bamount of\b", " many "),
+    (r"\bwhat (?:time|year|date)\b|\bat what time\b|\bin what year\b", " when "),
 )
 
 _CONTRACTIONS: tuple[tuple[str, str], ...] = (
@@ -57,13 +62,13 @@ a an the this that these those it its there here
 i me my mine myself you your yours yourself we us our one ones someone somebody
 is are was were be been being am do does did doing done have has had having get gets got
 can could would will may might shall should
-what how which whats hows
+what how which whats hows many much whom they them their
 of for on in at by with about as to into onto via per and or so if then also just really actually exactly
 please tell show explain know let help want wish like need
 way ways steps step procedure process method methods instructions guide tutorial tip tips
 possible able
 best proper correct right good simplest easiest easy simple quick quickly
-some any
+any each every per
 """.split())
 
 _NUMBER_WORDS = {
@@ -85,6 +90,16 @@ _SYNONYM_GROUPS = (
     "big large",
     "small little tiny",
     "fast quick speedy rapid",
+    "faster quicker",
+    "fastest quickest",
+    "bike bicycle",
+    "mac macos",
+    "day daily",
+    "week weekly",
+    "month monthly",
+    "year yearly annual annually",
+    "hour hourly",
+    "who whom",
     "cost price",
     "error issue problem",
     "change modify alter",
@@ -111,7 +126,7 @@ _SYNONYM_GROUPS = (
     "allowed permitted",
     "stop halt",
     "choose pick select",
-    "purpose point goal",
+    "purpose goal",
     "reason why",
     "happen occur",
     "benefit advantage",
@@ -121,11 +136,31 @@ _SYNONYM_GROUPS = (
     "shut close",
 )
 
+_IRREGULAR = {
+    "built": "build", "wrote": "write", "written": "write", "won": "win", "made": "make", "took": "take",
+    "taken": "take", "gave": "give", "given": "give", "went": "go", "gone": "go", "ran": "run", "bought": "buy",
+    "sold": "sell", "paid": "pay", "sent": "send", "left": "leave", "kept": "keep", "thought": "think",
+    "found": "find", "told": "tell", "said": "say", "lost": "lose", "began": "begin", "begun": "begin",
+    "chose": "choose", "chosen": "choose", "ate": "eat", "eaten": "eat", "drank": "drink", "drunk": "drink",
+    "flew": "fly", "flown": "fly", "flight": "fly", "flights": "fly", "grew": "grow", "grown": "grow",
+    "knew": "know", "known": "know", "saw": "see", "seen": "see", "spoke": "speak", "spoken": "speak",
+    "broke": "break", "broken": "break", "forgot": "forget", "forgotten": "forget", "froze": "freeze",
+    "frozen": "freeze", "held": "hold", "meant": "mean", "met": "meet", "slept": "sleep", "spent": "spend",
+    "stood": "stand", "understood": "understand", "wore": "wear", "worn": "wear", "fell": "fall", "fallen": "fall",
+    "felt": "feel", "heard": "hear", "led": "lead", "brought": "bring", "caught": "catch", "taught": "teach",
+    "fought": "fight", "shown": "show", "hid": "hide", "hidden": "hide", "rode": "ride", "ridden": "ride",
+    "drove": "drive", "driven": "drive", "stole": "steal", "stolen": "steal",
+    "children": "child", "people": "person", "men": "man", "women": "woman", "mice": "mouse", "feet": "foot",
+    "teeth": "tooth", "geese": "goose",
+}
+
+_STEMMER = snowballstemmer.stemmer("english")
+
 _SYNONYMS: dict[str, str] = {}
 for _group in _SYNONYM_GROUPS:
-    _words = _group.split()
-    for _word in _words:
-        _SYNONYMS[_word] = _words[0]
+    _stems = [_STEMMER.stemWord(w) for w in _group.split()]
+    for _stem in _stems:
+        _SYNONYMS[_stem] = _stems[0]
 
 DIRECTION_WORDS = frozenset({"from", "to", "into", "than", "before", "after", "vs", "versus", "over", "under"})
 
@@ -144,8 +179,10 @@ def same_question(a: str, b: str) -> Verdict:
     only_a, only_b = Counter(ca) - Counter(cb), Counter(cb) - Counter(ca)
     if only_a or only_b:
         return Verdict(False, f"words differ: {sorted(only_a)} vs {sorted(only_b)}")
-    if (DIRECTION_WORDS & set(ta) or DIRECTION_WORDS & set(tb)) and ca != cb:
-        return Verdict(False, "order differs around a direction word")
+    oa, ob = _direction_objects(ta), _direction_objects(tb)
+    for word in oa.keys() & ob.keys():
+        if oa[word] != ob[word]:
+            return Verdict(False, f"different object after {word!r}")
     return Verdict(True, "same meaning-bearing tokens")
 
 
@@ -176,6 +213,17 @@ def _negations(tokens: list[str]) -> int:
     return sum(token in NEGATIONS for token in tokens)
 
 
+def _direction_objects(tokens: list[str]) -> dict[str, Counter[str]]:
+    """What follows each direction word (skipping framing like "the", "my"): the thing it points at."""
+    objects: dict[str, Counter[str]] = {}
+    for i, token in enumerate(tokens):
+        if token not in DIRECTION_WORDS:
+            continue
+        following = next((t for t in tokens[i + 1:] if t not in FRAME_WORDS), "")
+        objects.setdefault(token, Counter())[_canonical_word(following) if following else ""] += 1
+    return objects
+
+
 def _content(tokens: list[str]) -> list[str]:
     words = []
     for token in tokens:
@@ -185,23 +233,9 @@ def _content(tokens: list[str]) -> list[str]:
     return [w for w in words if w and w not in FRAME_WORDS]
 
 
+@lru_cache(maxsize=65536)
 def _canonical_word(word: str) -> str:
-    if word in _SYNONYMS:
-        return _SYNONYMS[word]
-    stem = _stem(word)
-    return _SYNONYMS.get(stem, stem)
-
-
-def _stem(word: str) -> str:
-    """Light suffix stripping so inflections match ("deleting" == "delete", "passwords" == "password")."""
-    if len(word) <= 3 or not word.isalpha():
+    if not word.isalpha():
         return word
-    for suffix, replacement in (("ies", "y"), ("iest", "y"), ("ier", "y"), ("ing", ""), ("est", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", "")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)] + replacement
-            break
-    if word.endswith("e") and len(word) > 4:
-        word = word[:-1]
-    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiousl":
-        word = word[:-1]
-    return word
+    stem = _STEMMER.stemWord(_IRREGULAR.get(word, word))
+    return _SYNONYMS.get(stem, stem)
