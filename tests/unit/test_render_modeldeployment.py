@@ -1,0 +1,379 @@
+"""Rendering a ModelDeployment into Kubernetes objects.
+
+Covers: the objects and their order; labels, the immutable selector and the endpoint; child-name validation;
+ServiceAccount cases (none, existing, IRSA); Neuron device requests, toleration, instance-type node selection and
+the scheduler name; host CPU/memory derived from the instance or overridden (canonical quantities); /dev/shm;
+startup probe budget from model size and compile cache; S3 weights and compile-cache init containers (argument
+lists, no shell); hub token as a secret reference; non-root security context; Service, PDB; validation of every
+object against the Kubernetes 1.31 OpenAPI schema for each engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.render import EngineImages, render_model_deployment
+from neuroscale.render.modeldeployment import RenderedModel, served_model_name
+from neuroscale.render.quantities import canonical_quantity
+from neuroscale.render.resources import MAX_STARTUP_SECONDS
+from neuroscale.sizing.sizer import SizingError
+from tests.support.factories import make_model_deployment
+
+KUBERNETES_VERSION = "1.31"
+
+
+def make_spec(**overrides: Any) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate(make_model_deployment(**overrides)["spec"])
+
+
+def render(spec: ModelDeploymentSpec | None = None, name: str = "llama", namespace: str = "models",
+           replicas: int = 2, **kwargs: Any) -> RenderedModel:
+    return render_model_deployment(name, namespace, spec or make_spec(), replicas, **kwargs)
+
+
+def by_kind(rendered: RenderedModel, kind: str) -> dict:
+    (found,) = [obj for obj in rendered.objects if obj["kind"] == kind]
+    return found
+
+
+def pod_spec(rendered: RenderedModel) -> dict:
+    return by_kind(rendered, "Deployment")["spec"]["template"]["spec"]
+
+
+def engine(rendered: RenderedModel) -> dict:
+    (container,) = pod_spec(rendered)["containers"]
+    return container
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def test_default_objects_are_deployment_service_pdb_in_namespace_without_owner():
+    rendered = render()
+    assert [obj["kind"] for obj in rendered.objects] == ["Deployment", "Service", "PodDisruptionBudget"]
+    for obj in rendered.objects:
+        assert obj["metadata"]["name"] == "llama"
+        assert obj["metadata"]["namespace"] == "models"
+        assert "ownerReferences" not in obj["metadata"]
+
+
+@pytest.mark.parametrize("engine_name", ["vllm", "tgi", "djl-lmi"])
+def test_every_object_passes_the_kubernetes_schema(engine_name: str):
+    spec = make_spec(
+        model={"source": "s3://weights-bucket/llama-3.1-8b/"},
+        engine={"name": engine_name, "hubTokenSecretRef": {"name": "hf-token"}, "env": [{"name": "A", "value": "b"}]},
+        compileCache={"uri": "s3://cache-bucket/neuron/llama"},
+        serviceAccount={"roleArn": "arn:aws:iam::123456789012:role/model-reader"},
+        accelerator={"schedulerName": "neuron-scheduler"},
+        scheduling={"tolerations": [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}],
+                    "priorityClassName": "inference"},
+        resources={"cpu": "1500m", "memory": "1024Mi"},
+    )
+    rendered = render(spec)
+    assert [obj["kind"] for obj in rendered.objects] == ["ServiceAccount", "Deployment", "Service",
+                                                         "PodDisruptionBudget"]
+    for obj in rendered.objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_a_typo_in_an_object_fails_the_schema_check():
+    deployment = by_kind(render(), "Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 1}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_labels_selector_and_endpoint():
+    rendered = render(make_spec(engine={"name": "tgi"}))
+    expected = {
+        "app.kubernetes.io/name": "neuroscale",
+        "app.kubernetes.io/instance": "llama",
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/managed-by": "neuroscale",
+        "neuroscale.io/model-deployment": "llama",
+        "neuroscale.io/engine": "tgi",
+    }
+    for obj in rendered.objects:
+        assert obj["metadata"]["labels"] == expected
+    deployment = by_kind(rendered, "Deployment")
+    assert deployment["spec"]["template"]["metadata"]["labels"] == expected
+    # The engine may change over the CR's life; the immutable selector must not mention it.
+    assert rendered.selector == {"app.kubernetes.io/instance": "llama", "neuroscale.io/model-deployment": "llama"}
+    assert deployment["spec"]["selector"] == {"matchLabels": rendered.selector}
+    assert by_kind(rendered, "Service")["spec"]["selector"] == rendered.selector
+    assert by_kind(rendered, "PodDisruptionBudget")["spec"]["selector"] == {"matchLabels": rendered.selector}
+    assert rendered.selector_string == "app.kubernetes.io/instance=llama,neuroscale.io/model-deployment=llama"
+    assert rendered.endpoint == "http://llama.models.svc.cluster.local:8000/v1"
+
+
+def test_selector_is_the_same_whatever_the_engine():
+    selectors = {engine_name: render(make_spec(engine={"name": engine_name})).selector
+                 for engine_name in ("vllm", "tgi", "djl-lmi")}
+    assert len({tuple(sorted(s.items())) for s in selectors.values()}) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("a" * 64, "at most 63"),
+        ("Llama", "lowercase"),
+        ("llama.v1", "lowercase"),
+        ("1llama", "starting with a letter"),
+        ("llama-", "ending with a letter or digit"),
+    ],
+)
+def test_names_that_cannot_name_a_service_raise_a_clear_error(name: str, message: str):
+    with pytest.raises(ValueError, match=message):
+        render(name=name)
+
+
+def test_longest_valid_name_renders():
+    rendered = render(name="m" * 63)
+    assert rendered.endpoint.startswith("http://" + "m" * 63 + ".")
+
+
+def test_bad_namespace_and_negative_replicas_raise():
+    with pytest.raises(ValueError, match="namespace"):
+        render(namespace="Bad_NS")
+    with pytest.raises(ValueError, match="replicas"):
+        render(replicas=-1)
+
+
+def test_replicas_come_from_the_caller_including_zero():
+    assert by_kind(render(replicas=0), "Deployment")["spec"]["replicas"] == 0
+    assert by_kind(render(replicas=7), "Deployment")["spec"]["replicas"] == 7
+
+
+def test_model_that_does_not_fit_raises_sizing_error():
+    spec = make_spec(model={"source": "hf://meta-llama/Llama-3.1-70B-Instruct"},
+                     accelerator={"instanceType": "inf2.xlarge"})
+    with pytest.raises(SizingError, match="inf2.xlarge"):
+        render(spec)
+
+
+def test_service_account_created_only_with_a_role():
+    assert pod_spec(render()).get("serviceAccountName") is None
+    assert pod_spec(render())["automountServiceAccountToken"] is False
+
+    existing = render(make_spec(serviceAccount={"name": "model-reader"}))
+    assert "ServiceAccount" not in [obj["kind"] for obj in existing.objects]
+    assert pod_spec(existing)["serviceAccountName"] == "model-reader"
+
+    irsa = render(make_spec(serviceAccount={"roleArn": "arn:aws:iam::123456789012:role/r"}))
+    account = by_kind(irsa, "ServiceAccount")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/r"}
+    assert pod_spec(irsa)["serviceAccountName"] == "llama"
+
+
+def test_neuron_devices_toleration_node_selection_and_scheduler():
+    spec = make_spec(
+        model={"source": "hf://meta-llama/Llama-3.3-70B-Instruct"},
+        accelerator={"instanceType": "inf2.48xlarge", "tensorParallelDegree": 24, "schedulerName": "my-scheduler"},
+        scheduling={"nodeSelector": {"team": "ml", "node.kubernetes.io/instance-type": "ignored"}},
+    )
+    rendered = render(spec)
+    pod = pod_spec(rendered)
+    resources = engine(rendered)["resources"]
+    assert resources["requests"]["aws.amazon.com/neuron"] == "12"
+    assert resources["limits"]["aws.amazon.com/neuron"] == "12"
+    assert "aws.amazon.com/neuroncore" not in resources["requests"]
+    assert pod["schedulerName"] == "my-scheduler"
+    assert pod["nodeSelector"] == {"team": "ml", "node.kubernetes.io/instance-type": "inf2.48xlarge"}
+    assert {"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert "--tensor-parallel-size" in engine(rendered)["args"]
+    assert engine(rendered)["args"][engine(rendered)["args"].index("--tensor-parallel-size") + 1] == "24"
+
+
+def test_default_scheduler_is_left_to_kubernetes_and_user_tolerations_are_added_once():
+    neuron = {"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"}
+    spec = make_spec(scheduling={"tolerations": [neuron, {"key": "spot", "operator": "Exists"}]})
+    pod = pod_spec(render(spec))
+    assert "schedulerName" not in pod
+    assert pod["tolerations"] == [neuron, {"key": "spot", "operator": "Exists"}]
+
+
+def test_cpu_and_memory_derived_from_a_whole_instance_leave_room_for_daemons():
+    spec = make_spec(accelerator={"instanceType": "inf2.8xlarge"})
+    requests = engine(render(spec))["resources"]["requests"]
+    assert requests["cpu"] == "27"  # floor(32 vCPU - 10% - 1)
+    assert requests["memory"] == "113Gi"  # 128 GiB - 10% - 2 GiB
+
+
+def test_cpu_and_memory_scale_with_the_share_of_devices_used():
+    whole = make_spec(model={"source": "hf://meta-llama/Llama-3.3-70B-Instruct"},
+                      accelerator={"instanceType": "inf2.48xlarge", "tensorParallelDegree": 24})
+    half = make_spec(model={"source": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+                     accelerator={"instanceType": "inf2.48xlarge", "tensorParallelDegree": 2})
+    whole_cpu = int(engine(render(whole))["resources"]["requests"]["cpu"])
+    small_cpu = int(engine(render(half))["resources"]["requests"]["cpu"])
+    assert whole_cpu == 171
+    assert small_cpu == 14  # one of twelve devices
+    # Loading 8B weights needs more host memory than 1/12 of the node would give; the request covers it.
+    small_memory = engine(render(half))["resources"]["requests"]["memory"]
+    assert canonical_quantity(small_memory) == small_memory
+    assert int(small_memory.removesuffix("Gi")) >= 19
+
+
+def test_resource_overrides_are_normalized_like_the_api_server():
+    spec = make_spec(resources={"cpu": "1500m", "memory": "1024Mi"})
+    resources = engine(render(spec))["resources"]
+    assert resources["requests"]["cpu"] == "1500m"
+    assert resources["requests"]["memory"] == "1Gi"
+    assert resources["limits"]["memory"] == "1Gi"
+    assert "cpu" not in resources["limits"]
+
+
+def test_shm_is_a_memory_backed_volume_mounted_at_dev_shm():
+    rendered = render(make_spec(accelerator={"instanceType": "inf2.8xlarge"}))
+    volumes = {v["name"]: v for v in pod_spec(rendered)["volumes"]}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "10Gi"}
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in engine(rendered)["volumeMounts"]
+
+
+def _startup_seconds(rendered: RenderedModel) -> int:
+    probe = engine(rendered)["startupProbe"]
+    return probe["periodSeconds"] * probe["failureThreshold"]
+
+
+def test_startup_budget_covers_published_load_and_compile_times():
+    cold = render()
+    cached = render(make_spec(compileCache={"uri": "s3://cache-bucket/llama"}))
+    # Llama-3-8B loads in 10 min 40 s on inf2.8xlarge; compiling a ~15 GB model takes ~15 min.
+    assert _startup_seconds(cold) >= 640 + 900
+    assert 640 <= _startup_seconds(cached) < _startup_seconds(cold)
+    big = render(make_spec(model={"source": "hf://meta-llama/Llama-3.3-70B-Instruct"}))
+    assert _startup_seconds(big) > _startup_seconds(cold)
+    assert _startup_seconds(big) <= MAX_STARTUP_SECONDS
+    deployment = by_kind(cold, "Deployment")
+    assert deployment["spec"]["progressDeadlineSeconds"] > _startup_seconds(cold)
+
+
+def test_startup_budget_honours_a_longer_declared_cold_start():
+    spec = make_spec(compileCache={"uri": "s3://cache-bucket/llama"},
+                     autoscaling={"coldStartSeconds": 3600})
+    assert _startup_seconds(render(spec)) >= 5400
+
+
+def test_probes_use_the_engine_health_path_on_the_named_port():
+    for engine_name, path in (("vllm", "/health"), ("tgi", "/health"), ("djl-lmi", "/ping")):
+        container = engine(render(make_spec(engine={"name": engine_name})))
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"] == {"path": path, "port": "http"}
+        assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_scrape_annotations_point_at_the_engine_metrics():
+    for engine_name, path in (("vllm", "/metrics"), ("tgi", "/metrics"), ("djl-lmi", "/server/metrics")):
+        annotations = by_kind(render(make_spec(engine={"name": engine_name})), "Deployment")["spec"]["template"][
+            "metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == "8080"
+        assert annotations["prometheus.io/path"] == path
+
+
+def test_s3_weights_and_compile_cache_are_restored_by_init_containers():
+    spec = make_spec(model={"source": "s3://weights-bucket/meta/llama-3.1-8b"},
+                     compileCache={"uri": "s3://cache-bucket/neuron/llama"})
+    rendered = render(spec, images=EngineImages(aws_cli="registry.example/aws-cli:2"))
+    inits = {c["name"]: c for c in pod_spec(rendered)["initContainers"]}
+    assert inits["download-model"]["command"] == ["aws"]
+    assert inits["download-model"]["args"][:4] == ["s3", "sync", "s3://weights-bucket/meta/llama-3.1-8b",
+                                                   "/models/weights"]
+    assert inits["restore-compile-cache"]["args"][:4] == ["s3", "sync", "s3://cache-bucket/neuron/llama",
+                                                          "/var/cache/neuron"]
+    assert {c["image"] for c in inits.values()} == {"registry.example/aws-cli:2"}
+    container = engine(rendered)
+    assert container["args"][1] == "/models/weights"
+    assert env_of(container)["NEURON_COMPILED_ARTIFACTS"]["value"] == "/var/cache/neuron"
+    annotations = by_kind(rendered, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["neuroscale.io/compile-cache"] == "s3://cache-bucket/neuron/llama"
+
+
+def test_hub_models_need_no_init_container():
+    assert "initContainers" not in pod_spec(render())
+
+
+def test_hub_token_is_a_secret_reference_never_a_value():
+    spec = make_spec(engine={"hubTokenSecretRef": {"name": "hf-token", "key": "hf"}})
+    token = env_of(engine(render(spec)))["HF_TOKEN"]
+    assert token == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "hf"}}}
+    assert "HF_TOKEN" not in env_of(engine(render()))
+
+
+def test_user_env_overrides_ours_by_name_and_is_appended_otherwise():
+    spec = make_spec(engine={"env": [{"name": "NEURON_SKIP_EFA_AFFINITY", "value": "0"},
+                                     {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"}]})
+    env = engine(render(spec))["env"]
+    names = [item["name"] for item in env]
+    assert names.count("NEURON_SKIP_EFA_AFFINITY") == 1
+    assert env_of(engine(render(spec)))["NEURON_SKIP_EFA_AFFINITY"]["value"] == "0"
+    assert names[-1] == "VLLM_LOGGING_LEVEL"
+
+
+def test_user_args_are_list_elements_after_ours():
+    spec = make_spec(engine={"args": ["--seed", "1; rm -rf /", "$(whoami)"]})
+    args = engine(render(spec))["args"]
+    assert args[-3:] == ["--seed", "1; rm -rf /", "$(whoami)"]
+    assert engine(render(spec))["command"] == ["vllm"]
+
+
+@pytest.mark.parametrize("engine_name", ["vllm", "tgi", "djl-lmi"])
+def test_pods_run_unprivileged(engine_name: str):
+    spec = make_spec(engine={"name": engine_name}, compileCache={"uri": "s3://cache-bucket/x"})
+    pod = pod_spec(render(spec))
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"] + pod["initContainers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["privileged"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["runAsNonRoot"] is True
+
+
+def test_service_and_disruption_budget():
+    rendered = render(make_spec(service={"type": "LoadBalancer", "port": 9000}))
+    service = by_kind(rendered, "Service")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}]
+    assert rendered.endpoint.endswith(":9000/v1")
+    budget = by_kind(rendered, "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_served_model_name_defaults_to_the_last_source_segment():
+    assert served_model_name(make_spec()) == "Llama-3.1-8B-Instruct"
+    assert served_model_name(make_spec(model={"source": "s3://bucket/models/llama-3.1-8b/"})) == "llama-3.1-8b"
+    assert served_model_name(make_spec(model={"servedModelName": "chat"})) == "chat"
+    rendered = render(make_spec(model={"servedModelName": "chat"}))
+    assert rendered.served_model_name == "chat"
+    assert engine(rendered)["args"][engine(rendered)["args"].index("--served-model-name") + 1] == "chat"
+
+
+def test_revision_is_pinned_per_engine_and_refused_for_s3():
+    vllm_args = engine(render(make_spec(model={"revision": "abc123"})))["args"]
+    assert vllm_args[vllm_args.index("--revision") + 1] == "abc123"
+    tgi_args = engine(render(make_spec(model={"revision": "abc123"}, engine={"name": "tgi"})))["args"]
+    assert tgi_args[tgi_args.index("--revision") + 1] == "abc123"
+    djl = engine(render(make_spec(model={"revision": "abc123"}, engine={"name": "djl-lmi"})))
+    assert env_of(djl)["OPTION_REVISION"]["value"] == "abc123"
+    with pytest.raises(ValueError, match="hf:// sources only"):
+        render(make_spec(model={"source": "s3://bucket/llama-3.1-8b", "revision": "abc123"}))
+
+
+def test_image_override_and_defaults():
+    assert engine(render(make_spec(engine={"image": "mirror.example/vllm:1"})))["image"] == "mirror.example/vllm:1"
+    images = EngineImages(tgi="mirror.example/tgi:2")
+    assert engine(render(make_spec(engine={"name": "tgi"}), images=images))["image"] == "mirror.example/tgi:2"
+    assert "vllm-neuronx" in engine(render())["image"]
+
+
+def test_rendering_is_deterministic():
+    spec = make_spec(compileCache={"uri": "s3://cache-bucket/llama"}, engine={"prefixCaching": True})
+    assert render(spec).objects == render(spec).objects
