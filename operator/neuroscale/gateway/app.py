@@ -47,6 +47,8 @@ class GatewayState:
 
 
 STATE = web.AppKey("neuroscale_gateway", GatewayState)
+ENDPOINT = web.RequestKey("neuroscale_endpoint", str)
+SERVED_BY = web.RequestKey("neuroscale_tier", str)
 
 
 def build_app(
@@ -154,9 +156,9 @@ def _error_response(request: web.Request, error: OpenAIError) -> web.Response:
 
 
 def _count(request: web.Request, status: int) -> None:
-    endpoint = request.get("endpoint")
+    endpoint = request.get(ENDPOINT)
     if endpoint is not None:
-        request.app[STATE].metrics.requests.labels(endpoint, request.get("tier", "none"), str(status)).inc()
+        request.app[STATE].metrics.requests.labels(endpoint, request.get(SERVED_BY, "none"), str(status)).inc()
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
@@ -171,7 +173,7 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     state = request.app[STATE]
     assert state.cascade is not None
     started = time.perf_counter()
-    request["endpoint"] = endpoint
+    request[ENDPOINT] = endpoint
     parsed = parse_request(endpoint, await request.read())
     config = state.config
     tier_hint = request.headers.get(config.escalation.tier_header)
@@ -187,7 +189,7 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         scope = cache_scope(request.headers.get("Authorization"), tenant, (tier_hint, max_tier_hint))
         hit = await cache.lookup(endpoint, parsed.body, scope)
         if hit is not None:
-            request["tier"] = "cache"
+            request[SERVED_BY] = "cache"
             headers = {TIER_HEADER: "cache", CACHE_HEADER: hit.kind}
             if parsed.stream:
                 return await _replay(request, parsed, hit.response, headers, started)
@@ -202,7 +204,7 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         served_stream = await state.cascade.open_stream(parsed, plan)
         return await _relay(request, parsed, served_stream, cache, scope, cache_status, started)
     served = await state.cascade.complete(parsed, plan)
-    request["tier"] = served.tier
+    request[SERVED_BY] = served.tier
     if cache is not None:
         await cache.store(endpoint, parsed.body, scope, served.response)
     _observe(request, started, first_byte=True, done=True)
@@ -219,7 +221,7 @@ def _headers(tier: str, cache_status: str, escalations: list[tuple[str, Reason]]
 
 def _observe(request: web.Request, started: float, *, first_byte: bool = False, done: bool = False) -> None:
     metrics = request.app[STATE].metrics
-    labels = (request["endpoint"], request.get("tier", "none"))
+    labels = (request[ENDPOINT], request.get(SERVED_BY, "none"))
     elapsed = time.perf_counter() - started
     if first_byte:
         metrics.time_to_first_token.labels(*labels).observe(elapsed)
@@ -263,7 +265,7 @@ async def _relay(
 ) -> web.StreamResponse:
     """Pass the committed stream through chunk by chunk; cache it only if it ended cleanly and the client got it all."""
     state = request.app[STATE]
-    request["tier"] = served.tier
+    request[SERVED_BY] = served.tier
     response = await _open_sse(request, _headers(served.tier, cache_status, served.escalations))
     first = True
     try:
