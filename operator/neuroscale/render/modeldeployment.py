@@ -16,6 +16,9 @@ from neuroscale.sizing.sizer import SizingRequest, SizingResult, size
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
+# TGI's and DJL-LMI's Neuron backends run on Inferentia2 and Trainium1 only (NEURON.md "Serving engines").
+LEGACY_ENGINE_FAMILIES = ("inf2", "trn1", "trn1n")
+
 # Past the startup budget, the Deployment may report a stalled rollout only after this much more time.
 PROGRESS_MARGIN_SECONDS = 600
 
@@ -50,7 +53,40 @@ def sizing_request(spec: ModelDeploymentSpec) -> SizingRequest:
         max_num_seqs=spec.batching.max_num_seqs,
         instance_type=spec.accelerator.instance_type,
         tensor_parallel=spec.accelerator.tensor_parallel_degree,
+        families=_families(spec),
     )
+
+
+def _families(spec: ModelDeploymentSpec) -> tuple[str, ...]:
+    """The instance families sizing may pick: the spec's choice, narrowed to what the engine runs on."""
+    chosen = tuple(spec.accelerator.families)
+    if spec.engine.name == "vllm":
+        return chosen
+    narrowed = tuple(f for f in chosen if f in LEGACY_ENGINE_FAMILIES) if chosen else LEGACY_ENGINE_FAMILIES
+    if not narrowed:
+        raise ValueError(
+            f"engine {spec.engine.name} runs on {', '.join(LEGACY_ENGINE_FAMILIES)} only, but accelerator.families "
+            f"allows {', '.join(chosen)}; use engine vllm or add an inf2/trn1 family"
+        )
+    return narrowed
+
+
+def check_engine_support(spec: ModelDeploymentSpec) -> None:
+    """What only vLLM can do (the CRD's CEL rules say the same; `plan` runs without an API server to apply them)."""
+    if spec.engine.name == "vllm":
+        return
+    wanted = [
+        what
+        for what, asked in (
+            (f"{spec.model.dtype} weights", spec.model.dtype in ("fp8", "int8")),
+            ("an fp8 KV cache", spec.model.kv_cache_dtype == "fp8"),
+            ("prefix caching", spec.engine.prefix_caching),
+            (f"{spec.accelerator.instance_type}", (spec.accelerator.instance_type or "").startswith("trn2")),
+        )
+        if asked
+    ]
+    if wanted:
+        raise ValueError(f"engine {spec.engine.name} cannot serve with {' and '.join(wanted)}; use engine vllm")
 
 
 def served_model_name(spec: ModelDeploymentSpec) -> str:
@@ -129,6 +165,7 @@ def render_model_deployment(
     validate_names(name, namespace)
     if replicas < 0:
         raise ValueError(f"replicas must be 0 or more, got {replicas}")
+    check_engine_support(spec)
     images = images or EngineImages()
     sizing = size(sizing_request(spec))
     engine = get_engine(spec.engine.name)
