@@ -50,6 +50,7 @@ class KeyedResponseCache:
         return is_cacheable_request(endpoint, request, self.settings.cacheable_temperature_max)
 
     async def lookup(self, endpoint: str, request: dict[str, Any], scope: str) -> CacheHit | None:
+        """A hit, or None. Uncacheable requests return None without counting a miss."""
         if not self.cacheable(endpoint, request) or not isinstance(scope, str):
             return None
         try:
@@ -75,8 +76,11 @@ class KeyedResponseCache:
             keys = request_keys(endpoint, request, scope)
             bucket = vector = None
             if self._matcher is not None and keys.context is not None and servable_semantically(response):
-                vector = await self._matcher.encode_entry(keys.question or "")
-                bucket = keys.context
+                try:
+                    vector = await self._matcher.encode_entry(keys.question or "")
+                    bucket = keys.context
+                except Exception:
+                    log.warning("embedding failed; answer cached for exact matches only", exc_info=True)
             evicted = await self.backend.put(keys.exact, value, bucket=bucket, vector=vector)
         except Exception:
             log.warning("cache store failed; answer not cached", exc_info=True)
