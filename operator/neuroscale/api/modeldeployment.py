@@ -110,6 +110,11 @@ class AcceleratorSpec(ApiModel):
     tensor_parallel_degree: int | None = Field(
         default=None, ge=1, le=64, description="NeuronCores the model is sharded over; omitted → the smallest that fits."
     )
+    families: list[Literal["inf2", "trn1", "trn1n", "trn2"]] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Instance families sizing may choose from (those your node pools offer); empty = any.",
+    )
     scheduler_name: str | None = Field(
         default=None,
         max_length=253,

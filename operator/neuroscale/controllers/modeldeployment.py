@@ -135,12 +135,17 @@ def _report(
 
 
 def _announce_transitions(before: list[dict] | None, after: list[dict] | None, emit: EmitEvent) -> None:
-    """An Event when Sized, Ready or Degraded changes status: what a user must see in `kubectl describe`."""
-    for type_, bad in ((R.SIZED, "False"), (R.READY, None), (R.DEGRADED, "True")):
-        old, new = find(before, type_), find(after, type_)
-        if new is None or (old is not None and old["status"] == new["status"] and old["reason"] == new["reason"]):
+    """An Event for what a user must see in `kubectl describe`: sizing chosen or failed, ready, degraded, recovered."""
+    for new in after or ():
+        old = find(before, new["type"])
+        if old is not None and (old["status"], old["reason"]) == (new["status"], new["reason"]):
             continue
-        warning = new["status"] == bad
-        if type_ == R.READY and new["status"] != "True":
-            continue  # not ready yet is the normal state of a loading replica; Degraded carries real trouble
-        emit("Warning" if warning else "Normal", new["reason"], new["message"] or f"{type_} is {new['status']}")
+        message = new["message"] or f"{new['type']} is {new['status']}"
+        if new["type"] == R.SIZED:
+            emit("Normal" if new["status"] == "True" else "Warning", new["reason"], message)
+        elif new["type"] == R.DEGRADED and new["status"] == "True":
+            emit("Warning", new["reason"], message)
+        elif new["type"] == R.DEGRADED and old is not None and old["status"] == "True":
+            emit("Normal", "Recovered", f"No longer degraded (was: {old['reason']})")
+        elif new["type"] == R.READY and new["status"] == "True":
+            emit("Normal", new["reason"], message)

@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from neuroscale.api.common import API_VERSION
 from neuroscale.k8s.client import KubeClient, KubeError
 from neuroscale.observability import CHILD_WRITES, RECONCILE_SECONDS, RECONCILES
 from neuroscale.runtime import Runtime
@@ -33,13 +34,21 @@ def emitter(body: dict[str, Any]) -> Callable[[str, str, str], None]:
     return emit
 
 
-def run_reconcile(kind: str, body: dict[str, Any], runtime: Runtime, fn: Callable[[], Any]) -> Any:
-    """Run one reconcile under the object's lock, with metrics; API failures become a kopf retry."""
-    meta = body["metadata"]
+def run_reconcile(
+    kind: str, namespace: str, name: str, runtime: Runtime, fn: Callable[[dict[str, Any]], Any]
+) -> Any:
+    """Reconcile one object under its lock, from a fresh read, with metrics; API failures become a kopf retry.
+
+    Reading the object again (instead of trusting the body of the event that woke us) means a reconcile never
+    acts on a status older than the one the previous reconcile wrote, whichever trigger came first.
+    """
     started = time.perf_counter()
-    with runtime.lock((kind, meta["namespace"], meta["name"])):
+    with runtime.lock((kind, namespace, name)):
         try:
-            outcome = fn()
+            body = runtime.kube.get(API_VERSION, kind, namespace, name)
+            if body is None:
+                return None  # deleted meanwhile: the deletion handler and the garbage collector take over
+            outcome = fn(body)
         except KubeError as exc:
             RECONCILES.labels(kind, "error").inc()
             raise kopf.TemporaryError(f"Kubernetes API call failed: {exc}", delay=15) from exc

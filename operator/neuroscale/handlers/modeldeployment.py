@@ -11,34 +11,27 @@ from neuroscale.controllers import modeldeployment as controller
 from neuroscale.handlers.common import LABEL_MODEL, MANAGED, delete_owned, emitter, plain, run_reconcile
 from neuroscale.runtime import OperatorConfig, Runtime
 
+KIND = "ModelDeployment"
 RESOURCE = (GROUP, VERSION, "modeldeployments")
 CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"), ("policy/v1", "PodDisruptionBudget"),
                ("v1", "ServiceAccount"))
-INDEX = "model_deployments"
 
 
-def index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict]:
-    """An in-memory copy of every ModelDeployment, so a child's event finds its parent without an API call."""
-    return {(namespace, name): plain(body)}
-
-
-def _reconcile(body: dict[str, Any], memo: kopf.Memo) -> None:
+def _reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
     runtime: Runtime = memo.runtime
-    run_reconcile("ModelDeployment", body, runtime, lambda: controller.reconcile(
+    run_reconcile(KIND, namespace, name, runtime, lambda body: controller.reconcile(
         body, runtime.kube, now=runtime.clock(), emit=emitter(body)))
 
 
-def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def reconcile(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     """Create, update and resume; and, on a timer, drift correction for children changed while no event came."""
-    _reconcile(plain(body), memo)
+    _reconcile(namespace, name, memo)
 
 
-def child_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """A child changed (rollout progress, hand edit, deletion): reconcile its parent from the in-memory copy."""
+def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A child changed (rollout progress, hand edit, deletion): reconcile its parent."""
     meta = body.get("metadata", {})
-    key = (meta.get("namespace"), meta.get("labels", {}).get(LABEL_MODEL))
-    for parent in kwargs[INDEX].get(key, ()):
-        _reconcile(parent, memo)
+    _reconcile(meta["namespace"], meta["labels"][LABEL_MODEL], memo)
 
 
 def deleted(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -52,7 +45,6 @@ def deleted(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
-    kopf.index(*RESOURCE, id=INDEX, registry=registry)(index)
     for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
         on(*RESOURCE, registry=registry)(reconcile)
     kopf.timer(*RESOURCE, id="resync", registry=registry, interval=config.resync_seconds,

@@ -1,0 +1,131 @@
+"""The kmock Kubernetes emulator on loopback, our CRDs declared in it, and the operator running against it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import kmock
+import kopf
+import kubernetes
+
+from neuroscale.api.registry import KINDS
+from neuroscale.handlers import build_registry
+from neuroscale.k8s.client import KubeClient
+from neuroscale.runtime import OperatorConfig, Runtime
+
+NAMESPACE = "ns1"
+GROUP_VERSION = "neuroscale.io/v1alpha1"
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """kmock plus the one API-server behaviour our tests need and it lacks: names from `generateName`.
+
+    kopf posts Events with generateName; without this every Event after the first collides (409).
+    """
+
+    async def _handle(self, request: Any) -> Any:
+        data = request.data if request.action == kmock.action.CREATE else None
+        if isinstance(data, dict):
+            meta = data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+        return await super()._handle(request)
+
+
+@contextlib.asynccontextmanager
+async def emulator() -> AsyncIterator[Emulator]:
+    """The emulator served on a free loopback port, our kinds declared."""
+    async with Emulator() as server, kmock.Server(server):
+        declare_resources(server)
+        yield server
+
+
+def declare_resources(server: kmock.KubernetesEmulator) -> None:
+    """Built-in kinds plus ours; without watch/list/patch kopf silently serves nothing."""
+    server.resources.load_bundled()
+    for kind in KINDS:
+        server.resources[f"{GROUP_VERSION}/{kind.plural}"] = kmock.ResourceInfo(
+            kind=kind.kind, namespaced=True, subresources={"status"},
+            verbs={"list", "watch", "get", "fetch", "patch", "create", "delete", "update"},
+        )
+
+
+def write_kubeconfig(path: Path, url: str) -> Path:
+    path.write_text(
+        "kind: Config\napiVersion: v1\ncurrent-context: emulator\n"
+        f"clusters: [{{name: emulator, cluster: {{server: '{url}'}}}}]\n"
+        "contexts: [{name: emulator, context: {cluster: emulator, user: tester}}]\n"
+        "users: [{name: tester, user: {token: test-token}}]\n"
+    )
+    return path
+
+
+def api_client(kubeconfig: Path) -> kubernetes.client.ApiClient:
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    return kubernetes.client.ApiClient(configuration)
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    kubeconfig: Path, config: OperatorConfig | None = None, namespaces: tuple[str, ...] = (NAMESPACE,),
+    **runtime_extras: Any,
+) -> AsyncIterator[Runtime]:
+    """Start the real operator (kopf + our registry) as a task in this loop; stop it on exit."""
+    config = config or OperatorConfig(resync_seconds=2.0, autoscale_interval_seconds=1.0)
+    runtime = Runtime(kube=KubeClient(api_client(kubeconfig)), config=config, extras=dict(runtime_extras))
+    registry = build_registry(config)
+    kopf.on.login(registry=registry)(_login(kubeconfig))
+    settings = kopf.OperatorSettings()
+    settings.scanning.disabled = True
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(kopf.operator(
+        registry=registry, settings=settings, namespaces=list(namespaces), standalone=True,
+        stop_flag=stop, ready_flag=ready, memo=kopf.Memo(runtime=runtime),
+    ))
+    await asyncio.wait_for(ready.wait(), 10)
+    try:
+        yield runtime
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(task, 10)
+
+
+def _login(kubeconfig: Path) -> Callable[..., kopf.ConnectionInfo]:
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=config)
+        return kopf.ConnectionInfo(server=config.host, token="test-token", insecure=True)
+    return login
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
+    """Poll `check` until it returns a truthy value (returned) or raises nothing; fail with its last error."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+            last = AssertionError(f"{getattr(check, '__name__', 'check')} returned {result!r}")
+        except (AssertionError, KeyError, TypeError) as exc:
+            last = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not true within {timeout}s: {last}")
+
+
+def stored(server: kmock.KubernetesEmulator, resource: str, name: str, namespace: str = NAMESPACE) -> dict | None:
+    """The emulator's current copy of an object, or None when absent or deleted."""
+    try:
+        obj = server.objects[resource, namespace, name]
+    except KeyError:
+        return None
+    return None if obj.deleted else obj.raw
