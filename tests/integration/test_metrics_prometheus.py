@@ -37,8 +37,13 @@ from yarl import URL
 
 from neuroscale.autoscale.metrics import MetricsProblem, MetricsReading, MetricsSource, PrometheusSettings
 from neuroscale.autoscale.promql import MetricsTarget
-from tests.support.engine_exporter import EngineExporter
-from tests.support.prometheus_server import PrometheusServer, pod_target, prometheus_factory  # noqa: F401
+from tests.support.engine_exporter import EngineExporter, ExportedEngine
+from tests.support.prometheus_server import (  # noqa: F401
+    PrometheusServer,
+    ScrapeTarget,
+    pod_target,
+    prometheus_factory,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -54,36 +59,35 @@ class Fleet:
     """Exporters standing in for pods, all scraped by one Prometheus."""
 
     def __init__(self) -> None:
-        self.llama_a = EngineExporter("vllm", tokens_per_second=100, queue_depth=2)
-        self.llama_b = EngineExporter("vllm", tokens_per_second=50, queue_depth=3)
-        self.sibling = EngineExporter("vllm", tokens_per_second=1000, queue_depth=40)
-        self.other_namespace = EngineExporter("vllm", tokens_per_second=2000, queue_depth=50)
-        self.tgi = EngineExporter("tgi", tokens_per_second=80, queue_depth=4)
-        self.djl = EngineExporter("djl-lmi", tokens_per_second=60, running=4)
-        self.hostile = EngineExporter("vllm", tokens_per_second=30, queue_depth=1)
-        self.fading = [EngineExporter("vllm", tokens_per_second=10), EngineExporter("vllm", tokens_per_second=20)]
-
-    def start(self) -> list:
-        pods = [
-            (self.llama_a, NAMESPACE, "llama-5d8f7c9b4-abcde", {}),
-            (self.llama_b, NAMESPACE, "llama-5d8f7c9b4-fghij", {}),
-            (self.sibling, NAMESPACE, "llama-8b-6c7d8e9f0-klmno", {}),
-            (self.other_namespace, "other", "llama-5d8f7c9b4-pqrst", {}),
-            (self.tgi, NAMESPACE, "tgi-model-7b6c5d4e3-uvwxy", {}),
-            (self.djl, NAMESPACE, "djl-model-7b6c5d4e3-zabcd", {}),
-            (self.hostile, NAMESPACE, "custom-pod", {"team": HOSTILE_TEAM}),
-            (self.fading[0], NAMESPACE, "fading-6f5e4d3c2-aaaaa", {}),
-            (self.fading[1], NAMESPACE, "fading-6f5e4d3c2-bbbbb", {}),
+        self.targets: list[ScrapeTarget] = []
+        self.exporters: list[EngineExporter] = []
+        self.llama_a = self._pod("llama-5d8f7c9b4-abcde", "vllm", tokens_per_second=100, queue_depth=2)
+        self.llama_b = self._pod("llama-5d8f7c9b4-fghij", "vllm", tokens_per_second=50, queue_depth=3)
+        self._pod("llama-8b-6c7d8e9f0-klmno", "vllm", tokens_per_second=1000, queue_depth=40)
+        self._pod("llama-5d8f7c9b4-pqrst", "vllm", namespace="other", tokens_per_second=2000, queue_depth=50)
+        self._pod("tgi-model-7b6c5d4e3-uvwxy", "tgi", tokens_per_second=80, queue_depth=4)
+        self._pod("djl-model-7b6c5d4e3-zabcd", "djl-lmi", tokens_per_second=60, running=4)
+        self._pod("custom-pod", "vllm", labels={"team": HOSTILE_TEAM}, tokens_per_second=30, queue_depth=1)
+        self.fading = [
+            self._pod("fading-6f5e4d3c2-aaaaa", "vllm", tokens_per_second=10),
+            self._pod("fading-6f5e4d3c2-bbbbb", "vllm", tokens_per_second=20),
         ]
-        targets = []
-        for exporter, namespace, pod, labels in pods:
-            exporter.start()
-            targets.append(pod_target(exporter.address, namespace, pod, **labels))
-        return targets
+
+    def _pod(
+        self,
+        pod: str,
+        engine: ExportedEngine,
+        namespace: str = NAMESPACE,
+        labels: dict[str, str] | None = None,
+        **values: float,
+    ) -> EngineExporter:
+        exporter = EngineExporter(engine, **values).start()
+        self.exporters.append(exporter)
+        self.targets.append(pod_target(exporter.address, namespace, pod, **(labels or {})))
+        return exporter
 
     def stop(self) -> None:
-        for exporter in (self.llama_a, self.llama_b, self.sibling, self.other_namespace, self.tgi, self.djl,
-                         self.hostile, *self.fading):
+        for exporter in self.exporters:
             exporter.stop()
 
 
@@ -96,7 +100,7 @@ def fleet() -> Iterator[Fleet]:
 
 @pytest.fixture(scope="module")
 def prometheus(prometheus_factory: Callable[..., PrometheusServer], fleet: Fleet) -> PrometheusServer:  # noqa: F811
-    return prometheus_factory(targets=fleet.start())
+    return prometheus_factory(targets=fleet.targets)
 
 
 def make_settings(url: str, **overrides: object) -> PrometheusSettings:
