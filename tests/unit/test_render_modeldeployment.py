@@ -377,3 +377,9 @@ def test_image_override_and_defaults():
 def test_rendering_is_deterministic():
     spec = make_spec(compileCache={"uri": "s3://cache-bucket/llama"}, engine={"prefixCaching": True})
     assert render(spec).objects == render(spec).objects
+
+
+def test_a_literal_hub_token_in_env_is_refused():
+    spec = make_spec(engine={"env": [{"name": "HF_TOKEN", "value": "hf_abc"}]})
+    with pytest.raises(ValueError, match="hubTokenSecretRef"):
+        render(spec)

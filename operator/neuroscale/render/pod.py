@@ -21,6 +21,8 @@ PORT_NAME = "http"
 RUN_AS_USER = 1000
 S3_WEIGHTS_DIR = f"{MODELS_DIR}/weights"
 HF_HOME = f"{MODELS_DIR}/huggingface"
+# Credentials the engines read; they may only come from a Secret.
+TOKEN_VARIABLES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ def _env(spec: ModelDeploymentSpec, launch: EngineLaunch) -> list[dict]:
     token = spec.engine.hub_token_secret_ref
     if token is not None:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}})
+    literal_tokens = sorted({var.name for var in spec.engine.env} & TOKEN_VARIABLES)
+    if literal_tokens:
+        raise ValueError(
+            f"engine.env sets {', '.join(literal_tokens)} as a literal value; put the token in a Secret and "
+            "reference it with engine.hubTokenSecretRef"
+        )
     user = {var.name: var.value for var in spec.engine.env}
     merged = [{"name": item["name"], "value": user.pop(item["name"])} if item["name"] in user else item
               for item in env]
