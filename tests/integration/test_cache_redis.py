@@ -1,0 +1,158 @@
+"""Cache over a real redis-server on loopback: exact hits shared between two gateway replicas, tenant isolation,
+TTL expiry, LRU entry bound with touch-on-hit, byte bound, eviction metrics, semantic lookups with MiniLM over Redis
+buckets, cleanup of evicted candidates, and an unreachable Redis turning into misses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as redis_asyncio
+
+from neuroscale.cache import CacheSettings, build_cache
+from neuroscale.cache.embedders import LocalEmbedder
+from neuroscale.cache.redis_backend import RedisBackend
+from neuroscale.cache.response_cache import KeyedResponseCache
+from neuroscale.cache.semantic import SemanticMatcher
+from tests.support.redis_server import redis_server, redis_url  # noqa: F401  (pytest fixtures)
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def hit(self, mode: str, kind: str) -> None:
+        self.calls.append(("hit", mode, kind))
+
+    def miss(self, mode: str) -> None:
+        self.calls.append(("miss", mode))
+
+    def eviction(self, mode: str) -> None:
+        self.calls.append(("eviction", mode))
+
+
+def make_request(question: str = "What is 2+2?", **overrides: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": question}], "temperature": 0, **overrides}
+
+
+def make_response(text: str = "4") -> dict[str, Any]:
+    return {"object": "chat.completion", "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[redis_asyncio.Redis]:  # noqa: F811
+    client = redis_asyncio.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_replicas_share_exact_entries_but_not_across_tenants(redis_url: str) -> None:  # noqa: F811
+    settings = CacheSettings(backend="redis", redis_url=redis_url)
+    metrics = RecordingMetrics()
+    writer, reader = build_cache(settings), build_cache(settings, metrics=metrics)
+    await writer.store("chat", make_request(), "tenant-a", make_response())
+    hit = await reader.lookup("chat", make_request(), "tenant-a")
+    assert hit is not None and hit.kind == "exact" and hit.response == make_response()
+    assert await reader.lookup("chat", make_request(), "tenant-b") is None
+    assert metrics.calls == [("hit", "exact", "exact"), ("miss", "exact")]
+    await writer.close()
+    await reader.close()
+
+
+async def test_entries_expire_with_ttl(redis_url: str, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+    cache = build_cache(CacheSettings(backend="redis", redis_url=redis_url, ttl_seconds=1))
+    await cache.store("chat", make_request(), "t", make_response())
+    (key,) = await raw.keys("{neuroscale}:r:*")
+    assert 0 < await raw.pttl(key) <= 1000
+    await asyncio.sleep(1.2)
+    assert await cache.lookup("chat", make_request(), "t") is None
+    await cache.close()
+
+
+async def test_entry_bound_is_lru_and_counted(redis_url: str, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+    metrics = RecordingMetrics()
+    cache = build_cache(CacheSettings(backend="redis", redis_url=redis_url, max_entries=3), metrics=metrics)
+    for q in "abc":
+        await cache.store("chat", make_request(q), "t", make_response(q))
+    assert await cache.lookup("chat", make_request("a"), "t") is not None  # touch: "b" is now the oldest
+    await cache.store("chat", make_request("d"), "t", make_response("d"))
+    present = [q for q in "abcd" if await cache.lookup("chat", make_request(q), "t") is not None]
+    assert present == ["a", "c", "d"]
+    assert metrics.calls.count(("eviction", "exact")) == 1
+    assert await raw.zcard("{neuroscale}:idx") == 3 and await raw.hlen("{neuroscale}:sizes") == 3
+    await cache.close()
+
+
+async def test_byte_bound_holds(redis_url: str, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+    cache = build_cache(CacheSettings(backend="redis", redis_url=redis_url, max_memory_mb=1, key_prefix="bytes"))
+    big = "x" * 200_000
+    for i in range(12):
+        await cache.store("chat", make_request(f"q{i}"), "t", make_response(big))
+    assert int(await raw.get("{bytes}:bytes")) <= 1024 * 1024
+    assert len(await raw.keys("{bytes}:r:*")) == 5
+    assert await cache.lookup("chat", make_request("q11"), "t") is not None
+    assert await cache.lookup("chat", make_request("q0"), "t") is None
+    await cache.close()
+
+
+async def test_prefixes_do_not_collide(redis_url: str) -> None:  # noqa: F811
+    one = build_cache(CacheSettings(backend="redis", redis_url=redis_url, key_prefix="one"))
+    two = build_cache(CacheSettings(backend="redis", redis_url=redis_url, key_prefix="two"))
+    await one.store("chat", make_request(), "t", make_response())
+    assert await two.lookup("chat", make_request(), "t") is None
+    await one.close()
+    await two.close()
+
+
+@pytest.fixture(scope="module")
+def embedder() -> LocalEmbedder:
+    model = LocalEmbedder()
+    model.load()
+    return model
+
+
+def make_semantic(redis_url: str, embedder: LocalEmbedder, **overrides: Any) -> KeyedResponseCache:  # noqa: F811
+    settings = CacheSettings(mode="semantic", backend="redis", redis_url=redis_url, **overrides)
+    matcher = SemanticMatcher.from_settings(settings, embedder=embedder)
+    return KeyedResponseCache(settings, RedisBackend.from_settings(settings), matcher=matcher)
+
+
+@pytest.mark.slow
+async def test_semantic_over_redis(redis_url: str, embedder: LocalEmbedder, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+    writer, reader = make_semantic(redis_url, embedder), make_semantic(redis_url, embedder)
+    await writer.store("chat", make_request("How do I delete my account?"), "t", make_response("Settings > Delete"))
+    hit = await reader.lookup("chat", make_request("What are the steps to remove my account?"), "t")
+    assert hit is not None and hit.kind == "semantic" and hit.response["choices"][0]["message"]["content"] == "Settings > Delete"
+    assert await reader.lookup("chat", make_request("How do I restore my account?"), "t") is None
+    assert await reader.lookup("chat", make_request("What are the steps to remove my account?"), "other") is None
+    (bucket,) = await raw.keys("{neuroscale}:b:*")
+    assert await raw.llen(bucket) == 1 and await raw.pttl(bucket) > 0
+    await raw.delete(*(await raw.keys("{neuroscale}:v:*")))
+    # A candidate whose vector is gone is dropped from its bucket on the next lookup.
+    assert await reader.lookup("chat", make_request("What are the steps to remove my account?"), "t") is None
+    assert await raw.llen(bucket) == 0
+    await writer.backend.close()
+    await reader.backend.close()
+
+
+@pytest.mark.slow
+async def test_semantic_bucket_is_bounded(redis_url: str, embedder: LocalEmbedder, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+    cache = make_semantic(redis_url, embedder, semantic_bucket_size=3)
+    for i in range(6):
+        await cache.store("chat", make_request(f"How do I delete account {i}?"), "t", make_response())
+    (bucket,) = await raw.keys("{neuroscale}:b:*")
+    assert await raw.llen(bucket) == 3
+    await cache.backend.close()
+
+
+async def test_unreachable_redis_is_a_miss_not_an_error() -> None:
+    metrics = RecordingMetrics()
+    # Port 9 (discard) on loopback has no listener here: connections are refused at once.
+    cache = build_cache(CacheSettings(backend="redis", redis_url="redis://127.0.0.1:9/0"), metrics=metrics)
+    await cache.store("chat", make_request(), "t", make_response())
+    assert await cache.lookup("chat", make_request(), "t") is None
+    assert metrics.calls == [("miss", "exact")]
+    await cache.close()
