@@ -5,7 +5,7 @@ sibling Deployment's and another namespace's pods; TGI and DJL-LMI queries; a ho
 exactly; a vanished exporter (pods not reporting, then missing); samples older than the bound (stale);
 Prometheus stopped (error, no values) and recovery on restart; bearer tokens (rejected, rotated, missing file)
 through an authenticating proxy; SigV4 signatures recomputed and verified by a loopback server with botocore;
-TLS with a CA file, without it, and with verification skipped; concurrent reads; settings validation.
+TLS with a CA file, a missing CA file, none, and verification skipped; concurrent reads; settings validation.
 """
 
 from __future__ import annotations
@@ -415,6 +415,10 @@ async def test_tls_with_ca_file_without_it_and_skipping_verification(
 
     trusted = MetricsSource(make_settings(proxy.url, ca_file=str(cert_file)))
     assert (await read_until(trusted, target, close_to(150.0))).ready_pods_reporting == 2
+
+    missing_ca = await read(MetricsSource(make_settings(proxy.url, ca_file=str(cert_file) + ".missing")), target)
+    assert_failed(missing_ca, MetricsProblem.PROMETHEUS_QUERY_FAILED)
+    assert "invalid path" in (missing_ca.error or "")
 
     untrusted = await read(MetricsSource(make_settings(proxy.url)), target)
     assert_failed(untrusted, MetricsProblem.PROMETHEUS_UNREACHABLE)

@@ -96,7 +96,8 @@ def test_engine_queries_use_the_engine_metric_names(engine: str, tokens_metric: 
 def test_rate_window_is_spliced_into_counter_queries() -> None:
     tokens, queue = promql("vllm", make_target(), rate_window="45s")
     assert tokens.endswith("[45s]))")
-    assert queue == 'sum by (namespace, pod) (vllm:num_requests_waiting{namespace="ml",pod=~"llama-[a-z0-9]+-[a-z0-9]+"})'
+    selector = '{namespace="ml",pod=~"llama-[a-z0-9]+-[a-z0-9]+"}'
+    assert queue == f"sum by (namespace, pod) (vllm:num_requests_waiting{selector})"
 
 
 def test_promql_refuses_an_engine_other_than_the_targets() -> None:

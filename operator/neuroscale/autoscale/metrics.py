@@ -158,13 +158,12 @@ class MetricsSource:
         except CredentialsUnavailable as error:
             return _failed(now, MetricsProblem.CREDENTIALS_UNAVAILABLE, str(error))
         except (requests.ConnectionError, requests.Timeout) as error:
-            return _failed(
-                now, MetricsProblem.PROMETHEUS_UNREACHABLE, f"Prometheus at {self.settings.url} unreachable: {_cause(error)}"
-            )
-        except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError, TypeError) as error:
-            return _failed(
-                now, MetricsProblem.PROMETHEUS_QUERY_FAILED, f"Prometheus at {self.settings.url} failed: {_cause(error)}"
-            )
+            message = f"Prometheus at {self.settings.url} unreachable: {_cause(error)}"
+            return _failed(now, MetricsProblem.PROMETHEUS_UNREACHABLE, message)
+        # OSError also covers a CA file that is not there (yet): requests raises it before connecting.
+        except (OSError, PrometheusApiClientException, ValueError, KeyError, TypeError) as error:
+            message = f"Prometheus at {self.settings.url} failed: {_cause(error)}"
+            return _failed(now, MetricsProblem.PROMETHEUS_QUERY_FAILED, message)
         return _combine(target, now, self.settings.max_sample_age_s, tokens, queue, last_sample)
 
     def close(self) -> None:
