@@ -77,9 +77,10 @@ class SemanticMatcher:
         if not np.isfinite(norm) or norm == 0.0:
             raise ValueError("embedder returned a zero or non-finite vector")
         vector = vector / norm
-        self._memo[question] = vector
-        if len(self._memo) > self._memo_size:
-            self._memo.popitem(last=False)
+        if self._memo_size > 0:
+            self._memo[question] = vector
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
         return vector
 
     async def encode_entry(self, question: str) -> bytes:
