@@ -49,6 +49,10 @@ class HelmReadyEmulator(kmock.KubernetesEmulator):
 
 
 SERVICE_MONITOR = ExtraResource("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor")
+KOPF_PEERINGS = (
+    ExtraResource("kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False),
+    ExtraResource("kopf.dev", "v1", "kopfpeerings", "KopfPeering"),
+)
 
 _ALL_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete", "fetch"})
 
