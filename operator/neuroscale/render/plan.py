@@ -124,7 +124,7 @@ def plan_document(index: int, doc: Any, default_namespace: str) -> PlanEntry:
     if not isinstance(kind, str) or not isinstance(api_version, str):
         return PlanEntry(index, None, name, namespace, error="missing apiVersion or kind")
     if api_version.split("/", 1)[0] != GROUP:
-        return PlanEntry(index, kind, name, namespace,
+        return PlanEntry(index, kind, name, meta.get("namespace"),
                          note=f"not a neuroscale resource ({api_version}); passed over")
     renderer = RENDERERS.get(kind)
     if renderer is None:
