@@ -126,15 +126,18 @@ async def install(
     upgrades: Iterable[dict[str, Any]] = (),
     namespace: str = RELEASE_NAMESPACE,
     extra: Iterable[ExtraResource] = (),
+    seed: Iterable[tuple[ExtraResource, dict[str, Any]]] = (),
     chart_dir: Path = CHART_DIR,
 ) -> list[Release]:
     """Install the chart into a fresh emulator, then upgrade it with each of `upgrades`: one Release per step.
 
-    `stored` of each Release is what the emulator holds once all steps ran.
+    `extra` kinds are served and `seed` objects exist before Helm starts. `stored` of each Release is what the
+    emulator holds once all steps ran. The steps share one Helm process, so they share Helm's view of the
+    cluster's API versions (`.Capabilities`) as taken at the first step, unlike separate `helm` commands.
     """
     steps = [{"action": "install", "values": values or {}}]
     steps += [{"action": "upgrade", "values": upgrade} for upgrade in upgrades]
-    async with running_emulator(extra) as (emulator, url):
+    async with running_emulator(extra, seed) as (emulator, url):
         with tempfile.TemporaryDirectory(prefix="neuroscale-kubeconfig-") as tmp:
             kubeconfig = write_kubeconfig(url, Path(tmp) / "config", namespace)
             results = await run_helm(steps, kubeconfig=kubeconfig, namespace=namespace, chart_dir=chart_dir)

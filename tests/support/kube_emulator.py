@@ -111,12 +111,18 @@ def _install_reactions(emulator: kmock.KubernetesEmulator, core_discovery: dict[
 
 
 @contextlib.asynccontextmanager
-async def running_emulator(extra: Iterable[ExtraResource] = ()) -> AsyncIterator[tuple[kmock.KubernetesEmulator, str]]:
-    """A started emulator serving the built-in kinds (and `extra`), and its base URL."""
+async def running_emulator(
+    extra: Iterable[ExtraResource] = (),
+    seed: Iterable[tuple[ExtraResource, dict[str, Any]]] = (),
+) -> AsyncIterator[tuple[kmock.KubernetesEmulator, str]]:
+    """A started emulator serving the built-in kinds and `extra`, already holding the `seed` objects; its URL."""
     async with HelmReadyEmulator() as emulator, kmock.Server(emulator) as server:
         emulator.resources.load_bundled()
         for res in extra:
             serve_kind(emulator, group=res.group, version=res.version, plural=res.plural, kind=res.kind, namespaced=res.namespaced)
+        for res, obj in seed:
+            key = kmock.resource(res.group, res.version, res.plural)
+            emulator.objects[key, obj["metadata"].get("namespace"), obj["metadata"]["name"]] = obj
         async with server.client.get("/api/v1") as response:
             core_discovery = await response.json()
         core_discovery["groupVersion"] = "v1"
