@@ -1,0 +1,156 @@
+"""CacheTier: a response cache (exact or semantic) in Redis, run by the operator or bound to an existing endpoint."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from neuroscale.api.common import CONDITIONS_FIELD, Condition, SecretKeyRef
+from neuroscale.api.inferencecascade import AWS_REGION, HTTP_URL
+from neuroscale.api.modeldeployment import QUANTITY
+from neuroscale.api.schema import ApiModel
+
+# Credentials never travel in the URL: the password comes from passwordSecretRef.
+REDIS_URL = r"^rediss?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[0-9]{1,2})?$"
+DEFAULT_SIMILARITY_THRESHOLD = 0.86  # the cache's measured default (neuroscale.cache.settings)
+
+
+def _default_object(description: str) -> dict:
+    return {"description": description, "json_schema_extra": {"default": {}}}
+
+
+class InClusterRedis(ApiModel):
+    """A Redis the operator runs: one replica, no persistence (it is a cache), LRU eviction at the size bound."""
+
+    image: str = Field(default="redis:7", max_length=512, description="Redis image (official redis:7 by default).")
+    cpu: str = Field(default="250m", pattern=QUANTITY, max_length=32, description="CPU request.")
+
+
+class ExternalRedis(ApiModel):
+    """An existing Redis or Amazon ElastiCache (Redis OSS / Valkey) endpoint."""
+
+    url: str = Field(
+        description="redis://host:port/db, or rediss:// for TLS (ElastiCache in-transit encryption). No credentials.",
+        max_length=512, pattern=REDIS_URL,
+    )
+    password_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the Redis AUTH password, mounted into gateways as env."
+    )
+
+
+class CacheBackend(ApiModel):
+    """Where entries live: exactly one of inCluster or external."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.inCluster) != has(self.external)", "message": "set exactly one of inCluster or external"}
+            ]
+        }
+    }
+
+    in_cluster: InClusterRedis | None = Field(default=None, description="Run Redis in the cluster.")
+    external: ExternalRedis | None = Field(default=None, description="Use an existing Redis / ElastiCache endpoint.")
+
+
+class EmbeddingSpec(ApiModel):
+    """The model that embeds prompts for semantic matching."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.kind != 'openai' || has(self.url)", "message": "embedding kind openai needs url"},
+                {"rule": "self.kind != 'bedrock' || (has(self.model) && has(self.region))",
+                 "message": "embedding kind bedrock needs model (a Titan model id) and region"},
+            ]
+        }
+    }
+
+    kind: Literal["local", "openai", "bedrock"] = Field(
+        default="local", description="local (MiniLM in the gateway), openai (/v1/embeddings) or bedrock (Titan)."
+    )
+    model: str | None = Field(default=None, max_length=256, description="Model name or id; local default all-MiniLM-L6-v2.")
+    url: str | None = Field(default=None, max_length=2048, pattern=HTTP_URL, description="Embeddings base URL (openai).")
+    api_key_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key with the embeddings API key.")
+    region: str | None = Field(default=None, max_length=32, pattern=AWS_REGION, description="AWS region (bedrock).")
+
+
+class SemanticSpec(ApiModel):
+    """Semantic matching: a paraphrase of a cached prompt is answered from the cache."""
+
+    similarity_threshold: float = Field(
+        default=DEFAULT_SIMILARITY_THRESHOLD, gt=0, le=1,
+        description="Cosine similarity at or above which a cached answer is reused (a verifier then checks it).",
+    )
+    embedding: EmbeddingSpec = Field(default_factory=EmbeddingSpec, **_default_object("Embedding model."))
+
+
+class CacheableSpec(ApiModel):
+    """Which requests may be answered from, and stored in, the cache."""
+
+    max_temperature: float = Field(
+        default=0.0, ge=0, le=2,
+        description="Cache requests with temperature at or below this (default 0: deterministic requests only).",
+    )
+
+
+class IsolationSpec(ApiModel):
+    """Who may share cached answers. Callers with different API keys never do."""
+
+    tenant_header: str | None = Field(
+        default=None, max_length=128, pattern=r"^[A-Za-z0-9-]+$",
+        description="Request header whose value further splits the scope (e.g. x-tenant-id).",
+    )
+
+
+class CacheTierSpec(ApiModel):
+    """Desired state of a CacheTier."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.mode == 'semantic' || !has(self.semantic)",
+                 "message": "semantic settings apply only to mode semantic"}
+            ]
+        }
+    }
+
+    mode: Literal["exact", "semantic"] = Field(
+        default="exact", description="exact (same request) or semantic (same meaning, by embedding similarity)."
+    )
+    backend: CacheBackend = Field(
+        default_factory=lambda: CacheBackend(in_cluster=InClusterRedis()),
+        description="Where entries live.", json_schema_extra={"default": {"inCluster": {}}},
+    )
+    ttl_seconds: int = Field(default=3600, ge=1, le=30 * 86400, description="How long an answer stays cached.")
+    max_entries: int = Field(default=10_000, ge=1, le=100_000_000, description="Most cached answers per cascade.")
+    max_memory_mb: int = Field(
+        default=256, ge=16, le=1_048_576, alias="maxMemoryMB",
+        description="Size bound in MiB: Redis maxmemory (allkeys-lru) in cluster, and the gateway's byte bound.",
+    )
+    semantic: SemanticSpec | None = Field(default=None, description="Semantic matching settings (mode semantic).")
+    cacheable: CacheableSpec = Field(default_factory=CacheableSpec, **_default_object("Which requests are cached."))
+    isolation: IsolationSpec = Field(default_factory=IsolationSpec, **_default_object("Isolation scope."))
+
+
+class CacheTierStatus(ApiModel):
+    """Observed state of a CacheTier."""
+
+    model_config = ApiModel.model_config | {"frozen": False}
+
+    observed_generation: int | None = Field(default=None, description="Generation the status reflects.")
+    conditions: list[Condition] = CONDITIONS_FIELD
+    endpoint: str | None = Field(default=None, description="Redis URL gateways connect to (never with credentials).")
+    mode: str | None = Field(default=None, description="exact or semantic.")
+    backend: str | None = Field(default=None, description="inCluster or external.")
+
+
+class CacheTier(ApiModel):
+    """A response cache for InferenceCascades: exact or semantic, in a Redis the operator runs or an existing one."""
+
+    api_version: Literal["neuroscale.io/v1alpha1"] = "neuroscale.io/v1alpha1"
+    kind: Literal["CacheTier"] = "CacheTier"
+    metadata: dict = Field(default_factory=dict)
+    spec: CacheTierSpec
+    status: CacheTierStatus | None = None

@@ -1,0 +1,251 @@
+"""InferenceCascade: an OpenAI-compatible gateway that tries ordered model tiers, cheapest first, with a cache."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from neuroscale.api.common import CONDITIONS_FIELD, DNS_LABEL, Condition, SecretKeyRef
+from neuroscale.api.modeldeployment import QUANTITY, ServiceAccountSpec
+from neuroscale.api.schema import ApiModel
+
+AWS_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+HTTP_URL = r"^https?://[^\s]+$"
+TIER_KINDS = ("modelDeployment", "openai", "bedrock", "sagemaker")
+
+# Structural schemas have no unions: a tier is an object with one optional member per kind, and CEL keeps exactly one.
+_ONE_KIND_RULE = " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in TIER_KINDS) + " == 1"
+
+
+def _default_object(description: str) -> dict:
+    return {"description": description, "json_schema_extra": {"default": {}}}
+
+
+class ModelDeploymentTier(ApiModel):
+    """A ModelDeployment in the cascade's namespace; its Service and served model name are resolved by the operator."""
+
+    name: str = Field(description="ModelDeployment name.", max_length=63, pattern=DNS_LABEL)
+
+
+class OpenAITier(ApiModel):
+    """An external OpenAI-compatible endpoint."""
+
+    url: str = Field(
+        description="Base URL including the API prefix, e.g. https://api.example.com/v1.", max_length=2048,
+        pattern=HTTP_URL,
+    )
+    model: str = Field(description="Model name the endpoint expects in requests.", min_length=1, max_length=256)
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the API key; mounted into the gateway as an environment variable."
+    )
+
+
+class BedrockTier(ApiModel):
+    """An Amazon Bedrock model, called through Converse / ConverseStream with the gateway pod's IAM identity."""
+
+    model_id: str = Field(
+        description="Bedrock model id or inference profile ARN, e.g. us.anthropic.claude-3-5-haiku-20241022-v1:0.",
+        min_length=1, max_length=2048,
+    )
+    region: str = Field(description="AWS region of the Bedrock runtime.", max_length=32, pattern=AWS_REGION)
+    endpoint_url: str | None = Field(
+        default=None, description="Runtime endpoint override (a VPC interface endpoint).", max_length=2048,
+        pattern=HTTP_URL,
+    )
+
+
+class SageMakerTier(ApiModel):
+    """An Amazon SageMaker AI real-time endpoint (e.g. an LMI container), via InvokeEndpoint(WithResponseStream)."""
+
+    endpoint_name: str = Field(
+        description="SageMaker endpoint name.", max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+    )
+    region: str = Field(description="AWS region of the endpoint.", max_length=32, pattern=AWS_REGION)
+    inference_component: str | None = Field(
+        default=None, description="Inference component name, when the endpoint hosts several.", max_length=63
+    )
+    payload: Literal["messages", "inputs"] = Field(
+        default="messages",
+        description="Request schema: messages (OpenAI chat, what LMI accepts) or inputs ({inputs, parameters}).",
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="Runtime endpoint override (a VPC interface endpoint).", max_length=2048,
+        pattern=HTTP_URL,
+    )
+
+
+class TierTimeouts(ApiModel):
+    """How long the gateway waits on this tier before it counts as failed (and escalates, if allowed)."""
+
+    connect_seconds: float = Field(default=2.0, gt=0, le=60, description="Time to connect.")
+    first_token_seconds: float = Field(default=30.0, gt=0, le=600, description="Time to the first streamed chunk.")
+    total_seconds: float = Field(default=300.0, gt=0, le=3600, description="Upper bound on the whole exchange.")
+
+
+class CascadeTier(ApiModel):
+    """One tier of the cascade: exactly one of modelDeployment, openai, bedrock or sagemaker."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": _ONE_KIND_RULE,
+                 "message": "set exactly one of modelDeployment, openai, bedrock or sagemaker"},
+            ]
+        }
+    }
+
+    name: str = Field(
+        description="Tier name: clients may send it as `model` to target this tier; reported in status and metrics.",
+        max_length=63, pattern=DNS_LABEL,
+    )
+    model_deployment: ModelDeploymentTier | None = Field(default=None, description="A ModelDeployment tier.")
+    openai: OpenAITier | None = Field(default=None, description="An external OpenAI-compatible tier.")
+    bedrock: BedrockTier | None = Field(default=None, description="An Amazon Bedrock tier.")
+    sagemaker: SageMakerTier | None = Field(default=None, description="An Amazon SageMaker AI endpoint tier.")
+    max_prompt_tokens: int | None = Field(
+        default=None, ge=1, le=10_000_000,
+        description="Skip this tier when the estimated prompt is longer (prompt-length escalation).",
+    )
+    timeouts: TierTimeouts = Field(default_factory=TierTimeouts, **_default_object("Timeouts for this tier."))
+
+    @property
+    def kind(self) -> str:
+        """Which member is set (the CEL rule guarantees one; the first wins if a body skipped validation)."""
+        return next((k for k in TIER_KINDS if getattr(self, _snake(k)) is not None), "")
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+class EscalationSpec(ApiModel):
+    """When a request moves on to the next tier."""
+
+    on_upstream_error: bool = Field(default=True, description="Escalate on connection errors, timeouts, 429 and 5xx.")
+    on_empty_answer: bool = Field(default=True, description="Escalate when the answer is empty.")
+    on_refusal: bool = Field(default=True, description="Escalate when the answer matches a refusal pattern.")
+    refusal_patterns: list[str] | None = Field(
+        default=None, max_length=32,
+        description="Case-insensitive regular expressions for refusals; omitted → the gateway's built-in list.",
+        json_schema_extra={"items": {"type": "string", "maxLength": 512}},
+    )
+    min_mean_logprob: float | None = Field(
+        default=None, le=0, ge=-100,
+        description="Escalate when the mean token log-probability of an answer is below this.",
+    )
+    stream_inspect_tokens: int = Field(
+        default=16, ge=0, le=4096,
+        description="Streaming: chunks of a non-final tier judged before the stream is committed to the client.",
+    )
+    allow_client_hint: bool = Field(default=True, description="Honour the client's tier choice (model and headers).")
+    default_max_tier: str | None = Field(
+        default=None, max_length=63, description="Highest tier a request may reach unless the client asks otherwise."
+    )
+
+
+class GatewayResources(ApiModel):
+    """CPU and memory of one gateway replica; omitted → 500m and 512Mi (1536Mi with a local semantic embedder)."""
+
+    cpu: str | None = Field(default=None, pattern=QUANTITY, max_length=32, description="CPU request, e.g. 500m.")
+    memory: str | None = Field(
+        default=None, pattern=QUANTITY, max_length=32, description="Memory request and limit, e.g. 512Mi."
+    )
+
+
+class GatewaySpec(ApiModel):
+    """The gateway Deployment and Service."""
+
+    replicas: int = Field(default=2, ge=0, le=100, description="Gateway replicas.")
+    image: str | None = Field(
+        default=None, max_length=512, description="Image override; default: the operator's own release image."
+    )
+    resources: GatewayResources = Field(default_factory=GatewayResources, **_default_object("CPU and memory."))
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Service type."
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="Service port (OpenAI-compatible HTTP).")
+    service_account: ServiceAccountSpec = Field(
+        default_factory=ServiceAccountSpec,
+        **_default_object("Pod identity: needed for Bedrock and SageMaker tiers (IRSA role or existing account)."),
+    )
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest accepted request body.")
+
+
+class CacheTierRef(ApiModel):
+    """A CacheTier in the cascade's namespace."""
+
+    name: str = Field(description="CacheTier name.", max_length=63, pattern=DNS_LABEL)
+
+
+class InferenceCascadeSpec(ApiModel):
+    """Desired state of an InferenceCascade."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.escalation) || !has(self.escalation.defaultMaxTier) || "
+                    "self.tiers.exists(t, t.name == self.escalation.defaultMaxTier)",
+                    "message": "escalation.defaultMaxTier must name one of the tiers",
+                },
+                {
+                    "rule": "!has(self.modelName) || self.tiers.all(t, t.name != self.modelName)",
+                    "message": "modelName must differ from every tier name",
+                },
+            ]
+        }
+    }
+
+    tiers: list[CascadeTier] = Field(
+        min_length=1, max_length=8, description="Ordered cheapest first; the last tier is the fallback.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    model_name: str | None = Field(
+        default=None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Model name clients send for the whole cascade; omitted → the InferenceCascade's name.",
+    )
+    escalation: EscalationSpec = Field(default_factory=EscalationSpec, **_default_object("Escalation policy."))
+    cache_tier_ref: CacheTierRef | None = Field(
+        default=None, description="Response cache; while the CacheTier is missing the gateway serves uncached."
+    )
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec, **_default_object("Gateway Deployment and Service."))
+
+
+class TierStatus(ApiModel):
+    """A tier as the operator resolved it."""
+
+    name: str = Field(description="Tier name.")
+    kind: str = Field(description="modelDeployment, openai, bedrock or sagemaker.")
+    endpoint: str = Field(description="Where the gateway sends this tier's requests (no credentials).")
+    ready: Literal["True", "False", "Unknown"] = Field(
+        description="ModelDeployment tiers: its Ready condition. External tiers: Unknown (the operator does not probe)."
+    )
+    message: str = Field(default="", description="Why the tier is not ready, or how readiness was judged.")
+
+
+class InferenceCascadeStatus(ApiModel):
+    """Observed state of an InferenceCascade."""
+
+    model_config = ApiModel.model_config | {"frozen": False}
+
+    observed_generation: int | None = Field(default=None, description="Generation the status reflects.")
+    conditions: list[Condition] = CONDITIONS_FIELD
+    tiers: list[TierStatus] = Field(default_factory=list, max_length=8, description="Resolved tiers, in order.")
+    endpoint: str | None = Field(default=None, description="The gateway's in-cluster OpenAI-compatible base URL.")
+    model_name: str | None = Field(default=None, description="Model name clients send for the cascade.")
+    replicas: int | None = Field(default=None, description="Gateway replicas.")
+    ready_replicas: int | None = Field(default=None, description="Gateway replicas ready to serve.")
+    config_hash: str | None = Field(default=None, description="Hash of the gateway config the pods run.")
+    cache_endpoint: str | None = Field(default=None, description="Redis endpoint the gateway caches in, if any.")
+
+
+class InferenceCascade(ApiModel):
+    """A gateway that serves one model name by trying ordered tiers (self-hosted, OpenAI-compatible, Bedrock,
+    SageMaker), escalating on errors, refusals or low confidence, with an optional response cache."""
+
+    api_version: Literal["neuroscale.io/v1alpha1"] = "neuroscale.io/v1alpha1"
+    kind: Literal["InferenceCascade"] = "InferenceCascade"
+    metadata: dict = Field(default_factory=dict)
+    spec: InferenceCascadeSpec
+    status: InferenceCascadeStatus | None = None
