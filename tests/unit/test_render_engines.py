@@ -2,7 +2,7 @@
 
 Covers: vLLM serve arguments (TP, batch, length, dtype, the contiguous KV layout's block size and block count),
 INT8/FP8 weight quantization and the FP8 KV cache through --additional-config's override_neuron_config (never
---quantization), prefix caching (paged layout, block count), the compile cache env; TGI's launcher arguments and the
+--quantization), prefix caching (vLLM flags, block count), the compile cache env; TGI's launcher arguments and the
 shape variables that skip its entrypoint; DJL-LMI's OPTION_* variables; unknown engines.
 """
 
@@ -60,9 +60,9 @@ def test_vllm_serve_arguments_for_the_contiguous_kv_layout():
     assert flag(launch.args, "--max-model-len") == "4096"
     assert flag(launch.args, "--dtype") == "bfloat16"
     assert flag(launch.args, "--port") == "8080"
-    # Without prefix caching NxD Inference keeps one max-length block per sequence.
-    assert flag(launch.args, "--block-size") == "4096"
-    assert flag(launch.args, "--num-gpu-blocks-override") == "8"
+    # Without prefix caching NxD Inference sizes its contiguous KV cache itself; vLLM keeps 32-token bookkeeping.
+    assert flag(launch.args, "--block-size") == "32"
+    assert "--num-gpu-blocks-override" not in launch.args
     assert "--no-enable-prefix-caching" in launch.args
     assert "--additional-config" not in launch.args
     assert env_of(launch.env) == {"NEURON_SKIP_EFA_AFFINITY": "1"}
@@ -92,23 +92,23 @@ def test_vllm_fp16_has_no_neuron_config():
     assert "--additional-config" not in launch.args
 
 
-def test_vllm_prefix_caching_switches_to_the_paged_layout():
+def test_vllm_prefix_caching_uses_vllm_flags_with_enough_blocks_for_every_sequence():
     launch = Vllm().launch(make_inputs(prefix_caching=True, max_model_len=4000, max_num_seqs=4))
     assert "--enable-prefix-caching" in launch.args
     assert "--no-enable-prefix-caching" not in launch.args
     assert flag(launch.args, "--block-size") == "32"
-    blocks = 125 * 4  # ceil(4000 / 32) per sequence
-    assert flag(launch.args, "--num-gpu-blocks-override") == str(blocks)
-    config = neuron_config(launch.args)
-    assert config == {"is_prefix_caching": True, "is_block_kv_layout": True, "pa_num_blocks": blocks,
-                      "pa_block_size": 32}
+    # The plugin's minimum: ceil(max_model_len / block size) x max_num_seqs.
+    assert flag(launch.args, "--num-gpu-blocks-override") == str(125 * 4)
+    # The plugin derives the paged layout from these flags; an explicit pa_num_blocks would have to match exactly.
+    assert "--additional-config" not in launch.args
 
 
 def test_vllm_all_neuron_settings_combine_in_one_json_argument():
     launch = Vllm().launch(make_inputs(dtype="fp8", kv_cache_dtype="fp8", prefix_caching=True))
     assert launch.args.count("--additional-config") == 1
     config = neuron_config(launch.args)
-    assert config["quantized"] and config["kv_cache_quant"] and config["is_prefix_caching"]
+    assert config["quantized"] and config["kv_cache_quant"]
+    assert "--enable-prefix-caching" in launch.args
 
 
 def test_vllm_compile_cache_points_at_the_restored_artifacts():

@@ -30,8 +30,8 @@ COMPILED_ARTIFACTS_DIR = "/var/cache/neuron"
 _QUANTIZATION_DTYPE = {"int8": "int8", "fp8": "f8e4m3"}
 _TORCH_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16", "int8": "bfloat16"}
 
-# NxD Inference's paged layout for prefix caching uses 32-token blocks (Neuron vLLM user guide).
-PREFIX_CACHING_BLOCK_SIZE = 32
+# vLLM's KV block size on Neuron: 32 tokens, as in the Neuron vLLM user guide and its prefix-caching examples.
+KV_BLOCK_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -91,39 +91,34 @@ class Vllm:
     name: EngineName = "vllm"
 
     def neuron_config(self, inputs: EngineInputs) -> dict[str, object]:
-        """The override_neuron_config: quantization, FP8 KV cache and prefix caching (never --quantization)."""
+        """override_neuron_config for what vLLM's own flags cannot say: quantized weights and an FP8 KV cache.
+
+        Never `--quantization neuron_quant` (Neuron vLLM user guide, "Quantization"). Prefix caching needs no entry:
+        the plugin derives is_prefix_caching, the block layout and pa_num_blocks from vLLM's cache flags, and an
+        explicit pa_num_blocks must then equal --num-gpu-blocks-override exactly (vllm-neuron model loader).
+        """
         config: dict[str, object] = {}
         if inputs.dtype in _QUANTIZATION_DTYPE:
             config.update(
                 quantized=True,
                 quantization_dtype=_QUANTIZATION_DTYPE[inputs.dtype],
                 quantization_type="per_channel_symmetric",
-                # NxD Inference writes the quantized checkpoint here on first load and reads it afterwards.
+                # NxD Inference writes the quantized checkpoint here before compiling and reads it afterwards.
                 quantized_checkpoints_path=f"{MODELS_DIR}/quantized",
             )
         if inputs.kv_cache_dtype == "fp8":
             config["kv_cache_quant"] = True
-        if inputs.prefix_caching:
-            config.update(
-                is_prefix_caching=True,
-                is_block_kv_layout=True,
-                pa_num_blocks=self.num_blocks(inputs),
-                pa_block_size=PREFIX_CACHING_BLOCK_SIZE,
-            )
         return config
 
     @staticmethod
-    def num_blocks(inputs: EngineInputs) -> int:
-        """KV blocks: every sequence at full length, so admission never depends on cache hits."""
-        if not inputs.prefix_caching:
-            return inputs.max_num_seqs
-        per_sequence = -(-inputs.max_model_len // PREFIX_CACHING_BLOCK_SIZE)
+    def prefix_cache_blocks(inputs: EngineInputs) -> int:
+        """Paged KV blocks: every sequence at full length (the plugin's minimum), so admission never waits on hits."""
+        per_sequence = -(-inputs.max_model_len // KV_BLOCK_SIZE)
         return per_sequence * inputs.max_num_seqs
 
     def launch(self, inputs: EngineInputs) -> EngineLaunch:
-        # NxD Inference's contiguous KV layout: one block of max_model_len per sequence unless prefix caching
-        # switches to the paged layout (Neuron vLLM user guide, "Scheduling and K/V Cache").
-        block_size = PREFIX_CACHING_BLOCK_SIZE if inputs.prefix_caching else inputs.max_model_len
+        # Without prefix caching NxD Inference keeps a contiguous KV cache of max_model_len per sequence and sizes
+        # it itself; the block size is only vLLM's bookkeeping (the Neuron vLLM guide serves with --block-size 32).
         args = [
             "serve",
             inputs.model,
@@ -134,10 +129,13 @@ class Vllm:
             "--max-num-seqs", str(inputs.max_num_seqs),
             "--max-model-len", str(inputs.max_model_len),
             "--dtype", _TORCH_DTYPE[inputs.dtype],
-            "--block-size", str(block_size),
-            "--num-gpu-blocks-override", str(self.num_blocks(inputs)),
-            "--enable-prefix-caching" if inputs.prefix_caching else "--no-enable-prefix-caching",
+            "--block-size", str(KV_BLOCK_SIZE),
         ]
+        if inputs.prefix_caching:
+            args += ["--enable-prefix-caching", "--num-gpu-blocks-override", str(self.prefix_cache_blocks(inputs))]
+        else:
+            # vLLM V1 turns prefix caching on by default; on Neuron it changes the compiled KV layout.
+            args.append("--no-enable-prefix-caching")
         if inputs.revision:
             args += ["--revision", inputs.revision]
         neuron_config = self.neuron_config(inputs)
