@@ -229,20 +229,17 @@ def _observe(request: web.Request, started: float, *, first_byte: bool = False, 
         metrics.duration.labels(*labels).observe(elapsed)
 
 
-async def _open_sse(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
-    )
-    await response.prepare(request)
-    return response
+def _sse_response(headers: dict[str, str]) -> web.StreamResponse:
+    return web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
 
 
 async def _replay(
     request: web.Request, parsed: ParsedRequest, cached: dict[str, Any], headers: dict[str, str], started: float
 ) -> web.StreamResponse:
-    response = await _open_sse(request, headers)
-    _observe(request, started, first_byte=True)
+    response = _sse_response(headers)
     try:
+        await response.prepare(request)
+        _observe(request, started, first_byte=True)
         for chunk in replay_chunks(parsed.endpoint, cached, parsed.include_usage):
             await response.write(encode_event(chunk))
         await response.write(DONE)
@@ -266,9 +263,10 @@ async def _relay(
     """Pass the committed stream through chunk by chunk; cache it only if it ended cleanly and the client got it all."""
     state = request.app[STATE]
     request[SERVED_BY] = served.tier
-    response = await _open_sse(request, _headers(served.tier, cache_status, served.escalations))
+    response = _sse_response(_headers(served.tier, cache_status, served.escalations))
     first = True
     try:
+        await response.prepare(request)
         async for chunk in served.chunks:
             await response.write(encode_event(chunk))
             if first:

@@ -7,7 +7,7 @@ tiers below the last one).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ class ServedStream:
     tier: str
     escalations: list[tuple[str, Reason]]
     assembler: StreamAssembler
-    chunks: AsyncIterator[dict[str, Any]] = field(repr=False)
+    chunks: AsyncGenerator[dict[str, Any], None] = field(repr=False)
     complete: bool = False
 
 
@@ -57,10 +57,7 @@ class Cascade:
                 )
 
     def _skipped(self, plan: TierPlan) -> list[tuple[str, Reason]]:
-        escalations = []
-        for skip in plan.skipped:
-            escalations.append(self._escalate(skip.tier, skip.reason))
-        return escalations
+        return [self._escalate(skip.tier, skip.reason) for skip in plan.skipped]
 
     def _escalate(self, index: int, reason: Reason) -> tuple[str, Reason]:
         name = self.upstreams[index].name
@@ -154,9 +151,9 @@ class Cascade:
         served: ServedStream,
         request: ParsedRequest,
         held: list[dict[str, Any]],
-        chunks: AsyncIterator[dict[str, Any]],
+        chunks: AsyncGenerator[dict[str, Any], None],
         ended: bool,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         keep_logprobs, keep_usage = request.client_wants_logprobs, request.include_usage
         try:
             for chunk in held:

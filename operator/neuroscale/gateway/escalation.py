@@ -85,8 +85,9 @@ def plan_tiers(
     if tier_hint is not None and policy.allow_client_hint:
         start = max(start, _tier_from_header(config, tier_hint, policy.tier_header))
     last = len(config.tiers) - 1
-    if policy.default_max_tier is not None:
-        last = config.tier_index(policy.default_max_tier) or 0
+    default_cap = config.tier_index(policy.default_max_tier) if policy.default_max_tier else None
+    if default_cap is not None:
+        last = default_cap
     if max_tier_hint is not None:
         last = min(last, _tier_from_header(config, max_tier_hint, policy.max_tier_header))
     if start > last:

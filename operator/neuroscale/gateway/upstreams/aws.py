@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -76,7 +76,7 @@ class ThreadRunner:
         except Exception as error:
             raise upstream_error(self.tier, error) from None
 
-    async def iterate(self, open_stream: Callable[[], Iterable[Any]]) -> AsyncIterator[Any]:
+    async def iterate(self, open_stream: Callable[[], Iterable[Any]]) -> AsyncGenerator[Any, None]:
         """Items of a blocking iterable (a botocore EventStream), read on a worker thread and handed over as they
         arrive. Closing the returned iterator tells the thread to stop and close the iterable."""
         loop = asyncio.get_running_loop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal, Protocol
 
 from neuroscale.gateway.protocol import Endpoint
@@ -33,7 +33,7 @@ class Upstream(Protocol):
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
         """A complete OpenAI response; raises UpstreamError."""
 
-    def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """OpenAI chunks as they arrive; raises UpstreamError. Closing the iterator releases the connection."""
 
     async def close(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import boto3
@@ -33,7 +33,7 @@ class BedrockUpstream:
         response = await self._threads.call(lambda: self._client.converse(**kwargs))
         return translation.from_converse(endpoint, response, self._tier.model_id, new_response_id(), int(time.time()))
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         kwargs = translation.to_converse(endpoint, body, self._tier.model_id)
         translator = translation.ConverseStreamTranslator(endpoint, self._tier.model_id, new_response_id(), int(time.time()))
         events = self._threads.iterate(lambda: self._client.converse_stream(**kwargs)["stream"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -48,7 +48,7 @@ class OpenAIUpstream:
             raise UpstreamError("error", f"tier {self.name} answered without choices")
         return answer
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         decoder = SSEDecoder()
         try:
             async with self._post(endpoint, body) as response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import boto3
@@ -41,7 +41,7 @@ class SageMakerUpstream:
         raw = await self._threads.call(invoke)
         return translation.from_response(endpoint, self._tier.payload, raw, self._tier.endpoint_name, new_response_id(), int(time.time()))
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         request = translation.to_request(endpoint, self._tier.payload, body, stream=True)
         decoder = translation.StreamDecoder(
             endpoint, self._tier.payload, self._tier.endpoint_name, new_response_id(), int(time.time())
