@@ -1,8 +1,8 @@
 """`plan`: rendering manifests offline, and the `neuroscale plan` command.
 
 Covers: ModelDeployments render with a sizing summary; the document's namespace wins over the default; autoscaled
-ones start at minReplicas; non-neuroscale kinds and neuroscale kinds without an offline renderer are passed over with
-a note; invalid documents (not a mapping, no kind, no name, bad spec, model that fits nowhere, name too long) get a
+ones start at minReplicas; non-neuroscale kinds are passed over with a note; neuroscale kinds without an offline
+renderer are still validated; unknown neuroscale kinds are errors; invalid documents (not a mapping, no kind, no name, bad spec, model that fits nowhere, name too long) get a
 one-line error and never a traceback; `kind: List` is opened; every example in examples/ plans cleanly and its
 ModelDeployments validate against the generated CRD schema; the CLI reads files, directories and stdin, writes YAML or
 a JSON List, reports errors on stderr with exit 1, and has --help with an example.
@@ -65,19 +65,27 @@ def test_document_namespace_wins_and_autoscaled_models_start_at_min_replicas():
     assert deployment["spec"]["replicas"] == 2
 
 
-def test_other_kinds_are_passed_over_with_a_note():
+def test_other_kinds_are_passed_over_with_a_note_and_unrendered_neuroscale_specs_still_checked():
     docs = [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}},
         {"apiVersion": "neuroscale.io/v1alpha1", "kind": "InferenceCascade", "metadata": {"name": "c"}},
+        {"apiVersion": "neuroscale.io/v1alpha1", "kind": "CacheTier", "metadata": {"name": "t"}, "spec": {}},
         model_doc(),
     ]
     result = plan_documents(docs)
-    assert result.ok
     assert result.notes == [
         "ConfigMap cm: not a neuroscale resource (v1); passed over",
-        "InferenceCascade default/c: plan does not render InferenceCascade offline; passed over",
+        "CacheTier default/t: spec is valid; plan does not render CacheTier offline; passed over",
     ]
     assert len(result.objects) == 3
+    (error,) = result.errors
+    assert error.startswith("InferenceCascade default/c: spec.")
+
+
+def test_unknown_neuroscale_kinds_are_errors():
+    result = plan_documents([{"apiVersion": "neuroscale.io/v1alpha1", "kind": "Model", "metadata": {"name": "m"}}])
+    assert result.errors == ["Model default/m: unknown neuroscale kind 'Model'; known kinds: ModelDeployment, "
+                             "InferenceCascade, CacheTier"]
 
 
 @pytest.mark.parametrize(

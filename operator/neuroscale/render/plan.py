@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from neuroscale.api.common import GROUP
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.api.registry import KINDS
 from neuroscale.render.modeldeployment import render_model_deployment
 from neuroscale.sizing.sizer import SizingError
 
@@ -126,12 +127,21 @@ def plan_document(index: int, doc: Any, default_namespace: str) -> PlanEntry:
     if api_version.split("/", 1)[0] != GROUP:
         return PlanEntry(index, kind, name, meta.get("namespace"),
                          note=f"not a neuroscale resource ({api_version}); passed over")
-    renderer = RENDERERS.get(kind)
-    if renderer is None:
+    known = {k.kind: k for k in KINDS}
+    if kind not in known:
         return PlanEntry(index, kind, name, namespace,
-                         note=f"plan does not render {kind} offline; passed over")
+                         error=f"unknown neuroscale kind {kind!r}; known kinds: {', '.join(known)}")
     if not isinstance(name, str) or not name:
         return PlanEntry(index, kind, None, namespace, error="metadata.name is missing")
+    renderer = RENDERERS.get(kind)
+    if renderer is None:
+        # Still worth checking: a spec the API server would reject fails the preview, not the sync.
+        try:
+            known[kind].spec.model_validate(doc.get("spec") or {})
+        except ValidationError as err:
+            return PlanEntry(index, kind, name, namespace, error=validation_message(err))
+        return PlanEntry(index, kind, name, namespace,
+                         note=f"spec is valid; plan does not render {kind} offline; passed over")
     if not isinstance(namespace, str):
         return PlanEntry(index, kind, name, None, error="metadata.namespace must be a string")
     try:
