@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from neuroscale.api.common import CONDITIONS_FIELD, Condition, SecretKeyRef
 from neuroscale.api.inferencecascade import AWS_REGION, HTTP_URL
@@ -52,6 +52,13 @@ class CacheBackend(ApiModel):
 
     in_cluster: InClusterRedis | None = Field(default=None, description="Run Redis in the cluster.")
     external: ExternalRedis | None = Field(default=None, description="Use an existing Redis / ElastiCache endpoint.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CacheBackend:
+        # The CRD's CEL rule says the same; this catches it where no API server ran (plan, tests).
+        if (self.in_cluster is None) == (self.external is None):
+            raise ValueError("set exactly one of inCluster or external")
+        return self
 
 
 class EmbeddingSpec(ApiModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from neuroscale.api.common import CONDITIONS_FIELD, DNS_LABEL, Condition, SecretKeyRef
 from neuroscale.api.modeldeployment import QUANTITY, ServiceAccountSpec
@@ -109,10 +109,17 @@ class CascadeTier(ApiModel):
     )
     timeouts: TierTimeouts = Field(default_factory=TierTimeouts, **_default_object("Timeouts for this tier."))
 
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> CascadeTier:
+        # The CRD's CEL rule says the same; this catches it where no API server ran (plan, tests).
+        if sum(getattr(self, _snake(k)) is not None for k in TIER_KINDS) != 1:
+            raise ValueError("set exactly one of modelDeployment, openai, bedrock or sagemaker")
+        return self
+
     @property
     def kind(self) -> str:
-        """Which member is set (the CEL rule guarantees one; the first wins if a body skipped validation)."""
-        return next((k for k in TIER_KINDS if getattr(self, _snake(k)) is not None), "")
+        """Which member is set: modelDeployment, openai, bedrock or sagemaker."""
+        return next(k for k in TIER_KINDS if getattr(self, _snake(k)) is not None)
 
 
 def _snake(name: str) -> str:

@@ -1,0 +1,322 @@
+"""Render an InferenceCascade: resolve its tiers, build the gateway config, and the gateway's Kubernetes objects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from neuroscale.api.inferencecascade import CascadeTier, InferenceCascadeSpec
+from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.gateway.config import GatewayConfig
+from neuroscale.render import labels
+from neuroscale.render.cachetier import CacheBinding
+from neuroscale.render.modeldeployment import served_model_name, validate_names
+from neuroscale.render.pod import container_security
+
+CASCADE_LABEL = "neuroscale.io/inference-cascade"
+GATEWAY_COMPONENT = "gateway"
+SUFFIX = "-gateway"
+CONFIG_DIR = "/etc/neuroscale"
+CONFIG_FILE = "gateway.json"
+CONFIG_HASH = "neuroscale.io/config-hash"
+CONTAINER_PORT = 8080
+PORT_NAME = "http"
+MODEL_DEPLOYMENT_PORT = 8000  # ModelDeployment's default service.port, for a tier whose spec is unknown
+DEFAULT_CPU = "500m"
+DEFAULT_MEMORY = "512Mi"
+# The local MiniLM embedder and torch live in the gateway process in semantic mode.
+SEMANTIC_LOCAL_MEMORY = "1536Mi"
+
+__all__ = ["RenderedCascade", "ResolvedTier", "gateway_name", "render_inference_cascade", "resolve_tiers"]
+
+
+@dataclass(frozen=True)
+class ResolvedTier:
+    """A tier as the operator resolved it: where it points, whether it is ready, and its gateway config entry."""
+
+    name: str
+    kind: str
+    endpoint: str
+    ready: str  # "True", "False" or "Unknown"
+    message: str
+    config: dict[str, Any]
+
+    def to_status(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "endpoint": self.endpoint, "ready": self.ready,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class RenderedCascade:
+    """The desired children of one InferenceCascade and what its status reports about them."""
+
+    objects: list[dict]
+    config: GatewayConfig
+    config_json: str
+    config_hash: str
+    endpoint: str
+    model_name: str
+
+
+def gateway_name(name: str) -> str:
+    return f"{name}{SUFFIX}"
+
+
+def api_key_env(tier_name: str) -> str:
+    """The env var holding an external tier's API key (tier names are DNS labels, so this is unique)."""
+    return "NEUROSCALE_TIER_" + re.sub(r"[^A-Za-z0-9]", "_", tier_name).upper() + "_API_KEY"
+
+
+def _model_deployment_target(ref: str, namespace: str, body: dict[str, Any] | None) -> tuple[str, str, str, str]:
+    """(endpoint, model name, ready, message) of a ModelDeployment tier from the ModelDeployment (None: not found)."""
+    conventional = f"http://{ref}.{namespace}.svc.cluster.local:{MODEL_DEPLOYMENT_PORT}/v1"
+    if body is None:
+        return conventional, ref, "False", f"ModelDeployment {ref} not found"
+    status = body.get("status") or {}
+    try:
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+        endpoint = f"http://{ref}.{namespace}.svc.cluster.local:{spec.service.port}/v1"
+        model = served_model_name(spec)
+    except ValidationError:
+        endpoint, model = conventional, ref
+    endpoint = status.get("endpoint") or endpoint
+    model = status.get("servedModelName") or model
+    ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+    if ready is None:
+        return endpoint, model, "False", f"ModelDeployment {ref} has not reported readiness yet"
+    state = ready.get("status") if ready.get("status") in ("True", "False") else "False"
+    detail = ready.get("message") or ready.get("reason") or ""
+    return endpoint, model, state, "" if state == "True" else f"ModelDeployment {ref}: {detail}".rstrip(": ")
+
+
+def _tier_common(tier: CascadeTier) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "name": tier.name,
+        "timeouts": {
+            "connect_seconds": tier.timeouts.connect_seconds,
+            "first_token_seconds": tier.timeouts.first_token_seconds,
+            "total_seconds": tier.timeouts.total_seconds,
+        },
+    }
+    if tier.max_prompt_tokens is not None:
+        common["max_prompt_tokens"] = tier.max_prompt_tokens
+    return common
+
+
+def _resolve(tier: CascadeTier, namespace: str, model_deployments: Mapping[str, dict[str, Any] | None]) -> ResolvedTier:
+    common = _tier_common(tier)
+    unprobed = "external tier: not probed by the operator"
+    if tier.model_deployment is not None:
+        ref = tier.model_deployment.name
+        url, model, ready, message = _model_deployment_target(ref, namespace, model_deployments.get(ref))
+        return ResolvedTier(tier.name, tier.kind, url, ready, message,
+                            {**common, "kind": "openai", "url": url, "model": model})
+    if tier.openai is not None:
+        config = {**common, "kind": "openai", "url": tier.openai.url, "model": tier.openai.model}
+        if tier.openai.api_key_secret_ref is not None:
+            config["api_key_env"] = api_key_env(tier.name)
+        return ResolvedTier(tier.name, tier.kind, tier.openai.url, "Unknown", unprobed, config)
+    if tier.bedrock is not None:
+        bedrock = tier.bedrock
+        config = {**common, "kind": "bedrock", "model_id": bedrock.model_id, "region": bedrock.region}
+        if bedrock.endpoint_url:
+            config["endpoint_url"] = bedrock.endpoint_url
+        return ResolvedTier(tier.name, tier.kind, f"bedrock://{bedrock.region}/{bedrock.model_id}", "Unknown",
+                            unprobed, config)
+    sagemaker = tier.sagemaker
+    if sagemaker is None:
+        raise ValueError(f"tier {tier.name}: set exactly one of modelDeployment, openai, bedrock or sagemaker")
+    config = {**common, "kind": "sagemaker", "endpoint_name": sagemaker.endpoint_name, "region": sagemaker.region,
+              "payload": sagemaker.payload}
+    for key, value in (("inference_component", sagemaker.inference_component), ("endpoint_url", sagemaker.endpoint_url)):
+        if value:
+            config[key] = value
+    return ResolvedTier(tier.name, tier.kind, f"sagemaker://{sagemaker.region}/{sagemaker.endpoint_name}", "Unknown",
+                        unprobed, config)
+
+
+def resolve_tiers(
+    spec: InferenceCascadeSpec, namespace: str, model_deployments: Mapping[str, dict[str, Any] | None]
+) -> list[ResolvedTier]:
+    """Every tier, in order. `model_deployments` maps a referenced ModelDeployment's name to its body (None: absent).
+
+    A ModelDeployment tier that is missing or not ready still gets its conventional Service URL, so the gateway
+    works as soon as it comes up; its readiness is reported, never silently skipped.
+    """
+    return [_resolve(tier, namespace, model_deployments) for tier in spec.tiers]
+
+
+def _escalation(spec: InferenceCascadeSpec) -> dict[str, Any]:
+    escalation = spec.escalation
+    out: dict[str, Any] = {
+        "on_upstream_error": escalation.on_upstream_error,
+        "on_empty_answer": escalation.on_empty_answer,
+        "on_refusal": escalation.on_refusal,
+        "stream_inspect_tokens": escalation.stream_inspect_tokens,
+        "allow_client_hint": escalation.allow_client_hint,
+    }
+    for key, value in (("refusal_patterns", escalation.refusal_patterns),
+                       ("min_mean_logprob", escalation.min_mean_logprob),
+                       ("default_max_tier", escalation.default_max_tier)):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def gateway_config(name: str, spec: InferenceCascadeSpec, tiers: list[ResolvedTier],
+                   cache: CacheBinding | None) -> GatewayConfig:
+    """The validated gateway config; a ValueError names what is wrong when the combination cannot work."""
+    data: dict[str, Any] = {
+        "model_name": spec.model_name or name,
+        "tiers": [tier.config for tier in tiers],
+        "escalation": _escalation(spec),
+        "port": CONTAINER_PORT,
+        "max_body_bytes": spec.gateway.max_body_bytes,
+    }
+    if cache is not None:
+        data["cache"] = cache.settings
+        if cache.tenant_header:
+            data["tenant_header"] = cache.tenant_header
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in err.errors())
+        raise ValueError(f"the gateway config cannot work: {problems}") from None
+
+
+def gateway_labels(name: str) -> dict[str, str]:
+    return {
+        labels.NAME: labels.APP_NAME,
+        labels.INSTANCE: name,
+        labels.COMPONENT: GATEWAY_COMPONENT,
+        labels.MANAGED_BY: labels.MANAGER,
+        CASCADE_LABEL: name,
+    }
+
+
+def _selector(name: str) -> dict[str, str]:
+    return {labels.INSTANCE: name, CASCADE_LABEL: name, labels.COMPONENT: GATEWAY_COMPONENT}
+
+
+def _meta(name: str, namespace: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": gateway_name(name), "namespace": namespace, "labels": gateway_labels(name)}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def _secret_env(spec: InferenceCascadeSpec) -> list[dict[str, Any]]:
+    env = []
+    for tier in spec.tiers:
+        if tier.openai is not None and tier.openai.api_key_secret_ref is not None:
+            ref = tier.openai.api_key_secret_ref
+            env.append({"name": api_key_env(tier.name),
+                        "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return env
+
+
+def _memory(spec: InferenceCascadeSpec, config: GatewayConfig) -> str:
+    if spec.gateway.resources.memory:
+        return spec.gateway.resources.memory
+    cache = config.cache or {}
+    local = (cache.get("embedder") or {}).get("kind", "local") == "local"
+    return SEMANTIC_LOCAL_MEMORY if cache.get("mode") == "semantic" and local else DEFAULT_MEMORY
+
+
+def _deployment(name: str, namespace: str, spec: InferenceCascadeSpec, config: GatewayConfig, config_hash: str,
+                cache: CacheBinding | None, image: str, account: str | None) -> dict[str, Any]:
+    memory = _memory(spec, config)
+    container = {
+        "name": "gateway",
+        "image": spec.gateway.image or image,
+        "args": ["gateway", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "ports": [{"name": PORT_NAME, "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        # Python and the embedding model want a writable home for caches; the root filesystem is read-only.
+        "env": [{"name": "HOME", "value": "/tmp"}, *_secret_env(spec), *(cache.env if cache else [])],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": PORT_NAME}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "periodSeconds": 10,
+                          "failureThreshold": 3},
+        # A semantic gateway loads its embedding model before it answers.
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "periodSeconds": 2,
+                         "failureThreshold": 60},
+        "resources": {"requests": {"cpu": spec.gateway.resources.cpu or DEFAULT_CPU, "memory": memory},
+                      "limits": {"memory": memory}},
+        "securityContext": {**container_security(), "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "config", "configMap": {"name": gateway_name(name)}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": _selector(name)},
+        }],
+    }
+    if account:
+        pod_spec["serviceAccountName"] = account
+    pod_labels = {**gateway_labels(name), **(cache.pod_labels if cache else {})}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, namespace),
+        "spec": {
+            "replicas": spec.gateway.replicas,
+            "selector": {"matchLabels": _selector(name)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    # The hash rolls the pods when the config changes: a mounted file would change under a running
+                    # gateway, which reads it once at start.
+                    "annotations": {CONFIG_HASH: config_hash, labels.SCRAPE: "true",
+                                    labels.SCRAPE_PORT: str(CONTAINER_PORT), labels.SCRAPE_PATH: "/metrics"},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def render_inference_cascade(
+    name: str, namespace: str, spec: InferenceCascadeSpec, tiers: list[ResolvedTier], cache: CacheBinding | None,
+    *, image: str,
+) -> RenderedCascade:
+    """The gateway ConfigMap, Deployment, Service (and ServiceAccount for an IAM role) of `namespace/name`.
+
+    Raises ValueError for names or settings that cannot work. Objects carry no ownerReferences (the caller adopts).
+    """
+    validate_names(gateway_name(name), namespace)
+    config = gateway_config(name, spec, tiers, cache)
+    config_json = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    config_hash = hashlib.sha256(config_json.encode()).hexdigest()[:16]
+    account_spec = spec.gateway.service_account
+    account_name, objects = account_spec.name, []
+    if not account_name and account_spec.role_arn:
+        account_name = gateway_name(name)
+        objects.append({"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": _meta(name, namespace, {labels.ROLE_ARN: account_spec.role_arn}),
+                        "automountServiceAccountToken": False})
+    objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name, namespace),
+                    "data": {CONFIG_FILE: config_json}})
+    objects.append(_deployment(name, namespace, spec, config, config_hash, cache, image, account_name))
+    objects.append({
+        "apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace),
+        "spec": {"type": spec.gateway.service_type, "selector": _selector(name),
+                 "ports": [{"name": PORT_NAME, "port": spec.gateway.port, "targetPort": PORT_NAME, "protocol": "TCP"}]},
+    })
+    return RenderedCascade(
+        objects=objects, config=config, config_json=config_json, config_hash=config_hash,
+        endpoint=f"http://{gateway_name(name)}.{namespace}.svc.cluster.local:{spec.gateway.port}/v1",
+        model_name=config.model_name,
+    )
