@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.stub_upstream import serve_on_loopback
+
 _STRING_HEADER = 7
 
 
@@ -68,11 +70,8 @@ class EventStreamServer:
         app = web.Application()
         app.router.add_post("/model/{model_id}/converse-stream", self._serve)
         app.router.add_post("/endpoints/{endpoint}/invocations-response-stream", self._serve)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, port = await serve_on_loopback(app)
+        self.url = f"http://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *_: object) -> None:

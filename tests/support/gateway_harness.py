@@ -13,6 +13,7 @@ from neuroscale.gateway.app import build_app
 from neuroscale.gateway.config import GatewayConfig
 from neuroscale.gateway.metrics import GatewayMetrics
 from neuroscale.gateway.upstreams.base import Upstream
+from tests.support.stub_upstream import serve_on_loopback
 
 
 def openai_tier(name: str, url: str, **overrides: Any) -> dict[str, Any]:
@@ -46,11 +47,7 @@ async def serve_gateway(
 ) -> AsyncIterator[RunningGateway]:
     metrics = GatewayMetrics()
     app = build_app(config, upstreams=upstreams, cache=cache, metrics=metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_on_loopback(app)
     try:
         yield RunningGateway(f"http://127.0.0.1:{port}", app, metrics)
     finally:

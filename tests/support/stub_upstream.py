@@ -24,6 +24,15 @@ from aiohttp import web
 _PIECES = re.compile(r"\S+\s*")
 
 
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve `app` on 127.0.0.1 at a free port; the caller cleans up the runner."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 @dataclass
 class Behaviour:
     answer: str = "The capital of France is Paris."
@@ -57,12 +66,8 @@ class StubUpstream:
         app.router.add_post("/v1/completions", self._completions)
         return app
 
-    async def start(self, port: int = 0) -> StubUpstream:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async def start(self) -> StubUpstream:
+        self._runner, self.port = await serve_on_loopback(self.app())
         return self
 
     async def stop(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from neuroscale.gateway.protocol import Endpoint, invalid
+from neuroscale.gateway.protocol import Endpoint, invalid, message_text
 from neuroscale.gateway.upstreams.base import UpstreamError
 
 _UNTRANSLATED = (
@@ -45,19 +45,13 @@ def unsupported_parameter(endpoint: Endpoint, body: dict[str, Any]) -> str | Non
     return None
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content or ""
-
-
 def to_converse(endpoint: Endpoint, body: dict[str, Any], model_id: str) -> dict[str, Any]:
     """Keyword arguments for `converse` / `converse_stream`."""
     chat = body.get("messages") if endpoint == "chat" else [{"role": "user", "content": body.get("prompt", "")}]
     system: list[dict[str, str]] = []
     messages: list[dict[str, Any]] = []
     for message in chat or ():
-        text = _text(message.get("content"))
+        text = message_text(message.get("content"))
         if message["role"] in ("system", "developer"):
             if text:
                 system.append({"text": text})
