@@ -1,6 +1,6 @@
 """Unit tests of trace readers, baselines, the oracle, the simulator and the `simulate` command.
 
-Covers: Azure per-request and 10-minute aggregate readers (spreading at decode speed, warm-up cut, interpolation,
+Covers: synthetic Poisson traces (reproducible, shaped); Azure per-request and 10-minute aggregate readers (spreading at decode speed, warm-up cut, interpolation,
 auto-detection, bad files named with line numbers) and the shared traces' known facts; the oracle (never
 under-provisioned, starts a cold start early, never dearer than static peak, keeps short gaps); the simulator's
 accounting (paid vs ready replicas, cold start, queue that drains later, rate metric that saturates at capacity);
@@ -21,7 +21,7 @@ from neuroscale.autoscale.baselines import HpaScaler, KpaScaler, StaticScaler, o
 from neuroscale.autoscale.cli import add_parser
 from neuroscale.autoscale.policy import Observation
 from neuroscale.autoscale.simulator import SimulationSettings, compare, run_oracle, simulate
-from neuroscale.autoscale.traces import DemandTrace, TraceError, load_trace
+from neuroscale.autoscale.traces import DemandTrace, TraceError, load_trace, synthetic_trace
 from neuroscale.autoscale.policy import default_config
 
 SHARED = Path("/work/shared/traces")
@@ -235,3 +235,15 @@ def test_simulate_command_fails_cleanly(tmp_path, capsys):
     trace = write_aggregate(tmp_path / "g.csv", [500.0])
     assert cli(["simulate", "--trace", str(trace), "--out", str(tmp_path)]) == 2
     assert "--capacity" in capsys.readouterr().err
+
+
+def test_synthetic_traces_are_reproducible_and_follow_their_shape():
+    first, again = synthetic_trace("step", seed=3), synthetic_trace("step", seed=3)
+    assert np.array_equal(first.tokens_per_s, again.tokens_per_s)
+    demand = first.tokens_per_s
+    third = len(demand) // 3
+    # The middle third asks for 1.8x the rate of the first quarter (Poisson noise aside).
+    assert 1.6 < demand[third + 300: 2 * third - 300].mean() / demand[: third - 300].mean() < 2.0
+    assert first.format == "synthetic" and first.requests > 10_000
+    with pytest.raises(TraceError, match="unknown synthetic shape"):
+        synthetic_trace("sawtooth", seed=1)

@@ -41,6 +41,7 @@ class SimulationSettings:
     price_per_hour: float | None = None
     min_replicas: int = 1
     max_replicas: int | None = None
+    baseline_utilization: float = 0.85
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.capacity_tokens_per_s) and self.capacity_tokens_per_s > 0):
@@ -52,6 +53,8 @@ class SimulationSettings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.metric_window_s < 2 * self.scrape_interval_s:
             raise ValueError("metric_window_s must span at least two scrapes for a rate to exist")
+        if not 0 < self.baseline_utilization <= 1:
+            raise ValueError(f"baseline utilization must be in (0, 1], got {self.baseline_utilization}")
         if self.price_per_hour is not None and not self.price_per_hour >= 0:
             raise ValueError(f"price per hour must be >= 0, got {self.price_per_hour}")
 
@@ -201,10 +204,11 @@ def compare(trace: DemandTrace, settings: SimulationSettings, config: PolicyConf
             on_progress: Callable[[int], None] | None = None) -> list[ScalerRun]:
     """Run neuroscale, the HPA- and KPA-style baselines, static peak and the oracle on one trace.
 
-    The reactive baselines use neuroscale's per-replica target so that only the policies differ; every
-    dynamic scaler starts with the replicas that target needs for the opening demand.
+    The reactive baselines are configured as a user would: a fixed target of ``baseline_utilization`` of the
+    same per-replica capacity, on the same metric, scrape and lag as neuroscale. Every dynamic scaler starts with
+    the replicas that target needs for the opening demand.
     """
-    target = config.target_tokens_per_replica
+    target = settings.capacity_tokens_per_s * settings.baseline_utilization
     opening = float(trace.tokens_per_s[: max(1, int(settings.metric_window_s / trace.step_s))].mean())
     initial = min(max(math.ceil(opening / target - 1e-9), config.min_replicas), config.max_replicas)
     scalers: list[tuple[Scaler, int]] = [

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_DECODE_TOKENS_PER_S", "FORMATS", "DemandTrace", "TraceError", "TraceFormat", "load_trace"]
+__all__ = ["DEFAULT_DECODE_TOKENS_PER_S", "FORMATS", "SYNTHETIC_SHAPES", "DemandTrace", "TraceError", "TraceFormat",
+           "load_trace", "synthetic_trace"]
 
 # One sequence decodes at ~25 tok/s (40 ms between tokens), between the per-sequence speeds NEURON.md implies for
 # Llama-3.1-8B on inf2 (320 tok/s / batch 8 = 40, 510 / batch 32 = 16). A request's tokens are asked for at that
@@ -99,13 +100,17 @@ def _read_azure(path: Path, rows: list[list[str]], decode_tokens_per_s: float) -
         generated.append(tokens)
     if not arrivals:
         raise TraceError(f"{path}: no requests after the header")
-    start = np.asarray(arrivals)
+    return _from_requests(path.name, "azure", np.asarray(arrivals), np.asarray(generated), decode_tokens_per_s)
+
+
+def _from_requests(name: str, fmt: str, arrivals: np.ndarray, generated: np.ndarray,
+                   decode_tokens_per_s: float) -> DemandTrace:
+    start = arrivals.astype(float)
+    tokens = generated.astype(float)
     if np.any(np.diff(start) < 0):
         order = np.argsort(start, kind="stable")
-        start = start[order]
-        generated = [generated[i] for i in order]
+        start, tokens = start[order], tokens[order]
     start -= start.min()
-    tokens = np.asarray(generated)
     duration = tokens / decode_tokens_per_s
     span_s = max(1.0, math.ceil(float(start.max())))
     # A request is served at decode speed from its arrival; what runs past the last arrival is cut off so the
@@ -122,8 +127,7 @@ def _read_azure(path: Path, rows: list[list[str]], decode_tokens_per_s: float) -
     # Requests that started before the recording are missing from its first seconds, so demand ramps up from
     # zero for as long as the longest request lasts; that ramp is an artefact and is cut off.
     warm_up = min(int(math.ceil(float(duration.max()))), len(per_second) // 10)
-    return DemandTrace(path.name, "azure", 1.0, np.clip(per_second[warm_up:], 0, None),
-                       float(tokens.mean()), len(tokens))
+    return DemandTrace(name, fmt, 1.0, np.clip(per_second[warm_up:], 0, None), float(tokens.mean()), len(tokens))
 
 
 def _read_aggregate(path: Path, rows: list[list[str]], _decode: float) -> DemandTrace:
@@ -198,3 +202,44 @@ def load_trace(path: str | Path, fmt: str = "auto", *, scale: float = 1.0,
             raise TraceError(f"{path}: header {','.join(header)!r} is not a {fmt} trace ({trace_format.description})")
     trace = trace_format.read(path, rows, decode_tokens_per_s)
     return trace if scale == 1.0 else trace.scaled(scale)
+
+
+def _shape(name: str, t: np.ndarray, duration_s: float) -> np.ndarray:
+    """Relative request rate (1 = the base rate) of each synthetic shape at times ``t``."""
+    phase = t / duration_s
+    if name == "diurnal":
+        return 1.0 + 0.6 * np.sin(2 * np.pi * (phase - 0.25))
+    if name == "ramp":
+        return 1.0 + np.clip((phase - 0.25) / 0.35, 0.0, 1.0) * 1.5
+    if name == "burst":
+        bursts = ((phase > 0.2) & (phase < 0.25)) | ((phase > 0.55) & (phase < 0.58)) | ((phase > 0.8) & (phase < 0.9))
+        return 1.0 + 0.9 * bursts
+    if name == "step":
+        return np.where((phase > 0.3) & (phase < 0.65), 1.8, 1.0)
+    raise TraceError(f"unknown synthetic shape {name!r}; choose one of: {', '.join(SYNTHETIC_SHAPES)}")
+
+
+SYNTHETIC_SHAPES = {"diurnal": 6 * 3600.0, "ramp": 3600.0, "burst": 3600.0, "step": 3600.0}
+
+
+def synthetic_trace(shape: str, seed: int, *, base_requests_per_s: float = 4.0, median_tokens: float = 180.0,
+                    length_sigma: float = 0.9, decode_tokens_per_s: float = DEFAULT_DECODE_TOKENS_PER_S,
+                    duration_s: float | None = None) -> DemandTrace:
+    """A request-level trace for developing the policy away from the shared files.
+
+    Arrivals are a Poisson process whose rate follows ``shape`` (diurnal: a sine over the span; ramp: flat,
+    a linear rise to 2.5×, flat; burst: three bursts of 1.9× lasting 1.8–6 minutes; step: 1.8× for the middle
+    third); generated lengths are lognormal (median ``median_tokens``, log-σ ``length_sigma``). Demand is
+    built from the requests exactly as the Azure reader builds it.
+    """
+    span = SYNTHETIC_SHAPES.get(shape) if duration_s is None else duration_s
+    if span is None:
+        raise TraceError(f"unknown synthetic shape {shape!r}; choose one of: {', '.join(SYNTHETIC_SHAPES)}")
+    rng = np.random.default_rng(seed)
+    peak = base_requests_per_s * float(_shape(shape, np.linspace(0, span, 4001), span).max())
+    # Thinning: draw at the peak rate, keep each arrival with probability rate(t) / peak.
+    candidates = np.cumsum(rng.exponential(1.0 / peak, int(peak * span * 1.2) + 100))
+    candidates = candidates[candidates < span]
+    kept = candidates[rng.random(len(candidates)) < base_requests_per_s * _shape(shape, candidates, span) / peak]
+    lengths = np.maximum(1.0, np.round(rng.lognormal(math.log(median_tokens), length_sigma, len(kept))))
+    return _from_requests(f"synthetic-{shape}-{seed}", "synthetic", kept, lengths, decode_tokens_per_s)
