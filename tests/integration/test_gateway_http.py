@@ -6,7 +6,8 @@ hidden from the client), prompt-length skipping, tier and max-tier headers; 4xx 
 escalating; 502/504 when the last tier fails; streaming passed through chunk by chunk (first chunk long before the
 last), a refusal inside the inspection window never reaching the client, failures after the stream was committed
 ending in an error event; client disconnects closing the upstream stream; bad input (malformed JSON, unknown
-fields, oversized bodies, unknown model, unknown route, wrong method); /v1/models, /healthz, /readyz, /metrics."""
+fields, oversized bodies, unknown model, unknown route, wrong method); /v1/models, /healthz, /readyz, /metrics;
+low log-probability judged inside the streaming window; a window of 0 streaming the lower tier at once."""
 
 from __future__ import annotations
 
@@ -304,3 +305,22 @@ async def test_completions_endpoint_streams_and_escalates(small, large, http) ->
         pieces = [json.loads(line[6:])["choices"][0]["text"] for line in text.split("\n")
                   if line.startswith("data: {")]
         assert "".join(pieces) == "Paris, large says."
+
+
+async def test_streamed_low_logprob_escalates_inside_the_window(small, large, http) -> None:
+    small.behaviour.logprob = -4.0
+    async with serve_gateway(two_tier_config(small, large, escalation={"min_mean_logprob": -1.0})) as gateway:
+        headers, events = await stream_events(http, gateway, {"messages": QUESTION})
+        assert headers["x-neuroscale-escalations"] == "small:low_logprob"
+        assert small.requests[-1]["logprobs"] is True
+        assert content_of(events) == "Paris, large says."
+        assert all(event["choices"][0].get("logprobs") is None for event in events[:-1] if event["choices"])
+
+
+async def test_window_of_zero_streams_the_lower_tier_at_once(small, large, http) -> None:
+    small.behaviour.answer = "I'm sorry, I can't help."
+    async with serve_gateway(two_tier_config(small, large, escalation={"stream_inspect_tokens": 0})) as gateway:
+        headers, events = await stream_events(http, gateway, {"messages": QUESTION})
+        assert headers["x-neuroscale-tier"] == "small"
+        assert content_of(events) == "I'm sorry, I can't help."
+        assert large.requests == []
