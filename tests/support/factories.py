@@ -31,3 +31,32 @@ def make_model_deployment(name: str = "llama", namespace: str = NAMESPACE, **spe
                      "resourceVersion": "1"},
         "spec": deep_merge(spec, spec_overrides),
     }
+
+
+def _neuroscale_object(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()), "generation": 1,
+                     "resourceVersion": "1"},
+        "spec": spec,
+    }
+
+
+def make_inference_cascade(name: str = "chat", namespace: str = NAMESPACE, **spec_overrides: Any) -> dict[str, Any]:
+    """A two-tier cascade: ModelDeployment `llama` first, then an external OpenAI-compatible API with a key Secret."""
+    spec = {
+        "tiers": [
+            {"name": "small", "modelDeployment": {"name": "llama"}},
+            {"name": "large", "openai": {"url": "https://llm.example.com/v1", "model": "large-model",
+                                         "apiKeySecretRef": {"name": "large-key", "key": "api-key"}}},
+        ],
+        "gateway": {"replicas": 2},
+    }
+    return _neuroscale_object("InferenceCascade", name, namespace, deep_merge(spec, spec_overrides))
+
+
+def make_cache_tier(name: str = "answers", namespace: str = NAMESPACE, **spec_overrides: Any) -> dict[str, Any]:
+    """An exact-match CacheTier on an operator-run Redis; keyword arguments override spec fields (camelCase)."""
+    spec = {"mode": "exact", "backend": {"inCluster": {}}, "ttlSeconds": 600, "maxMemoryMB": 128}
+    return _neuroscale_object("CacheTier", name, namespace, deep_merge(spec, spec_overrides))

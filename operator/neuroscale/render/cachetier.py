@@ -1,4 +1,4 @@
-"""Render a CacheTier: the Redis the operator runs (Deployment, Service, NetworkPolicy), and what a gateway uses of it."""
+"""Render a CacheTier: the Redis the operator runs (Deployment, Service), and what a gateway uses of it."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ class CacheBinding:
     settings: dict
     env: list[dict] = field(default_factory=list)
     tenant_header: str | None = None
+    # Names the cache on the gateway pods, so a NetworkPolicy can admit exactly the gateways that use it.
     pod_labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -137,23 +138,6 @@ def _redis_service(name: str, namespace: str) -> dict:
     }
 
 
-def _network_policy(name: str, namespace: str) -> dict:
-    """Redis has no password here: only gateway pods bound to this CacheTier may reach it."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": redis_name(name), "namespace": namespace, "labels": cache_labels(name)},
-        "spec": {
-            "podSelector": {"matchLabels": _selector(name)},
-            "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{"podSelector": {"matchLabels": {CACHE_TIER_LABEL: name}}}],
-                "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
-            }],
-        },
-    }
-
-
 def render_cache_tier(name: str, namespace: str, spec: CacheTierSpec) -> RenderedCache:
     """The children of CacheTier `namespace/name`: a Redis for an inCluster backend, nothing for an external one.
 
@@ -164,7 +148,7 @@ def render_cache_tier(name: str, namespace: str, spec: CacheTierSpec) -> Rendere
     backend = spec.backend.in_cluster
     if backend is None:
         return RenderedCache(objects=[], endpoint=url, backend="external")
-    objects = [_redis_deployment(name, namespace, spec, backend), _redis_service(name, namespace), _network_policy(name, namespace)]
+    objects = [_redis_deployment(name, namespace, spec, backend), _redis_service(name, namespace)]
     return RenderedCache(objects=objects, endpoint=url, backend="inCluster")
 
 

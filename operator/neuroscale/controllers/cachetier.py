@@ -1,0 +1,63 @@
+"""Reconcile one CacheTier: run its Redis (or validate the external endpoint), report status and Events."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from neuroscale import reasons as R
+from neuroscale.api.cachetier import CacheTierSpec
+from neuroscale.api.common import API_VERSION
+from neuroscale.api.schema import describe
+from neuroscale.conditions import ConditionUpdate
+from neuroscale.controllers.inferencecascade import EmitEvent, Outcome, announce_transitions, apply_children, delete_children
+from neuroscale.k8s.client import KubeClient
+from neuroscale.render.cachetier import redis_name, render_cache_tier
+from neuroscale.status.cachetier import CacheObserved, cache_tier_status
+from neuroscale.status.inferencecascade import cascade_status_patch
+
+log = logging.getLogger(__name__)
+
+KIND = "CacheTier"
+CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
+
+
+def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: EmitEvent) -> Outcome:
+    """Bring one CacheTier's Redis in line with its spec; an external backend has no children (old ones go)."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    try:
+        spec = CacheTierSpec.model_validate(body.get("spec") or {})
+        rendered = render_cache_tier(name, namespace, spec)
+    except ValidationError as exc:
+        problem = ConditionUpdate(R.RESOLVED, "False", R.INVALID_SPEC, describe(exc))
+        return _report(body, kube, CacheObserved(spec_problem=problem), now, emit, {})
+    except ValueError as exc:
+        problem = ConditionUpdate(R.RESOLVED, "False", R.INVALID_SPEC, str(exc))
+        return _report(body, kube, CacheObserved(spec_problem=problem), now, emit, {})
+
+    applied, apply_error = apply_children(body, rendered.objects, kube, emit)
+    if rendered.backend == "external":
+        # Switched from inCluster to external: the Redis the operator ran is no longer used.
+        delete_children(body, [(api, kind, redis_name(name)) for api, kind in CHILD_KINDS], kube)
+        live = None
+    else:
+        live = kube.get("apps/v1", "Deployment", namespace, redis_name(name))
+    observed = CacheObserved(backend=rendered.backend, endpoint=rendered.endpoint, mode=spec.mode, deployment=live,
+                             apply_error=apply_error)
+    return _report(body, kube, observed, now, emit, applied)
+
+
+def _report(body: dict[str, Any], kube: KubeClient, observed: CacheObserved, now: datetime, emit: EmitEvent,
+            applied: dict[str, str]) -> Outcome:
+    meta = body["metadata"]
+    current = body.get("status") or {}
+    desired = cache_tier_status(current, observed, generation=meta.get("generation"), now=now)
+    patch = cascade_status_patch(current, desired)
+    announce_transitions(current.get("conditions"), desired.get("conditions"), emit)
+    if patch:
+        kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"], {"status": patch}, subresource="status")
+    return Outcome(applied=applied, status_written=bool(patch), error=observed.apply_error)

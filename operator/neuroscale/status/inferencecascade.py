@@ -1,0 +1,112 @@
+"""An InferenceCascade's status from what the reconcile saw: tiers, cache, gateway rollout, conditions (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from neuroscale import reasons as R
+from neuroscale.conditions import ConditionUpdate, derive_ready, merge_conditions
+
+TIERS_READY = "TiersReady"
+CACHE_READY = "CacheReady"
+ALL_TIERS_READY = "AllTiersReady"
+TIERS_NOT_READY = "TiersNotReady"
+CACHE_TIER_NOT_FOUND = "CacheTierNotFound"
+CACHE_TIER_INVALID = "CacheTierInvalid"
+CACHE_TIER_NOT_READY = "CacheTierNotReady"
+CACHE_TIER_READY = "CacheTierReady"
+TIERS_RESOLVED = "TiersResolved"
+
+
+@dataclass(frozen=True)
+class CascadeObserved:
+    """What one reconcile learned: the gateway Deployment, the resolved tiers, the cache, and any problem."""
+
+    deployment: dict[str, Any] | None = None
+    desired_replicas: int = 0
+    tiers: list[dict[str, Any]] = field(default_factory=list)
+    endpoint: str | None = None
+    model_name: str | None = None
+    config_hash: str | None = None
+    cache_endpoint: str | None = None
+    cache: ConditionUpdate | None = None  # CacheReady, when a cacheTierRef is set
+    spec_problem: ConditionUpdate | None = None  # Resolved=False: the spec or the gateway config cannot work
+    apply_error: str | None = None
+
+
+def tiers_condition(tiers: list[dict[str, Any]]) -> ConditionUpdate:
+    """False naming every tier whose readiness is known to be False; external tiers (Unknown) do not block."""
+    waiting = [f"{t['name']} ({t['message']})" if t.get("message") else t["name"]
+               for t in tiers if t["ready"] == "False"]
+    if waiting:
+        return ConditionUpdate(TIERS_READY, "False", TIERS_NOT_READY, "not ready: " + "; ".join(waiting))
+    unprobed = [t["name"] for t in tiers if t["ready"] == "Unknown"]
+    note = f"; external tiers not probed: {', '.join(unprobed)}" if unprobed else ""
+    return ConditionUpdate(TIERS_READY, "True", ALL_TIERS_READY, f"every ModelDeployment tier is ready{note}")
+
+
+def _gateway_ready(observed: CascadeObserved, tiers: ConditionUpdate) -> ConditionUpdate:
+    if observed.apply_error:
+        return ConditionUpdate(R.READY, "False", R.APPLY_FAILED, observed.apply_error)
+    status = (observed.deployment or {}).get("status") or {}
+    available = status.get("availableReplicas", status.get("readyReplicas", 0)) or 0
+    if observed.desired_replicas == 0:
+        return ConditionUpdate(R.READY, "False", R.SCALED_TO_ZERO, "gateway replicas is 0")
+    if available == 0:
+        return ConditionUpdate(R.READY, "False", R.WAITING_FOR_PODS, "no gateway replica is available yet")
+    message = f"{available} of {observed.desired_replicas} gateway replicas available"
+    if tiers.status != "True":
+        message += f"; {tiers.message}"
+    return ConditionUpdate(R.READY, "True", R.AVAILABLE, message)
+
+
+def cascade_status(
+    current: dict[str, Any] | None, observed: CascadeObserved, *, generation: int | None, now: datetime
+) -> dict[str, Any]:
+    """The full status the resource should carry; equal to `current` when nothing changed (so no write).
+
+    Ready means the gateway serves: it requires the gateway Deployment available, not every tier, since the
+    cascade escalates past a tier that fails. TiersReady says which tiers are not ready, and Ready repeats it.
+    """
+    current = current or {}
+    gen = {"observedGeneration": generation} if generation is not None else {}
+    if observed.spec_problem is not None:
+        updates = [observed.spec_problem]
+        ready = derive_ready(updates, positive=(R.RESOLVED,))
+        conditions = merge_conditions(current.get("conditions"), [*updates, ready], generation=generation, now=now)
+        return {**current, "conditions": conditions, **gen}
+
+    tiers = tiers_condition(observed.tiers)
+    updates = [ConditionUpdate(R.RESOLVED, "True", TIERS_RESOLVED, f"{len(observed.tiers)} tiers resolved"), tiers]
+    if observed.apply_error:
+        updates.append(ConditionUpdate(R.DEGRADED, "True", R.APPLY_FAILED, observed.apply_error))
+    else:
+        updates.append(ConditionUpdate(R.DEGRADED, "False", R.HEALTHY, ""))
+    if observed.cache is not None:
+        updates.append(observed.cache)
+    updates.append(_gateway_ready(observed, tiers))
+    conditions = merge_conditions(current.get("conditions"), updates, generation=generation, now=now)
+    if observed.cache is None:
+        conditions = [c for c in conditions if c["type"] != CACHE_READY]
+    dep_status = (observed.deployment or {}).get("status") or {}
+    status: dict[str, Any] = {
+        "conditions": conditions,
+        "tiers": observed.tiers,
+        "endpoint": observed.endpoint,
+        "modelName": observed.model_name,
+        "replicas": dep_status.get("replicas", 0),
+        "readyReplicas": dep_status.get("readyReplicas", 0),
+        "configHash": observed.config_hash,
+        "cacheEndpoint": observed.cache_endpoint,
+        **gen,
+    }
+    return {k: v for k, v in status.items() if v is not None}
+
+
+def cascade_status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch from `current` to `desired`: changed fields, and null for fields that no longer apply."""
+    current = current or {}
+    changed = {k: v for k, v in desired.items() if current.get(k) != v}
+    return {**changed, **{k: None for k in current if k not in desired}}
