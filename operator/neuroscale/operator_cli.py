@@ -35,6 +35,7 @@ def main(args: argparse.Namespace) -> int:
         prometheus_bearer_token_file=args.prometheus_bearer_token_file,
         prometheus_ca_file=args.prometheus_ca_file,
         prometheus_sigv4_region=args.prometheus_sigv4_region,
+        prometheus_rate_window=args.prometheus_rate_window,
         gateway_image=args.gateway_image or OperatorConfig().gateway_image,
     )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.log_format == "json"
@@ -68,6 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     metrics.add_argument("--prometheus-bearer-token-file", help="file with a bearer token for Prometheus")
     metrics.add_argument("--prometheus-ca-file", help="CA bundle for a TLS Prometheus")
     metrics.add_argument("--prometheus-sigv4-region", help="sign queries for Amazon Managed Service for Prometheus")
+    metrics.add_argument("--prometheus-rate-window", default="2m",
+                         help="PromQL rate() window, several scrape intervals long (default 2m)")
     parser.add_argument("--resync-seconds", type=float, default=300.0, help="drift-correction period (default 300)")
     parser.add_argument("--autoscale-interval-seconds", type=float, default=15.0,
                         help="autoscaler control interval (default 15)")

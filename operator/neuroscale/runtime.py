@@ -21,6 +21,7 @@ class OperatorConfig:
     prometheus_bearer_token_file: str | None = None
     prometheus_ca_file: str | None = None
     prometheus_sigv4_region: str | None = None
+    prometheus_rate_window: str = "2m"
     gateway_image: str = "ghcr.io/neuroscale/neuroscale:0.1.0"
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from neuroscale.handlers import cachetier, inferencecascade, modeldeployment
+from neuroscale.handlers import autoscaling, cachetier, inferencecascade, modeldeployment
 from neuroscale.runtime import OperatorConfig
 
 PREFIX = "neuroscale.io"
@@ -32,6 +32,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kopf.on.startup(registry=registry, id="configure")(configure)
     modeldeployment.register(registry, config)
+    autoscaling.register(registry, config)
     inferencecascade.register(registry, config)
     cachetier.register(registry, config)
     return registry

@@ -1,0 +1,146 @@
+"""One autoscaling step for a ModelDeployment: read metrics, ask the pure policy, scale, report."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from neuroscale import reasons as R
+from neuroscale.api.common import API_VERSION
+from neuroscale.api.modeldeployment import AutoscalingSpec, ModelDeploymentSpec
+from neuroscale.autoscale.metrics import MetricsReading, MetricsSource, PrometheusSettings
+from neuroscale.autoscale.policy import Observation, PolicyConfig, ScalerState, decide, default_config
+from neuroscale.autoscale.promql import MetricsTarget
+from neuroscale.conditions import ConditionUpdate, merge_conditions, rfc3339
+from neuroscale.k8s.client import KubeClient
+from neuroscale.observability import METRICS_HEALTHY, SCALING_DECISIONS
+from neuroscale.render.modeldeployment import sizing_request
+from neuroscale.sizing import size
+from neuroscale.status.modeldeployment import status_patch
+
+log = logging.getLogger(__name__)
+EmitEvent = Callable[[str, str, str], None]
+
+
+@dataclass
+class Memory:
+    """What the loop keeps in process for one ModelDeployment: recent observations and the policy state."""
+
+    observations: deque[Observation] = field(default_factory=lambda: deque(maxlen=512))
+    state: ScalerState | None = None
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    replicas: int
+    changed: bool
+    reason: str
+    metrics_healthy: bool
+
+
+def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interval_s: float) -> PolicyConfig:
+    """Derived defaults (see `default_config`) with every field the user set taking precedence."""
+    config = default_config(
+        capacity_tokens_per_s, float(scaling.cold_start_seconds), min_replicas=scaling.min_replicas,
+        max_replicas=scaling.max_replicas, predictive=scaling.predictive, control_interval_s=interval_s,
+    )
+    overrides: dict[str, Any] = {}
+    if scaling.target_tokens_per_second is not None:
+        overrides["target_tokens_per_replica"] = scaling.target_tokens_per_second
+    if scaling.queue_depth_target is not None:
+        overrides["queue_target_per_replica"] = scaling.queue_depth_target
+    if scaling.scale_up_stabilization_seconds is not None:
+        overrides["scale_up_stabilization_s"] = float(scaling.scale_up_stabilization_seconds)
+    if scaling.scale_down_stabilization_seconds is not None:
+        overrides["scale_down_stabilization_s"] = float(scaling.scale_down_stabilization_seconds)
+    if scaling.max_scale_up_step is not None:
+        overrides["max_scale_up_step"] = scaling.max_scale_up_step
+    if scaling.max_scale_down_step is not None:
+        overrides["max_scale_down_step"] = scaling.max_scale_down_step
+    return replace(config, **overrides)
+
+
+def prometheus_settings(scaling: AutoscalingSpec, defaults: PrometheusSettings | None) -> PrometheusSettings | None:
+    """The per-resource URL override keeps the operator's auth options; None when no URL is configured at all."""
+    url = scaling.metrics.prometheus_url
+    if url is None:
+        return defaults
+    return replace(defaults, url=url) if defaults is not None else PrometheusSettings(url=url)
+
+
+def step(
+    body: dict[str, Any], kube: KubeClient, source: MetricsSource | None, memory: Memory, *,
+    now: float, clock: datetime, interval_s: float, emit: EmitEvent,
+) -> StepOutcome | None:
+    """Run one control interval. Returns None when autoscaling is off or the Deployment does not exist yet."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    spec = ModelDeploymentSpec.model_validate(body["spec"])
+    scaling = spec.autoscaling
+    if scaling is None or not scaling.enabled:
+        return None
+    deployment = kube.get("apps/v1", "Deployment", namespace, name)
+    if deployment is None:
+        return None  # the reconcile creates it; nothing to scale yet
+    status = body.get("status") or {}
+    current = int((deployment.get("spec") or {}).get("replicas", scaling.min_replicas))
+    ready = int((deployment.get("status") or {}).get("readyReplicas", 0))
+
+    if memory.state is None:  # after an operator restart, pick up what the last process remembered
+        memory.state = ScalerState.from_dict((status.get("autoscaling") or {}).get("state"))
+    capacity = (status.get("sizing") or {}).get("estimatedTokensPerSecond") or size(sizing_request(spec)).tokens_per_second
+    config = policy_config(scaling, float(capacity), interval_s)
+
+    if source is None:
+        reading = MetricsReading(now, None, None, 0, error="no Prometheus URL configured (operator flag "
+                                 "--prometheus-url or spec.autoscaling.metrics.prometheusUrl)")
+    else:
+        target = MetricsTarget.for_deployment(namespace, name, spec.engine.name, min_reporting_pods=max(1, ready))
+        reading = source.read(target, now)
+    memory.observations.append(Observation(reading.at, reading.tokens_per_second, reading.queue_depth, ready))
+    decision = decide(now, list(memory.observations), current, memory.state, config)
+    memory.state = decision.state
+    METRICS_HEALTHY.labels(namespace, name).set(1 if decision.metrics_healthy else 0)
+
+    changed = decision.replicas != current
+    auto = dict(status.get("autoscaling") or {})
+    if changed:
+        kube.patch("apps/v1", "Deployment", namespace, name, {"spec": {"replicas": decision.replicas}})
+        direction = "up" if decision.replicas > current else "down"
+        SCALING_DECISIONS.labels(direction).inc()
+        emit("Normal", "ScaledUp" if direction == "up" else "ScaledDown", decision.reason)
+        auto["lastScaleTime"] = rfc3339(clock)
+        auto["state"] = decision.state.to_dict()  # persisted on change only: enough to survive a restart
+    auto.update({
+        "observedTokensPerSecond": _rounded(reading.tokens_per_second),
+        "queueDepth": _rounded(reading.queue_depth),
+        "desiredReplicas": decision.replicas,
+        "lastDecision": decision.reason,
+    })
+    # A failed read is reported at once, even while the policy still acts on the last good samples.
+    if decision.metrics_healthy and reading.error is None:
+        condition = ConditionUpdate(R.AUTOSCALING, "True", R.SCALING_ACTIVE, decision.reason)
+    else:
+        problem = reading.error or decision.reason
+        condition = ConditionUpdate(R.AUTOSCALING, "False", R.METRICS_UNAVAILABLE,
+                                    f"holding {decision.replicas} replicas: {problem}")
+    conditions = merge_conditions(status.get("conditions"), [condition], generation=meta.get("generation"),
+                                  now=clock)
+    previous = next((c for c in status.get("conditions") or () if c["type"] == R.AUTOSCALING), None)
+    if previous is not None and previous["status"] != condition.status:
+        emit("Warning" if condition.status == "False" else "Normal", condition.reason, condition.message)
+    desired = {**status, "autoscaling": {k: v for k, v in auto.items() if v is not None},
+               "conditions": conditions, "desiredReplicas": decision.replicas}
+    patch = status_patch(status, desired)
+    if patch:
+        kube.patch(API_VERSION, "ModelDeployment", namespace, name, {"status": patch}, subresource="status")
+    return StepOutcome(decision.replicas, changed, decision.reason, decision.metrics_healthy)
+
+
+def _rounded(value: float | None) -> float | None:
+    """Whole tokens and requests: finer digits would only turn every tick into a status write."""
+    return None if value is None else float(round(value))
