@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from neuroscale.api.cachetier import CacheTierSpec, InClusterRedis
 from neuroscale.api.common import SecretKeyRef
@@ -196,3 +198,10 @@ def cache_binding(name: str, namespace: str, spec: CacheTierSpec, key_prefix: st
         tenant_header=spec.isolation.tenant_header,
         pod_labels={CACHE_TIER_LABEL: name} if external is None else {},
     )
+
+
+def render_cache_tier_doc(doc: dict, name: str, namespace: str, _documents: Sequence[Any] = ()) -> tuple[list[dict], str]:
+    """`neuroscale plan` for a CacheTier manifest: its Redis objects and a one-line summary."""
+    spec = CacheTierSpec.model_validate(doc.get("spec") or {})
+    rendered = render_cache_tier(name, namespace, spec)
+    return rendered.objects, f"{spec.mode} cache, {rendered.backend} Redis at {rendered.endpoint}"

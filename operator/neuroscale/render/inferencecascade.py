@@ -5,18 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from neuroscale.api.cachetier import CacheTierSpec
 from neuroscale.api.inferencecascade import CascadeTier, InferenceCascadeSpec
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.gateway.config import GatewayConfig
 from neuroscale.render import labels
-from neuroscale.render.cachetier import CacheBinding
+from neuroscale.render.cachetier import CacheBinding, cache_binding
 from neuroscale.render.modeldeployment import served_model_name, validate_names
+from neuroscale import __version__
 from neuroscale.render.pod import container_security
 
 CASCADE_LABEL = "neuroscale.io/inference-cascade"
@@ -32,6 +34,8 @@ DEFAULT_CPU = "500m"
 DEFAULT_MEMORY = "512Mi"
 # The local MiniLM embedder and torch live in the gateway process in semantic mode.
 SEMANTIC_LOCAL_MEMORY = "1536Mi"
+# What `plan` shows when no operator says otherwise: the release image (the operator's --gateway-image default).
+RELEASE_IMAGE = f"ghcr.io/neuroscale/neuroscale:{__version__}"
 
 __all__ = ["RenderedCascade", "ResolvedTier", "gateway_name", "render_inference_cascade", "resolve_tiers"]
 
@@ -320,3 +324,35 @@ def render_inference_cascade(
         endpoint=f"http://{gateway_name(name)}.{namespace}.svc.cluster.local:{spec.gateway.port}/v1",
         model_name=config.model_name,
     )
+
+
+def _documents_named(documents: Sequence[Any], kind: str, namespace: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for doc in documents:
+        if not isinstance(doc, dict) or doc.get("kind") != kind or not isinstance(doc.get("metadata"), dict):
+            continue
+        meta = doc["metadata"]
+        if (meta.get("namespace") or namespace) == namespace and isinstance(meta.get("name"), str):
+            found[meta["name"]] = doc
+    return found
+
+
+def render_inference_cascade_doc(doc: dict[str, Any], name: str, namespace: str, documents: Sequence[Any] = (),
+                                 *, image: str | None = None) -> tuple[list[dict], str]:
+    """`neuroscale plan` for an InferenceCascade: ModelDeployments and the CacheTier come from the same input;
+    a ModelDeployment not in it resolves to its conventional Service URL, a CacheTier not in it means no cache."""
+    spec = InferenceCascadeSpec.model_validate(doc.get("spec") or {})
+    models = _documents_named(documents, "ModelDeployment", namespace)
+    tiers = resolve_tiers(spec, namespace, {t.model_deployment.name: models.get(t.model_deployment.name)
+                                            for t in spec.tiers if t.model_deployment is not None})
+    binding = None
+    if spec.cache_tier_ref is not None:
+        cache_doc = _documents_named(documents, "CacheTier", namespace).get(spec.cache_tier_ref.name)
+        if cache_doc is not None:
+            binding = cache_binding(spec.cache_tier_ref.name, namespace,
+                                    CacheTierSpec.model_validate(cache_doc.get("spec") or {}), key_prefix=name)
+    rendered = render_inference_cascade(name, namespace, spec, tiers, binding,
+                                        image=image or RELEASE_IMAGE)
+    cache = f"{binding.settings['mode']} cache" if binding else "no cache"
+    return rendered.objects, (f"gateway for {rendered.model_name!r} at {rendered.endpoint}, tiers "
+                              f"{' → '.join(t.name for t in tiers)}, {cache}")

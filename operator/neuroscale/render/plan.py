@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from neuroscale.api.common import GROUP
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.api.registry import KINDS
+from neuroscale.render.cachetier import render_cache_tier_doc
+from neuroscale.render.inferencecascade import render_inference_cascade_doc
 from neuroscale.render.modeldeployment import render_model_deployment
 from neuroscale.sizing.sizer import SizingError
 
@@ -64,8 +66,9 @@ class PlanResult:
         return not self.errors
 
 
-# A renderer takes the document, its name and namespace, and returns (objects, one-line summary).
-Renderer = Callable[[dict[str, Any], str, str], tuple[list[dict], str]]
+# A renderer takes the document, its name and namespace, and every input document (a cascade resolves the
+# ModelDeployments and CacheTier it names among them), and returns (objects, one-line summary).
+Renderer = Callable[[dict[str, Any], str, str, Sequence[Any]], tuple[list[dict], str]]
 
 
 def validation_message(err: ValidationError) -> str:
@@ -85,7 +88,8 @@ def initial_replicas(spec: ModelDeploymentSpec) -> int:
     return spec.replicas
 
 
-def render_model_deployment_doc(doc: dict[str, Any], name: str, namespace: str) -> tuple[list[dict], str]:
+def render_model_deployment_doc(doc: dict[str, Any], name: str, namespace: str,
+                                _documents: Sequence[Any] = ()) -> tuple[list[dict], str]:
     spec = ModelDeploymentSpec.model_validate(doc.get("spec") or {})
     replicas = initial_replicas(spec)
     rendered = render_model_deployment(name, namespace, spec, replicas)
@@ -101,7 +105,11 @@ def render_model_deployment_doc(doc: dict[str, Any], name: str, namespace: str) 
 
 
 # neuroscale kinds `plan` can render. Kinds of the neuroscale group missing here are passed over with a note.
-RENDERERS: dict[str, Renderer] = {"ModelDeployment": render_model_deployment_doc}
+RENDERERS: dict[str, Renderer] = {
+    "ModelDeployment": render_model_deployment_doc,
+    "InferenceCascade": render_inference_cascade_doc,
+    "CacheTier": render_cache_tier_doc,
+}
 
 
 def _expand(docs: Iterable[Any]) -> Iterator[Any]:
@@ -113,7 +121,7 @@ def _expand(docs: Iterable[Any]) -> Iterator[Any]:
             yield doc
 
 
-def plan_document(index: int, doc: Any, default_namespace: str) -> PlanEntry:
+def plan_document(index: int, doc: Any, default_namespace: str, documents: Sequence[Any] = ()) -> PlanEntry:
     """One document's entry; never raises."""
     if not isinstance(doc, dict):
         return PlanEntry(index, None, None, None,
@@ -145,7 +153,7 @@ def plan_document(index: int, doc: Any, default_namespace: str) -> PlanEntry:
     if not isinstance(namespace, str):
         return PlanEntry(index, kind, name, None, error="metadata.namespace must be a string")
     try:
-        objects, summary = renderer(doc, name, namespace)
+        objects, summary = renderer(doc, name, namespace, documents)
     except ValidationError as err:
         return PlanEntry(index, kind, name, namespace, error=validation_message(err))
     except (SizingError, ValueError) as err:
@@ -155,4 +163,5 @@ def plan_document(index: int, doc: Any, default_namespace: str) -> PlanEntry:
 
 def plan_documents(docs: Iterable[Any], default_namespace: str = "default") -> PlanResult:
     """The objects the operator would create for each document, with notes and errors; never raises on bad input."""
-    return PlanResult([plan_document(i, doc, default_namespace) for i, doc in enumerate(_expand(docs))])
+    documents = list(_expand(docs))
+    return PlanResult([plan_document(i, doc, default_namespace, documents) for i, doc in enumerate(documents)])
