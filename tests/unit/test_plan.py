@@ -65,7 +65,7 @@ def test_document_namespace_wins_and_autoscaled_models_start_at_min_replicas():
     assert deployment["spec"]["replicas"] == 2
 
 
-def test_other_kinds_are_passed_over_with_a_note_and_unrendered_neuroscale_specs_still_checked():
+def test_other_kinds_are_passed_over_with_a_note_and_every_neuroscale_kind_is_rendered_or_rejected():
     docs = [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}},
         {"apiVersion": "neuroscale.io/v1alpha1", "kind": "InferenceCascade", "metadata": {"name": "c"}},
@@ -73,11 +73,10 @@ def test_other_kinds_are_passed_over_with_a_note_and_unrendered_neuroscale_specs
         model_doc(),
     ]
     result = plan_documents(docs)
-    assert result.notes == [
-        "ConfigMap cm: not a neuroscale resource (v1); passed over",
-        "CacheTier default/t: spec is valid; plan does not render CacheTier offline; passed over",
-    ]
-    assert len(result.objects) == 3
+    assert result.notes == ["ConfigMap cm: not a neuroscale resource (v1); passed over"]
+    rendered = sorted((o["kind"], o["metadata"]["name"]) for o in result.objects)
+    assert rendered == sorted([("Deployment", "t-redis"), ("Service", "t-redis"), ("Deployment", "llama"),
+                               ("Service", "llama"), ("PodDisruptionBudget", "llama")])
     (error,) = result.errors
     assert error.startswith("InferenceCascade default/c: spec.")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 # Plurals that are not simply the lower-cased kind + "s".
-_IRREGULAR_PLURALS = {"Endpoints": "endpoints"}
+_IRREGULAR_PLURALS = {"Endpoints": "endpoints", "NetworkPolicy": "networkpolicies"}
 
 
 def plural(kind: str) -> str:
