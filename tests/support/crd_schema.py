@@ -88,8 +88,8 @@ class CrdSchema:
     def violations(self, obj: Any) -> list[CelViolation]:
         return cel_violations(self.openapi, obj)
 
-    def admits(self, obj: Any) -> list[str]:
-        """What the API server would say about a write of `obj`: schema errors, then CEL messages (empty = admitted)."""
+    def rejections(self, obj: Any) -> list[str]:
+        """Why the API server would refuse a write of `obj`: schema errors, then CEL messages (empty = admitted)."""
         defaulted = self.defaulted(obj)
         return self.errors(defaulted) + [f"{v.at}: {v.rule.message}{' (' + v.detail + ')' if v.detail else ''}"
                                          for v in self.violations(obj)]

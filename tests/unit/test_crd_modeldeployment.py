@@ -100,7 +100,7 @@ VALID = {
 
 @pytest.mark.parametrize("obj", VALID.values(), ids=VALID.keys())
 def test_valid_objects_are_admitted(obj: dict[str, Any]) -> None:
-    assert SCHEMA.admits(obj) == []
+    assert SCHEMA.rejections(obj) == []
 
 
 SCHEMA_INVALID = {
@@ -139,7 +139,7 @@ def test_schema_rejects_at_the_right_path(obj: dict[str, Any], path: str) -> Non
 
 def test_unknown_fields_are_not_rejected_but_pruned_by_the_server() -> None:
     obj = md(model={"quantization": "awq"}, colour="blue")
-    assert SCHEMA.admits(obj) == []
+    assert SCHEMA.rejections(obj) == []
 
 
 def test_schema_defaults_agree_with_the_models() -> None:
