@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,28 +13,16 @@ import kmock
 import kopf
 import kubernetes
 
+from neuroscale.api.common import GROUP, VERSION
 from neuroscale.api.registry import KINDS
 from neuroscale.handlers import build_registry
 from neuroscale.k8s.client import KubeClient
 from neuroscale.runtime import OperatorConfig, Runtime
+from tests.support import kube_emulator
+from tests.support.kube_emulator import Emulator, serve_kind
 
 NAMESPACE = "ns1"
 GROUP_VERSION = "neuroscale.io/v1alpha1"
-
-
-class Emulator(kmock.KubernetesEmulator):
-    """kmock plus the one API-server behaviour our tests need and it lacks: names from `generateName`.
-
-    kopf posts Events with generateName; without this every Event after the first collides (409).
-    """
-
-    async def _handle(self, request: Any) -> Any:
-        data = request.data if request.action == kmock.action.CREATE else None
-        if isinstance(data, dict):
-            meta = data.setdefault("metadata", {})
-            if not meta.get("name") and meta.get("generateName"):
-                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
-        return await super()._handle(request)
 
 
 @contextlib.asynccontextmanager
@@ -50,20 +37,12 @@ def declare_resources(server: kmock.KubernetesEmulator) -> None:
     """Built-in kinds plus ours; without watch/list/patch kopf silently serves nothing."""
     server.resources.load_bundled()
     for kind in KINDS:
-        server.resources[f"{GROUP_VERSION}/{kind.plural}"] = kmock.ResourceInfo(
-            kind=kind.kind, namespaced=True, subresources={"status"},
-            verbs={"list", "watch", "get", "fetch", "patch", "create", "delete", "update"},
-        )
+        serve_kind(server, group=GROUP, version=VERSION, plural=kind.plural, kind=kind.kind, namespaced=True,
+                   subresources={"status"})
 
 
 def write_kubeconfig(path: Path, url: str) -> Path:
-    path.write_text(
-        "kind: Config\napiVersion: v1\ncurrent-context: emulator\n"
-        f"clusters: [{{name: emulator, cluster: {{server: '{url}'}}}}]\n"
-        "contexts: [{name: emulator, context: {cluster: emulator, user: tester}}]\n"
-        "users: [{name: tester, user: {token: test-token}}]\n"
-    )
-    return path
+    return kube_emulator.write_kubeconfig(url, path, NAMESPACE)
 
 
 def api_client(kubeconfig: Path) -> kubernetes.client.ApiClient:

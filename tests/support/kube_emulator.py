@@ -1,8 +1,9 @@
 """A kmock Kubernetes emulator on loopback that Helm and kubectl-style clients can talk to, plus its kubeconfig.
 
-kmock serves JSON objects and discovery. Two things a real API server does are added here, because clients
-depend on them: an accepted CustomResourceDefinition gets `Established`/`NamesAccepted` conditions and its kind
-is served by discovery (the apiextensions controller's job); the core group's discovery document names its
+kmock serves JSON objects and discovery. What a real API server does and clients depend on is added here: an
+object created with only `metadata.generateName` gets a name (kopf posts Events that way; without it every Event
+after the first collides); an accepted CustomResourceDefinition gets `Established`/`NamesAccepted` conditions and
+its kind is served by discovery (the apiextensions controller's job); the core group's discovery document names its
 groupVersion `v1` (kmock says `/v1`, which client-go's REST mapper does not match); and /openapi/v2 answers
 with an empty (valid, protobuf-encoded) document, so clients that validate objects before sending them find no
 schema and let every kind through, as for a CRD without one. Schema checks are the tests' job
@@ -13,6 +14,7 @@ client-go's dynamic client requires before it decodes them (Helm's readiness wat
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +37,16 @@ class ExtraResource:
     namespaced: bool = True
 
 
-class HelmReadyEmulator(kmock.KubernetesEmulator):
-    """kmock's emulator whose list responses are typed, as a real API server's are."""
+class Emulator(kmock.KubernetesEmulator):
+    """kmock's emulator that names objects from `generateName` and types its list responses, as API servers do."""
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        data = request.data if request.action == kmock.action.CREATE else None
+        if isinstance(data, dict):
+            meta = data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+        return await super()._handle(request)
 
     async def _serve_list(self, request: kmock.Request) -> dict[str, Any]:
         listing = dict(await super()._serve_list(request))
@@ -116,7 +126,7 @@ async def running_emulator(
     seed: Iterable[tuple[ExtraResource, dict[str, Any]]] = (),
 ) -> AsyncIterator[tuple[kmock.KubernetesEmulator, str]]:
     """A started emulator serving the built-in kinds and `extra`, already holding the `seed` objects; its URL."""
-    async with HelmReadyEmulator() as emulator, kmock.Server(emulator) as server:
+    async with Emulator() as emulator, kmock.Server(emulator) as server:
         emulator.resources.load_bundled()
         for res in extra:
             serve_kind(emulator, group=res.group, version=res.version, plural=res.plural, kind=res.kind, namespaced=res.namespaced)
