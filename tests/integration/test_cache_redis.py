@@ -16,7 +16,7 @@ from neuroscale.cache.embedders import LocalEmbedder
 from neuroscale.cache.redis_backend import RedisBackend
 from neuroscale.cache.response_cache import KeyedResponseCache
 from neuroscale.cache.semantic import SemanticMatcher
-from tests.support.redis_server import redis_server, redis_url  # noqa: F401  (pytest fixtures)
+from tests.support.redis_server import redis_server, redis_url, start_redis  # noqa: F401  (pytest fixtures)
 
 
 class RecordingMetrics:
@@ -156,3 +156,22 @@ async def test_unreachable_redis_is_a_miss_not_an_error() -> None:
     assert await cache.lookup("chat", make_request(), "t") is None
     assert metrics.calls == [("miss", "exact")]
     await cache.close()
+
+
+async def test_password_from_the_named_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An external Redis with AUTH: the password comes from the env var the operator mounts from a Secret."""
+    server = start_redis("--requirepass", "s3cret-pass")
+    try:
+        settings = dict(backend="redis", redis_url=server.url, key_prefix="auth")
+        monkeypatch.setenv("TEST_REDIS_PASSWORD", "s3cret-pass")
+        cache = build_cache(CacheSettings(**settings, password_env="TEST_REDIS_PASSWORD"))
+        await cache.store("chat", make_request(), "tenant", make_response())
+        hit = await cache.lookup("chat", make_request(), "tenant")
+        assert hit is not None and hit.response["choices"][0]["message"]["content"] == "4"
+        await cache.close()
+
+        anonymous = build_cache(CacheSettings(**settings))  # no password: Redis refuses, the cache misses
+        assert await anonymous.lookup("chat", make_request(), "tenant") is None
+        await anonymous.close()
+    finally:
+        server.stop()

@@ -102,7 +102,8 @@ def _wait_ready(server: RedisServer, timeout: float) -> bool:
         if server.process.poll() is not None:
             return False
         try:
-            if _command(server, b"PING").startswith(b"+PONG"):
+            # A server started with --requirepass answers NOAUTH: it is up all the same.
+            if _command(server, b"PING").startswith((b"+PONG", b"-NOAUTH")):
                 return True
         except OSError:
             pass

@@ -16,6 +16,8 @@ bucket, compared in the gateway (see semantic.py).
 
 from __future__ import annotations
 
+import os
+
 import time
 from collections.abc import Callable
 from typing import Any
@@ -133,6 +135,7 @@ class RedisBackend:
         # Short timeouts: a slow cache must turn into a miss quickly, not hold the request.
         client = redis_asyncio.from_url(
             settings.redis_url or "",
+            password=os.environ.get(settings.password_env) if settings.password_env else None,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             health_check_interval=30,

@@ -54,6 +54,8 @@ class CacheSettings:
     mode: Literal["exact", "semantic"] = "exact"
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str | None = None
+    # Name of the environment variable holding the Redis password (mounted from a Secret; never in the file).
+    password_env: str | None = None
     key_prefix: str = "neuroscale"
     ttl_seconds: int = 3600
     max_entries: int = 10_000

@@ -177,6 +177,7 @@ def cache_binding(name: str, namespace: str, spec: CacheTierSpec, key_prefix: st
     external = spec.backend.external
     if external is not None and external.password_secret_ref is not None:
         env.append(_secret_env(REDIS_PASSWORD_ENV, external.password_secret_ref))
+        settings["password_env"] = REDIS_PASSWORD_ENV
     if spec.mode == "semantic":
         semantic = spec.semantic
         threshold = semantic.similarity_threshold if semantic else None
