@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from neuroscale.api.crds import crd
+from neuroscale.api.reference import update_document
 from neuroscale.api.registry import KINDS
 from neuroscale.yamlio import dump_all
 
@@ -20,7 +21,8 @@ def rendered() -> dict[str, str]:
 
 
 def write(root: Path, targets: tuple[str, ...] = DEFAULT_TARGETS) -> list[Path]:
-    """Write every CRD into each target directory; stale generated files there are removed."""
+    """Write every CRD into each target directory (stale generated files there are removed) and refresh the
+    README's generated field reference."""
     files = rendered()
     written = []
     for target in targets:
@@ -33,6 +35,13 @@ def write(root: Path, targets: tuple[str, ...] = DEFAULT_TARGETS) -> list[Path]:
             path = directory / name
             path.write_text(text)
             written.append(path)
+    readme = root / "README.md"
+    if readme.exists():
+        text = readme.read_text()
+        updated = update_document(text, KINDS)
+        if updated != text:
+            readme.write_text(updated)
+            written.append(readme)
     return written
 
 

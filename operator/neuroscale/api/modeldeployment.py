@@ -174,7 +174,7 @@ class AutoscalingSpec(ApiModel):
     cold_start_seconds: int = Field(
         default=600, ge=0, le=7200, description="How long a new replica takes to serve (load, and compile on a cache miss)."
     )
-    predictive: bool = Field(default=False, description="Look ahead by the cold start using the recent demand trend.")
+    predictive: bool = Field(default=True, description="Look ahead by the cold start using the recent demand trend.")
     metrics: MetricsSpec = Field(
         default_factory=MetricsSpec, description="Metrics source override.", json_schema_extra={"default": {}}
     )
