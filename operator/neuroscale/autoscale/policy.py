@@ -6,8 +6,8 @@ The rule, in the words the README uses:
    ``queue_target_per_replica`` waiting requests ask for one more replica.
 2. Capacity takes a cold start to arrive, so with ``predictive`` on the policy provisions for the demand one
    horizon ahead, horizon = cold start + metric lag + one control interval: the current demand plus the upward
-   trend over that horizon (a least-squares slope over the last horizon of samples) plus ``safety_z`` standard
-   deviations of the samples around that trend.
+   trend over that horizon (a least-squares slope over the last horizon of samples), counting only the part of
+   the slope that is there with the SLO's confidence (slope − ``safety_z`` standard errors, never negative).
 3. Needed replicas = ceil(demand / ``target_tokens_per_replica``), clamped to [min, max].
 4. Up: the lowest need of the last ``scale_up_stabilization_s`` (0 by default: act at once), at most
    ``max_scale_up_step`` per decision. Down: the highest need of the last ``scale_down_stabilization_s``
