@@ -100,7 +100,8 @@ def default_config(
       waiting requests one replica drains within the queue-wait SLO, or within a cold start when that is longer
       (a replica asked for now arrives only then; a queue shorter than that drains on the capacity already there).
     - ``safety_z`` = the standard-normal quantile of ``1 − slo_underprovisioned_fraction`` (2.33 for 1 %): the
-      forecast adds that many standard deviations of the recent samples around their trend.
+      forecast extrapolates only the slope minus that many standard errors, the trend that is there with the
+      SLO's confidence.
     - ``metric_lag_s = metric_window_s / 2``: a rate over a window reports the demand of its midpoint.
     - ``scale_up_stabilization_s = 0``: the metric is already a 2-minute average and every second of delay
       is added to a cold start users wait through.
