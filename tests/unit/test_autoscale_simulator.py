@@ -24,7 +24,8 @@ from neuroscale.autoscale.simulator import SimulationSettings, compare, run_orac
 from neuroscale.autoscale.traces import DemandTrace, TraceError, load_trace, synthetic_trace
 from neuroscale.autoscale.policy import default_config
 
-SHARED = Path("/work/shared/traces")
+# The shared traces live beside the repository (shared/traces), as on developer machines and in CI.
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "traces"
 
 
 def write_azure(path: Path, requests: list[tuple[float, int]]) -> Path:
