@@ -10,17 +10,16 @@ from datetime import datetime
 from typing import Any
 
 from neuroscale import reasons as R
-from neuroscale.api.common import API_VERSION
 from neuroscale.api.modeldeployment import AutoscalingSpec, ModelDeploymentSpec
 from neuroscale.autoscale.metrics import MetricsReading, MetricsSource, PrometheusSettings
 from neuroscale.autoscale.policy import Observation, PolicyConfig, ScalerState, decide, default_config
 from neuroscale.autoscale.promql import MetricsTarget
 from neuroscale.conditions import ConditionUpdate, merge_conditions, rfc3339
+from neuroscale.controllers.children import write_status
 from neuroscale.k8s.client import KubeClient
 from neuroscale.observability import METRICS_HEALTHY, SCALING_DECISIONS
 from neuroscale.render.modeldeployment import sizing_request
 from neuroscale.sizing import size
-from neuroscale.status.modeldeployment import status_patch
 
 log = logging.getLogger(__name__)
 EmitEvent = Callable[[str, str, str], None]
@@ -135,9 +134,7 @@ def step(
         emit("Warning" if condition.status == "False" else "Normal", condition.reason, condition.message)
     desired = {**status, "autoscaling": {k: v for k, v in auto.items() if v is not None},
                "conditions": conditions, "desiredReplicas": decision.replicas}
-    patch = status_patch(status, desired)
-    if patch:
-        kube.patch(API_VERSION, "ModelDeployment", namespace, name, {"status": patch}, subresource="status")
+    write_status(body, desired, kube)
     return StepOutcome(decision.replicas, changed, decision.reason, decision.metrics_healthy)
 
 

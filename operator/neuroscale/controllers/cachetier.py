@@ -10,19 +10,25 @@ from pydantic import ValidationError
 
 from neuroscale import reasons as R
 from neuroscale.api.cachetier import CacheTierSpec
-from neuroscale.api.common import API_VERSION
 from neuroscale.api.schema import describe
 from neuroscale.conditions import ConditionUpdate
-from neuroscale.controllers.inferencecascade import EmitEvent, Outcome, announce_transitions, apply_children, delete_children
+from neuroscale.controllers.children import (
+    EmitEvent, Outcome, announce_transitions, apply_children, delete_children, write_status,
+)
+from neuroscale.controllers.inferencecascade import is_problem
 from neuroscale.k8s.client import KubeClient
 from neuroscale.render.cachetier import redis_name, render_cache_tier
 from neuroscale.status.cachetier import CacheObserved, cache_tier_status
-from neuroscale.status.inferencecascade import cascade_status_patch
 
 log = logging.getLogger(__name__)
 
 KIND = "CacheTier"
 CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
+
+
+def owned_children(name: str) -> list[tuple[str, str, str]]:
+    """The Redis an inCluster CacheTier runs is named `<name>-redis`."""
+    return [(api_version, kind, redis_name(name)) for api_version, kind in CHILD_KINDS]
 
 
 def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: EmitEvent) -> Outcome:
@@ -42,7 +48,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
     applied, apply_error = apply_children(body, rendered.objects, kube, emit)
     if rendered.backend == "external":
         # Switched from inCluster to external: the Redis the operator ran is no longer used.
-        delete_children(body, [(api, kind, redis_name(name)) for api, kind in CHILD_KINDS], kube)
+        delete_children(body, owned_children(name), kube)
         live = None
     else:
         live = kube.get("apps/v1", "Deployment", namespace, redis_name(name))
@@ -53,11 +59,8 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
 
 def _report(body: dict[str, Any], kube: KubeClient, observed: CacheObserved, now: datetime, emit: EmitEvent,
             applied: dict[str, str]) -> Outcome:
-    meta = body["metadata"]
     current = body.get("status") or {}
-    desired = cache_tier_status(current, observed, generation=meta.get("generation"), now=now)
-    patch = cascade_status_patch(current, desired)
-    announce_transitions(current.get("conditions"), desired.get("conditions"), emit)
-    if patch:
-        kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"], {"status": patch}, subresource="status")
-    return Outcome(applied=applied, status_written=bool(patch), error=observed.apply_error)
+    desired = cache_tier_status(current, observed, generation=body["metadata"].get("generation"), now=now)
+    announce_transitions(current.get("conditions"), desired.get("conditions"), emit, is_problem=is_problem)
+    written = write_status(body, desired, kube)
+    return Outcome(applied=applied, status_written=written, error=observed.apply_error)

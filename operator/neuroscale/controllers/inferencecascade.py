@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -15,9 +14,10 @@ from neuroscale.api.common import API_VERSION
 from neuroscale.api.inferencecascade import InferenceCascadeSpec
 from neuroscale.api.schema import describe
 from neuroscale.conditions import ConditionUpdate, find
-from neuroscale.controllers.modeldeployment import EmitEvent, Outcome
-from neuroscale.k8s.client import KubeClient, KubeError
-from neuroscale.k8s.diff import adopt
+from neuroscale.controllers.children import (
+    EmitEvent, Outcome, announce_transitions, apply_children, delete_children, write_status,
+)
+from neuroscale.k8s.client import KubeClient
 from neuroscale.render.cachetier import CacheBinding, cache_binding
 from neuroscale.render.inferencecascade import gateway_name, render_inference_cascade, resolve_tiers
 from neuroscale.status import inferencecascade as S
@@ -26,44 +26,6 @@ log = logging.getLogger(__name__)
 
 KIND = "InferenceCascade"
 CHILD_KINDS = (("v1", "ConfigMap"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ServiceAccount"))
-
-__all__ = ["EmitEvent", "Outcome", "announce_transitions", "apply_children", "delete_children", "reconcile"]
-
-
-def apply_children(owner: dict[str, Any], objects: list[dict], kube: KubeClient,
-                   emit: EmitEvent) -> tuple[dict[str, str], str | None]:
-    """Apply each child adopted by `owner`, in order; stop at the first failure and return it as a message."""
-    applied: dict[str, str] = {}
-    restored = find((owner.get("status") or {}).get("conditions"), R.READY) is not None
-    for child in objects:
-        key = f"{child['kind']}/{child['metadata']['name']}"
-        try:
-            applied[key] = kube.apply(adopt(child, owner))
-        except KubeError as exc:
-            log.warning("Applying %s for %s/%s failed: %s", key, owner["metadata"]["namespace"],
-                        owner["metadata"]["name"], exc)
-            return applied, f"{key}: {exc}"
-        if applied[key] == "created":
-            emit("Normal", "Restored" if restored else "Created", f"{'Recreated' if restored else 'Created'} {key}")
-        elif applied[key] == "patched":
-            emit("Normal", "Updated", f"Brought {key} in line with the spec")
-    return applied, None
-
-
-def delete_children(owner: dict[str, Any], children: Iterable[tuple[str, str, str]], kube: KubeClient) -> list[str]:
-    """Delete the named children that `owner` really owns (matching ownerReference uid); others are left alone."""
-    meta = owner["metadata"]
-    deleted = []
-    for api_version, kind, name in children:
-        child = kube.get(api_version, kind, meta["namespace"], name)
-        owners = ((child or {}).get("metadata") or {}).get("ownerReferences") or ()
-        if child is not None and any(ref.get("uid") == meta.get("uid") for ref in owners):
-            kube.delete(api_version, kind, meta["namespace"], name)
-            deleted.append(f"{kind}/{name}")
-    if deleted:
-        log.info("Deleted %s of %s/%s", ", ".join(deleted), meta["namespace"], meta["name"])
-    return deleted
-
 
 def owned_children(name: str) -> list[tuple[str, str, str]]:
     return [(api_version, kind, gateway_name(name)) for api_version, kind in CHILD_KINDS]
@@ -140,32 +102,15 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
 
 def _report(body: dict[str, Any], kube: KubeClient, observed: S.CascadeObserved, now: datetime, emit: EmitEvent,
             applied: dict[str, str]) -> Outcome:
-    meta = body["metadata"]
     current = body.get("status") or {}
-    desired = S.cascade_status(current, observed, generation=meta.get("generation"), now=now)
-    patch = S.cascade_status_patch(current, desired)
-    announce_transitions(current.get("conditions"), desired.get("conditions"), emit)
-    if patch:
-        kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"], {"status": patch}, subresource="status")
-    return Outcome(applied=applied, status_written=bool(patch), error=observed.apply_error)
+    desired = S.cascade_status(current, observed, generation=body["metadata"].get("generation"), now=now)
+    announce_transitions(current.get("conditions"), desired.get("conditions"), emit, is_problem=is_problem)
+    written = write_status(body, desired, kube)
+    return Outcome(applied=applied, status_written=written, error=observed.apply_error)
 
 
-def _is_problem(condition: dict[str, Any]) -> bool:
+def is_problem(condition: dict[str, Any]) -> bool:
+    """Degraded, or one of the conditions a cascade or cache tier needs that turned False."""
     if condition["type"] == R.DEGRADED:
         return condition["status"] == "True"
     return condition["type"] in (R.RESOLVED, S.TIERS_READY, S.CACHE_READY) and condition["status"] == "False"
-
-
-def announce_transitions(before: list[dict] | None, after: list[dict] | None, emit: EmitEvent) -> None:
-    """An Event when a condition changes: a Warning for a problem, Normal for recovery and for becoming Ready."""
-    for new in after or ():
-        old = find(before, new["type"])
-        if old is not None and (old["status"], old["reason"]) == (new["status"], new["reason"]):
-            continue
-        message = new["message"] or f"{new['type']} is {new['status']}"
-        if _is_problem(new):
-            emit("Warning", new["reason"], message)
-        elif old is not None and _is_problem(old):
-            emit("Normal", new["reason"], f"{message} (was: {old['reason']})")
-        elif new["type"] == R.READY and new["status"] == "True":
-            emit("Normal", new["reason"], message)

@@ -3,38 +3,31 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from neuroscale import reasons as R
-from neuroscale.api.common import API_VERSION
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.api.schema import describe
-from neuroscale.conditions import ConditionUpdate, find
-from neuroscale.k8s.client import KubeClient, KubeError
-from neuroscale.k8s.diff import adopt
+from neuroscale.conditions import ConditionUpdate
+from neuroscale.controllers.children import EmitEvent, Outcome, announce_transitions, apply_children, write_status
+from neuroscale.k8s.client import KubeClient
 from neuroscale.render.modeldeployment import render_model_deployment
 from neuroscale.sizing import SizingError
-from neuroscale.status.modeldeployment import Observed, model_deployment_status, status_patch
+from neuroscale.status.modeldeployment import Observed, model_deployment_status
 
 log = logging.getLogger(__name__)
 
 KIND = "ModelDeployment"
-# (type, reason, message) → a Kubernetes Event on the ModelDeployment.
-EmitEvent = Callable[[str, str, str], None]
+CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"), ("policy/v1", "PodDisruptionBudget"),
+               ("v1", "ServiceAccount"))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one reconcile did: the test suite and the benchmark count writes with it."""
-
-    applied: dict[str, str]
-    status_written: bool
-    error: str | None = None
+def owned_children(name: str) -> list[tuple[str, str, str]]:
+    """Every child a ModelDeployment may have is named after it."""
+    return [(api_version, kind, name) for api_version, kind in CHILD_KINDS]
 
 
 def replicas_to_render(spec: ModelDeploymentSpec, status: dict[str, Any], live: dict[str, Any] | None) -> int:
@@ -76,22 +69,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         problem = ConditionUpdate(R.SIZED, "False", R.SIZING_FAILED, str(exc))
         return _report(body, kube, Observed(0, live, spec_problem=problem), generation, now, emit, {})
 
-    applied: dict[str, str] = {}
-    apply_error = None
-    for child in rendered.objects:
-        key = f"{child['kind']}/{child['metadata']['name']}"
-        try:
-            applied[key] = kube.apply(adopt(child, body))
-        except KubeError as exc:
-            apply_error = f"{key}: {exc}"
-            log.warning("Applying %s for %s/%s failed: %s", key, namespace, name, exc)
-            break
-        if applied[key] == "created":
-            # A child missing after the first successful reconcile was deleted by someone: say so.
-            restored = find(current_status.get("conditions"), R.SIZED) is not None
-            emit("Normal", "Restored" if restored else "Created", f"{'Recreated' if restored else 'Created'} {key}")
-        elif applied[key] == "patched":
-            emit("Normal", "Updated", f"Brought {key} in line with the spec")
+    applied, apply_error = apply_children(body, rendered.objects, kube, emit)
     if any(v != "unchanged" for k, v in applied.items() if k.startswith("Deployment/")):
         live = kube.get("apps/v1", "Deployment", namespace, name)
 
@@ -124,28 +102,13 @@ def _report(
     body: dict[str, Any], kube: KubeClient, observed: Observed, generation: int | None, now: datetime,
     emit: EmitEvent, applied: dict[str, str],
 ) -> Outcome:
-    meta = body["metadata"]
     current = body.get("status") or {}
     desired = model_deployment_status(current, observed, generation=generation, now=now)
-    patch = status_patch(current, desired)
-    _announce_transitions(current.get("conditions"), desired.get("conditions"), emit)
-    if patch:
-        kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"], {"status": patch}, subresource="status")
-    return Outcome(applied=applied, status_written=bool(patch), error=observed.apply_error)
+    announce_transitions(current.get("conditions"), desired.get("conditions"), emit,
+                         is_problem=_is_problem, announced=(R.SIZED, R.READY))
+    written = write_status(body, desired, kube)
+    return Outcome(applied=applied, status_written=written, error=observed.apply_error)
 
 
-def _announce_transitions(before: list[dict] | None, after: list[dict] | None, emit: EmitEvent) -> None:
-    """An Event for what a user must see in `kubectl describe`: sizing chosen or failed, ready, degraded, recovered."""
-    for new in after or ():
-        old = find(before, new["type"])
-        if old is not None and (old["status"], old["reason"]) == (new["status"], new["reason"]):
-            continue
-        message = new["message"] or f"{new['type']} is {new['status']}"
-        if new["type"] == R.SIZED:
-            emit("Normal" if new["status"] == "True" else "Warning", new["reason"], message)
-        elif new["type"] == R.DEGRADED and new["status"] == "True":
-            emit("Warning", new["reason"], message)
-        elif new["type"] == R.DEGRADED and old is not None and old["status"] == "True":
-            emit("Normal", "Recovered", f"No longer degraded (was: {old['reason']})")
-        elif new["type"] == R.READY and new["status"] == "True":
-            emit("Normal", new["reason"], message)
+def _is_problem(condition: dict[str, Any]) -> bool:
+    return (condition["type"], condition["status"]) in ((R.SIZED, "False"), (R.DEGRADED, "True"))

@@ -1,4 +1,4 @@
-"""What every kind's handlers share: labels, Event posting, metrics around a reconcile, owned-child deletion."""
+"""What every kind's handlers share: labels, Event posting, a locked and measured reconcile, trigger wiring."""
 
 from __future__ import annotations
 
@@ -6,16 +6,21 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from neuroscale.api.common import API_VERSION
-from neuroscale.k8s.client import KubeClient, KubeError
+from neuroscale.api.common import API_VERSION, GROUP, VERSION
+from neuroscale.controllers.children import delete_children
+from neuroscale.k8s.client import KubeError
 from neuroscale.observability import CHILD_WRITES, RECONCILE_SECONDS, RECONCILES
-from neuroscale.runtime import Runtime
+from neuroscale.runtime import OperatorConfig, Runtime
 
 log = logging.getLogger(__name__)
+
+# (namespace, name, memo) → reconcile that object now.
+ReconcileOne = Callable[[str, str, kopf.Memo], None]
 
 MANAGED = {"app.kubernetes.io/managed-by": "neuroscale"}
 LABEL_MODEL = "neuroscale.io/model-deployment"
@@ -61,18 +66,53 @@ def run_reconcile(
     return outcome
 
 
-def delete_owned(owner: dict[str, Any], kinds: Iterable[tuple[str, str]], kube: KubeClient) -> list[str]:
-    """Delete the children named after `owner` that it really owns (matching ownerReference uid)."""
-    meta = owner["metadata"]
-    deleted = []
-    for api_version, kind in kinds:
-        child = kube.get(api_version, kind, meta["namespace"], meta["name"])
-        if child is None:
-            continue
-        owners = (child.get("metadata") or {}).get("ownerReferences") or ()
-        if any(ref.get("uid") == meta.get("uid") for ref in owners):
-            kube.delete(api_version, kind, meta["namespace"], meta["name"])
-            deleted.append(f"{kind}/{meta['name']}")
-    if deleted:
-        log.info("Deleted %s of %s/%s", ", ".join(deleted), meta["namespace"], meta["name"])
-    return deleted
+@dataclass(frozen=True)
+class OwnerKind:
+    """One kind whose objects own children: how to reconcile one, find it from a child, and name its children."""
+
+    kind: str
+    plural: str
+    child_label: str  # label on every child naming its owner
+    child_resources: tuple[tuple[str, str, str], ...]  # (group, version, plural) of the children to watch
+    reconcile: Callable[[dict[str, Any], Runtime], Any]  # the controller, given a fresh body
+    children: Callable[[str], Iterable[tuple[str, str, str]]]  # owner name → (apiVersion, kind, name)
+
+    @property
+    def resource(self) -> tuple[str, str, str]:
+        return (GROUP, VERSION, self.plural)
+
+
+def register_owner(registry: kopf.OperatorRegistry, config: OperatorConfig, owner: OwnerKind) -> ReconcileOne:
+    """Wire every trigger of `owner` to one idempotent reconcile and return it (for kind-specific triggers):
+
+    create, update and resume; a periodic resync (drift made while no event came); any change to a child (rollout
+    progress, a hand edit, a deletion: restored at once); and the owner's deletion (children deleted right away —
+    owner references make the garbage collector do it too, and no finalizer can leave the owner stuck).
+    """
+
+    def reconcile_one(namespace: str, name: str, memo: kopf.Memo) -> None:
+        runtime: Runtime = memo.runtime
+        run_reconcile(owner.kind, namespace, name, runtime, lambda body: owner.reconcile(body, runtime))
+
+    def on_change(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+        reconcile_one(namespace, name, memo)
+
+    def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        meta = body.get("metadata", {})
+        reconcile_one(meta["namespace"], meta["labels"][owner.child_label], memo)
+
+    def on_deleted(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if type == "DELETED":
+            gone = plain(body)
+            delete_children(gone, owner.children(gone["metadata"]["name"]), memo.runtime.kube)
+
+    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        on(*owner.resource, registry=registry, id="reconcile")(on_change)
+    kopf.timer(*owner.resource, id="resync", registry=registry, interval=config.resync_seconds,
+               initial_delay=config.resync_seconds, sharp=False)(on_change)
+    labels = {**MANAGED, owner.child_label: kopf.PRESENT}
+    for group, version, plural in owner.child_resources:
+        kopf.on.event(group, version, plural, labels=labels, registry=registry,
+                      id=f"{owner.plural}-child-{plural}")(on_child)
+    kopf.on.event(*owner.resource, id="deleted", registry=registry)(on_deleted)
+    return reconcile_one

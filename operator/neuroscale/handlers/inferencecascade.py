@@ -8,30 +8,11 @@ import kopf
 
 from neuroscale.api.common import GROUP, VERSION
 from neuroscale.controllers import inferencecascade as controller
-from neuroscale.handlers.common import LABEL_CASCADE, MANAGED, emitter, plain, run_reconcile
-from neuroscale.runtime import OperatorConfig, Runtime
+from neuroscale.handlers.common import LABEL_CASCADE, OwnerKind, emitter, register_owner
+from neuroscale.runtime import OperatorConfig
 
-KIND = "InferenceCascade"
-RESOURCE = (GROUP, VERSION, "inferencecascades")
 REFERENCED = {"ModelDeployment": (GROUP, VERSION, "modeldeployments"), "CacheTier": (GROUP, VERSION, "cachetiers")}
 INDEX = "cascade_references"
-
-
-def _reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
-    runtime: Runtime = memo.runtime
-    run_reconcile(KIND, namespace, name, runtime, lambda body: controller.reconcile(
-        body, runtime.kube, now=runtime.clock(), emit=emitter(body), image=runtime.config.gateway_image))
-
-
-def reconcile(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    """Create, update and resume; and, on a timer, drift correction for anything changed while no event came."""
-    _reconcile(namespace, name, memo)
-
-
-def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A gateway child changed (rollout progress, hand edit, deletion): reconcile its cascade."""
-    meta = body.get("metadata", {})
-    _reconcile(meta["namespace"], meta["labels"][LABEL_CASCADE], memo)
 
 
 def cascade_references(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[tuple[str, str, str], str]:
@@ -47,31 +28,27 @@ def cascade_references(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> 
     return keys
 
 
-def referenced_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """A ModelDeployment or CacheTier changed (created, ready, endpoint, deleted): reconcile the cascades using it."""
-    meta = body.get("metadata", {})
-    index: kopf.Index = kwargs[INDEX]
-    for cascade in sorted(set(index.get((meta["namespace"], body.get("kind"), meta["name"]), ()))):
-        _reconcile(meta["namespace"], cascade, memo)
-
-
-def deleted(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Delete the gateway's children as soon as the cascade is gone (owner references would, later, too)."""
-    if type == "DELETED":
-        owner = plain(body)
-        controller.delete_children(owner, controller.owned_children(owner["metadata"]["name"]), memo.runtime.kube)
+CASCADE = OwnerKind(
+    kind=controller.KIND,
+    plural="inferencecascades",
+    child_label=LABEL_CASCADE,
+    child_resources=(("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "configmaps")),
+    reconcile=lambda body, runtime: controller.reconcile(
+        body, runtime.kube, now=runtime.clock(), emit=emitter(body), image=runtime.config.gateway_image),
+    children=controller.owned_children,
+)
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
-    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
-        on(*RESOURCE, registry=registry)(reconcile)
-    kopf.timer(*RESOURCE, id="resync", registry=registry, interval=config.resync_seconds,
-               initial_delay=config.resync_seconds, sharp=False)(reconcile)
-    labels = {**MANAGED, LABEL_CASCADE: kopf.PRESENT}
-    for group, version, plural in (("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "configmaps")):
-        kopf.on.event(group, version, plural, labels=labels, registry=registry,
-                      id=f"cascade-child-{plural}")(child_changed)
-    kopf.index(*RESOURCE, id=INDEX, registry=registry)(cascade_references)
+    reconcile_one = register_owner(registry, config, CASCADE)
+
+    def referenced_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        """A ModelDeployment or CacheTier changed (created, ready, endpoint, deleted): reconcile its cascades."""
+        meta = body.get("metadata", {})
+        index: kopf.Index = kwargs[INDEX]
+        for cascade in sorted(set(index.get((meta["namespace"], body.get("kind"), meta["name"]), ()))):
+            reconcile_one(meta["namespace"], cascade, memo)
+
+    kopf.index(*CASCADE.resource, id=INDEX, registry=registry)(cascade_references)
     for kind, resource in REFERENCED.items():
         kopf.on.event(*resource, id=f"cascades-using-{kind.lower()}", registry=registry)(referenced_changed)
-    kopf.on.event(*RESOURCE, id="deleted", registry=registry)(deleted)

@@ -103,10 +103,3 @@ def cascade_status(
         **gen,
     }
     return {k: v for k, v in status.items() if v is not None}
-
-
-def cascade_status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch from `current` to `desired`: changed fields, and null for fields that no longer apply."""
-    current = current or {}
-    changed = {k: v for k, v in desired.items() if current.get(k) != v}
-    return {**changed, **{k: None for k in current if k not in desired}}

@@ -117,9 +117,3 @@ def model_deployment_status(
     if generation is not None:
         status["observedGeneration"] = generation
     return {k: v for k, v in status.items() if v is not None}
-
-
-def status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch from `current` to `desired` status: only changed top-level fields, {} when none."""
-    current = current or {}
-    return {k: v for k, v in desired.items() if current.get(k) != v}

@@ -1,0 +1,103 @@
+"""What every reconciler does the same way: apply owned children, delete them, write status, announce changes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from neuroscale import reasons as R
+from neuroscale.api.common import API_VERSION
+from neuroscale.conditions import find
+from neuroscale.k8s.client import KubeClient, KubeError
+from neuroscale.k8s.diff import adopt
+
+log = logging.getLogger(__name__)
+
+# (type, reason, message) → a Kubernetes Event on the reconciled resource.
+EmitEvent = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile did: the test suite and the benchmark count writes with it."""
+
+    applied: dict[str, str]
+    status_written: bool
+    error: str | None = None
+
+
+def apply_children(
+    owner: dict[str, Any], objects: list[dict], kube: KubeClient, emit: EmitEvent
+) -> tuple[dict[str, str], str | None]:
+    """Apply each child adopted by `owner`, in order; stop at the first failure and return it as a message.
+
+    A child created after the owner's first reconcile (it already has conditions) was deleted by someone: the
+    Event says it was restored.
+    """
+    applied: dict[str, str] = {}
+    restored = bool((owner.get("status") or {}).get("conditions"))
+    for child in objects:
+        key = f"{child['kind']}/{child['metadata']['name']}"
+        try:
+            applied[key] = kube.apply(adopt(child, owner))
+        except KubeError as exc:
+            log.warning("Applying %s for %s/%s failed: %s", key, owner["metadata"]["namespace"],
+                        owner["metadata"]["name"], exc)
+            return applied, f"{key}: {exc}"
+        if applied[key] == "created":
+            emit("Normal", "Restored" if restored else "Created", f"{'Recreated' if restored else 'Created'} {key}")
+        elif applied[key] == "patched":
+            emit("Normal", "Updated", f"Brought {key} in line with the spec")
+    return applied, None
+
+
+def delete_children(owner: dict[str, Any], children: Iterable[tuple[str, str, str]], kube: KubeClient) -> list[str]:
+    """Delete the named children that `owner` really owns (matching ownerReference uid); others are left alone."""
+    meta = owner["metadata"]
+    deleted = []
+    for api_version, kind, name in children:
+        child = kube.get(api_version, kind, meta["namespace"], name)
+        owners = ((child or {}).get("metadata") or {}).get("ownerReferences") or ()
+        if child is not None and any(ref.get("uid") == meta.get("uid") for ref in owners):
+            kube.delete(api_version, kind, meta["namespace"], name)
+            deleted.append(f"{kind}/{name}")
+    if deleted:
+        log.info("Deleted %s of %s/%s", ", ".join(deleted), meta["namespace"], meta["name"])
+    return deleted
+
+
+def status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch from `current` to `desired`: changed fields, null for fields no longer there; {} when equal."""
+    current = current or {}
+    changed = {k: v for k, v in desired.items() if current.get(k) != v}
+    return {**changed, **{k: None for k in current if k not in desired}}
+
+
+def write_status(body: dict[str, Any], desired: dict[str, Any], kube: KubeClient) -> bool:
+    """Patch the status subresource only when something changed, so a settled resync writes nothing."""
+    meta = body["metadata"]
+    patch = status_patch(body.get("status"), desired)
+    if patch:
+        kube.patch(API_VERSION, body["kind"], meta["namespace"], meta["name"], {"status": patch}, subresource="status")
+    return bool(patch)
+
+
+def announce_transitions(
+    before: list[dict] | None, after: list[dict] | None, emit: EmitEvent, *,
+    is_problem: Callable[[dict[str, Any]], bool], announced: tuple[str, ...] = (R.READY,),
+) -> None:
+    """An Event for each condition change a user must see in `kubectl describe`: a Warning for a problem, Normal
+    for a recovery, Normal when one of the `announced` conditions becomes True (e.g. Ready, Sized)."""
+    for new in after or ():
+        old = find(before, new["type"])
+        if old is not None and (old["status"], old["reason"]) == (new["status"], new["reason"]):
+            continue
+        message = new["message"] or f"{new['type']} is {new['status']}"
+        if is_problem(new):
+            emit("Warning", new["reason"], message)
+        elif old is not None and is_problem(old):
+            emit("Normal", new["reason"], f"{message} (was: {old['reason']})")
+        elif new["type"] in announced and new["status"] == "True":
+            emit("Normal", new["reason"], message)
