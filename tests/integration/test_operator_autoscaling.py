@@ -55,8 +55,10 @@ async def test_scales_with_token_throughput_and_holds_without_metrics(prometheus
                 await eventually(lambda: (replicas(server) or 0) >= 3, timeout=60)
                 await eventually(lambda: stored(server, MD, "llama")["status"]["autoscaling"][
                     "observedTokensPerSecond"] == pytest.approx(300, rel=0.2), timeout=30)
-                status = stored(server, MD, "llama")["status"]
-                assert "up" in status["autoscaling"]["lastDecision"].lower()
+                scaled_up = [e.raw for key, e in server.objects.items()
+                             if key[0].plural == "events" and e.raw.get("reason") == "ScaledUp"]
+                assert scaled_up and all("tok/s" in e["message"] for e in scaled_up)
+                assert stored(server, MD, "llama")["status"]["autoscaling"]["lastScaleTime"]
                 assert autoscaling_condition(server)["status"] == "True"
                 assert replicas(server) <= 8
 

@@ -248,8 +248,9 @@ GRANTED = [
     ("neuroscale.io", "cachetiers", "patch", "status"),
     ("apps", "deployments", "list", None),
     ("apps", "deployments", "delete", None),
-    ("apps", "statefulsets", "create", None),
     ("", "services", "patch", None),
+    ("", "services", "watch", None),
+    ("policy", "poddisruptionbudgets", "list", None),
     ("", "configmaps", "delete", None),
     ("", "serviceaccounts", "create", None),
     ("policy", "poddisruptionbudgets", "patch", None),
@@ -263,6 +264,7 @@ DENIED = [
     ("neuroscale.io", "modeldeployments", "patch", "scale"),
     ("apps", "deployments", "update", None),
     ("apps", "daemonsets", "create", None),
+    ("apps", "statefulsets", "create", None),  # no kind renders one
     ("", "pods", "delete", None),
     ("", "events", "delete", None),
     ("rbac.authorization.k8s.io", "roles", "create", None),

@@ -76,6 +76,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out[key] = True
         elif key == "additionalProperties" and value is False:
             continue  # unknown fields are pruned by the API server; `false` is not allowed beside `properties`
+        elif key == "additionalProperties" and value is True:
+            out["x-kubernetes-preserve-unknown-fields"] = True  # the structural way to say "any keys"
         else:
             out[key] = value
     if out.get("default") is None:

@@ -161,7 +161,7 @@ class GatewayConfig(_Strict):
     @classmethod
     def _cache_settings_valid(cls, cache: dict[str, Any] | None) -> dict[str, Any] | None:
         if cache is not None:
-            from neuroscale.cache import CacheConfigError, CacheSettings
+            from neuroscale.cache.settings import CacheConfigError, CacheSettings
 
             try:
                 CacheSettings.from_mapping(cache)
