@@ -113,8 +113,8 @@ def write_plot(trace: DemandTrace, settings: SimulationSettings, runs: Sequence[
                  label=f"{run.name} ready capacity", **style)
         bottom.plot(times, _bucket(run.paid, per), linewidth=1.1, label=run.name, **style)
     top.set_ylabel("generated tokens/s")
-    top.set_title(f"{trace.name} (demand ×{trace.scale:g}), cold start {settings.cold_start_s:g}s, "
-                  f"{settings.capacity_tokens_per_s:g} tok/s per replica")
+    top.set_title(f"{trace.name} (demand ×{trace.scale:.2f}), cold start {settings.cold_start_s:g}s, "
+                  f"{settings.capacity_tokens_per_s:.0f} tok/s per replica")
     top.legend(loc="upper left", fontsize=8, ncol=3)
     bottom.set_ylabel("replicas paid for")
     bottom.set_xlabel(unit)
