@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +18,6 @@ from neuroscale.controllers.inferencecascade import is_problem
 from neuroscale.k8s.client import KubeClient
 from neuroscale.render.cachetier import redis_name, render_cache_tier
 from neuroscale.status.cachetier import CacheObserved, cache_tier_status
-
-log = logging.getLogger(__name__)
 
 KIND = "CacheTier"
 CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -21,8 +20,6 @@ from neuroscale.k8s.client import KubeClient
 from neuroscale.render.cachetier import CacheBinding, cache_binding
 from neuroscale.render.inferencecascade import gateway_name, render_inference_cascade, resolve_tiers
 from neuroscale.status import inferencecascade as S
-
-log = logging.getLogger(__name__)
 
 KIND = "InferenceCascade"
 CHILD_KINDS = (("v1", "ConfigMap"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ServiceAccount"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -12,13 +11,13 @@ from neuroscale import reasons as R
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.api.schema import describe
 from neuroscale.conditions import ConditionUpdate
-from neuroscale.controllers.children import EmitEvent, Outcome, announce_transitions, apply_children, write_status
+from neuroscale.controllers.children import (
+    EmitEvent, Outcome, announce_transitions, apply_children, delete_children, write_status,
+)
 from neuroscale.k8s.client import KubeClient
 from neuroscale.render.modeldeployment import render_model_deployment
 from neuroscale.sizing import SizingError
 from neuroscale.status.modeldeployment import Observed, model_deployment_status
-
-log = logging.getLogger(__name__)
 
 KIND = "ModelDeployment"
 CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"), ("policy/v1", "PodDisruptionBudget"),
@@ -70,6 +69,9 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         return _report(body, kube, Observed(0, live, spec_problem=problem), generation, now, emit, {})
 
     applied, apply_error = apply_children(body, rendered.objects, kube, emit)
+    if not any(o["kind"] == "ServiceAccount" for o in rendered.objects):
+        # The spec now names an existing ServiceAccount: the one the operator made (if any) is no longer used.
+        delete_children(body, [("v1", "ServiceAccount", name)], kube)
     if any(v != "unchanged" for k, v in applied.items() if k.startswith("Deployment/")):
         live = kube.get("apps/v1", "Deployment", namespace, name)
 
