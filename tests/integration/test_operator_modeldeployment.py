@@ -4,7 +4,8 @@ Covers: create → Deployment/Service/PDB with owner references and a truthful s
 endpoint); Ready follows the Deployment's status; update → the pod template rolls; a deleted child is restored;
 a hand-edited child is put back; the CR deleted → its children go; a spec sizing cannot satisfy → Sized=False with a
 Warning Event and the running children untouched; a settled resync writes nothing; status conditions keep their
-lastTransitionTime when nothing changes.
+lastTransitionTime when nothing changes; the ServiceAccount the operator made goes when the spec names an
+existing one.
 """
 
 from __future__ import annotations
@@ -174,3 +175,17 @@ async def test_settled_resync_writes_nothing(cluster):
         assert runtime.kube.writes.total == writes_before, runtime.kube.writes.counts
         assert condition(stored(server, MD, "llama"), "Sized")["lastTransitionTime"] == transition
         assert md["status"]["sizing"] == stored(server, MD, "llama")["status"]["sizing"]
+
+
+async def test_operator_made_service_account_goes_when_the_spec_names_an_existing_one(cluster):
+    server, kubeconfig = cluster
+    role = "arn:aws:iam::111122223333:role/model-weights"
+    async with running_operator(kubeconfig):
+        await create(server, make_model_deployment(serviceAccount={"roleArn": role}))
+        account = await eventually(lambda: stored(server, "v1/serviceaccounts", "llama"))
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role
+        async with server.patch(f"{BASE}/llama", json={"spec": {"serviceAccount": {"roleArn": None,
+                                                                                   "name": "shared-reader"}}}):
+            pass
+        await eventually(lambda: stored(server, "v1/serviceaccounts", "llama") is None)
+        assert stored(server, DEPLOY, "llama")["spec"]["template"]["spec"]["serviceAccountName"] == "shared-reader"
