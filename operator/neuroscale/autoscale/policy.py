@@ -8,7 +8,13 @@ The rule, in the words the README uses:
    horizon ahead, horizon = cold start + metric lag + one control interval: the current demand plus the upward
    trend over that horizon (a least-squares slope over the last horizon of samples), counting only the part of
    the slope that is there with the SLO's confidence (slope − ``safety_z`` standard errors, never negative).
-3. Needed replicas = ceil(demand / ``target_tokens_per_replica``), clamped to [min, max].
+3. Needed replicas = ceil(demand / target), clamped to [min, max]; target = ``target_tokens_per_replica`` ×
+   u / ``utilization``, where u is a learned utilization (kept in the state): an SLO feedback loop on the queue.
+   Waiting requests are direct evidence that ready capacity was exceeded, which a 2-minute rate cannot show.
+   When more than ``queued_sample_allowance`` of the last horizon's samples had waiting requests, u drops by
+   that share (u × (1 − share)), at most once per horizon (the capacity it asks for needs that long to show);
+   after a whole horizon without waiting requests, u climbs linearly from floor to ceiling over one horizon.
+   u never leaves [``utilization_floor``, ``utilization_ceiling``]; without both bounds u stays ``utilization``.
 4. Up: the lowest need of the last ``scale_up_stabilization_s`` (0 by default: act at once), at most
    ``max_scale_up_step`` per decision. Down: the highest need of the last ``scale_down_stabilization_s``
    (a cold start by default: a released replica cannot come back sooner), at most ``max_scale_down_step``.
@@ -21,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
@@ -46,6 +52,10 @@ class PolicyConfig:
     metric_lag_s: float = 60.0
     control_interval_s: float = 15.0
     safety_z: float = 2.326
+    utilization: float = 1.0
+    utilization_floor: float | None = None
+    utilization_ceiling: float | None = None
+    queued_sample_allowance: float = 0.01
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,6 +78,16 @@ class PolicyConfig:
             step = getattr(self, name)
             if step is not None and step < 1:
                 problems.append(f"{name} must be >= 1 or None, got {step}")
+        if not 0 < self.utilization <= 1:
+            problems.append(f"utilization must be in (0, 1], got {self.utilization}")
+        if (self.utilization_floor is None) != (self.utilization_ceiling is None):
+            problems.append("utilization_floor and utilization_ceiling must be set together")
+        elif self.utilization_floor is not None and self.utilization_ceiling is not None and not (
+                0 < self.utilization_floor <= self.utilization_ceiling <= 1):
+            problems.append("need 0 < utilization_floor <= utilization_ceiling <= 1, got "
+                            f"{self.utilization_floor} and {self.utilization_ceiling}")
+        if not 0 <= self.queued_sample_allowance < 1:
+            problems.append(f"queued_sample_allowance must be in [0, 1), got {self.queued_sample_allowance}")
         if problems:
             raise ValueError("invalid autoscaling config: " + "; ".join(problems))
 
@@ -84,6 +104,8 @@ def default_config(
     min_replicas: int = 1,
     max_replicas: int = 100,
     utilization: float = 0.85,
+    utilization_floor: float | None = None,
+    utilization_ceiling: float | None = None,
     slo_underprovisioned_fraction: float = 0.01,
     queue_wait_slo_s: float = 30.0,
     tokens_per_request: float = 256.0,
@@ -96,6 +118,14 @@ def default_config(
 
     - ``target_tokens_per_replica = capacity × utilization``. The 15 % default headroom absorbs the
       sub-minute fluctuation that a 2-minute rate cannot show (requests arrive in bursts of seconds).
+    - The queue feedback loop starts at ``utilization`` and moves u within [``utilization_floor``,
+      ``utilization_ceiling``]. Floor = ``utilization`` by default: the loop only gives back headroom that the
+      queue shows is unused (lowering u below the default was measured to trade cost for service, row by row,
+      never to win both; see tests/bench/AUTOSCALE.md). Ceiling = utilization + (1 − utilization) / 3 (0.90):
+      two thirds of the headroom stay for the forecast's error over a cold start, which the queue can only
+      reveal after the fact, when capacity is a cold start away.
+    - ``queued_sample_allowance = slo_underprovisioned_fraction``: a sample with waiting requests is counted as
+      if all of its interval's demand were short, so the allowance errs on the side of the SLO.
     - ``queue_target_per_replica = capacity × max(queue_wait_slo_s, cold_start_s) / tokens_per_request``: the
       waiting requests one replica drains within the queue-wait SLO, or within a cold start when that is longer
       (a replica asked for now arrives only then; a queue shorter than that drains on the capacity already there).
@@ -118,6 +148,11 @@ def default_config(
         raise ValueError(f"capacity_tokens_per_s must be > 0, got {capacity_tokens_per_s}")
     if not 0 < utilization <= 1:
         raise ValueError(f"utilization must be in (0, 1], got {utilization}")
+    floor = utilization if utilization_floor is None else utilization_floor
+    ceiling = utilization + (1 - utilization) / 3 if utilization_ceiling is None else utilization_ceiling
+    if not 0 < floor <= utilization <= ceiling <= 1:
+        raise ValueError(f"need 0 < utilization_floor <= utilization <= utilization_ceiling <= 1, got "
+                         f"{floor}, {utilization}, {ceiling}")
     if not 0 < slo_underprovisioned_fraction < 0.5:
         raise ValueError(f"slo_underprovisioned_fraction must be in (0, 0.5), got {slo_underprovisioned_fraction}")
     if not (queue_wait_slo_s > 0 and tokens_per_request > 0):
@@ -138,6 +173,10 @@ def default_config(
         metric_lag_s=metric_lag_s,
         control_interval_s=control_interval_s,
         safety_z=NormalDist().inv_cdf(1 - slo_underprovisioned_fraction),
+        utilization=utilization,
+        utilization_floor=floor,
+        utilization_ceiling=ceiling,
+        queued_sample_allowance=slo_underprovisioned_fraction,
     )
 
 
@@ -157,17 +196,23 @@ class ScalerState:
 
     ``scale_ups``: (time, replicas added) of recent scale-ups, to know which replicas are still starting.
     ``recommendations``: (time, replicas needed) of recent decisions, for the stabilization windows.
+    ``utilization``: the learned utilization u (None: not learned yet, start from the config's);
+    ``utilization_lowered_at``: when the queue last lowered it.
     """
 
     scale_ups: tuple[tuple[float, int], ...] = ()
     recommendations: tuple[tuple[float, int], ...] = ()
     last_change_at: float | None = None
+    utilization: float | None = None
+    utilization_lowered_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "scaleUps": [[at, count] for at, count in self.scale_ups],
             "recommendations": [[at, replicas] for at, replicas in self.recommendations],
             "lastChangeAt": self.last_change_at,
+            "utilization": self.utilization,
+            "utilizationLoweredAt": self.utilization_lowered_at,
         }
 
     @classmethod
@@ -178,8 +223,12 @@ class ScalerState:
         try:
             scale_ups = tuple((float(at), int(count)) for at, count in data.get("scaleUps", []))
             recommendations = tuple((float(at), int(n)) for at, n in data.get("recommendations", []))
-            last = data.get("lastChangeAt")
-            return cls(scale_ups, recommendations, None if last is None else float(last))
+            last, learned, lowered = (data.get(key) for key in ("lastChangeAt", "utilization", "utilizationLoweredAt"))
+            utilization = None if learned is None else float(learned)
+            if utilization is not None and not 0 < utilization <= 1:
+                raise ValueError(f"utilization {utilization} outside (0, 1]")
+            return cls(scale_ups, recommendations, None if last is None else float(last), utilization,
+                       None if lowered is None else float(lowered))
         except (TypeError, ValueError):
             return cls()
 
@@ -201,6 +250,7 @@ class _Demand:
     forecast_tokens_per_second: float
     needed_now: float
     needed_ahead: float
+    target_tokens_per_replica: float
 
 
 def _usable(value: float | None) -> bool:
@@ -254,11 +304,8 @@ def decide(
     state = state or ScalerState()
     current = max(0, int(current_replicas))
     keep_for = max(config.scale_up_stabilization_s, config.scale_down_stabilization_s, config.cold_start_s)
-    state = ScalerState(
-        scale_ups=tuple((at, n) for at, n in state.scale_ups if now - at < keep_for),
-        recommendations=tuple((at, n) for at, n in state.recommendations if now - at < keep_for),
-        last_change_at=state.last_change_at,
-    )
+    state = replace(state, scale_ups=tuple((at, n) for at, n in state.scale_ups if now - at < keep_for),
+                    recommendations=tuple((at, n) for at, n in state.recommendations if now - at < keep_for))
 
     usable = sorted((o for o in observations if _usable(o.tokens_per_second) and o.at <= now),
                     key=lambda o: o.at)
@@ -269,7 +316,8 @@ def decide(
     if age > config.stale_after_s:
         return _hold(now, current, state, config, f"newest token-throughput sample is {age:.0f}s old")
 
-    demand = _estimate(now, usable, latest, config)
+    utilization, lowered_at = _learn_utilization(now, observations, state, config)
+    demand = _estimate(now, usable, latest, config, utilization)
     needed_now = _clamp(math.ceil(demand.needed_now - 1e-9), config)
     needed = max(needed_now, _clamp(math.ceil(demand.needed_ahead - 1e-9), config))
     recommendations = state.recommendations + ((now, needed_now),)
@@ -299,13 +347,41 @@ def decide(
         scale_ups=scale_ups,
         recommendations=recommendations,
         last_change_at=now if replicas != current else state.last_change_at,
+        utilization=utilization,
+        utilization_lowered_at=lowered_at,
     )
     starting = _starting(now, state.scale_ups, current, latest.ready_replicas, config.cold_start_s)
     reason = _reason(current, replicas, needed, demand, starting, config)
     return Decision(replicas, reason, new_state, metrics_healthy=True)
 
 
-def _estimate(now: float, usable: Sequence[Observation], latest: Observation, config: PolicyConfig) -> _Demand:
+def _learn_utilization(now: float, observations: Sequence[Observation], state: ScalerState,
+                       config: PolicyConfig) -> tuple[float, float | None]:
+    """The SLO feedback loop: the utilization u to use now and when the queue last lowered it."""
+    floor, ceiling = config.utilization_floor, config.utilization_ceiling
+    lowered_at = state.utilization_lowered_at
+    if floor is None or ceiling is None:
+        return config.utilization, lowered_at
+    learned = config.utilization if state.utilization is None else state.utilization
+    utilization = min(max(learned, floor), ceiling)
+    window = [o for o in observations if _usable(o.queue_depth) and 0 <= now - o.at <= config.horizon_s]
+    if not window:  # no queue metric: keep what was learned, as the replicas are kept on missing data
+        return utilization, lowered_at
+    queued_share = sum(1 for o in window if o.queue_depth) / len(window)
+    settled = lowered_at is None or now - lowered_at >= config.horizon_s
+    if queued_share > config.queued_sample_allowance:
+        # A lower u asks for capacity that needs a horizon to show in the queue: lower at most once per horizon.
+        return (max(floor, utilization * (1 - queued_share)), now) if settled else (utilization, lowered_at)
+    seen_for = now - min(o.at for o in window)
+    if queued_share == 0 and settled and seen_for >= config.horizon_s - config.control_interval_s:
+        # Floor to ceiling over one horizon: u cannot change faster than the capacity it asks for arrives.
+        rise = (ceiling - floor) * config.control_interval_s / config.horizon_s if config.horizon_s else ceiling
+        utilization = min(ceiling, utilization + rise)
+    return utilization, lowered_at
+
+
+def _estimate(now: float, usable: Sequence[Observation], latest: Observation, config: PolicyConfig,
+              utilization: float) -> _Demand:
     tokens = float(latest.tokens_per_second)  # type: ignore[arg-type]
     queue = float(latest.queue_depth) if _usable(latest.queue_depth) else 0.0
     forecast = tokens
@@ -316,8 +392,9 @@ def _estimate(now: float, usable: Sequence[Observation], latest: Observation, co
         # series must not buy a cold start's worth of replicas.
         forecast = tokens + max(0.0, slope - config.safety_z * stderr) * config.horizon_s
     queue_replicas = queue / config.queue_target_per_replica if config.queue_target_per_replica else 0.0
-    target = config.target_tokens_per_replica
-    return _Demand(tokens, queue, forecast, tokens / target + queue_replicas, forecast / target + queue_replicas)
+    target = config.target_tokens_per_replica * utilization / config.utilization
+    return _Demand(tokens, queue, forecast, tokens / target + queue_replicas, forecast / target + queue_replicas,
+                   target)
 
 
 def _cancel_newest(scale_ups: tuple[tuple[float, int], ...], removed: int) -> tuple[tuple[float, int], ...]:
@@ -339,7 +416,7 @@ def _reason(current: int, replicas: int, needed: int, demand: _Demand, starting:
         parts.append(f"forecast {demand.forecast_tokens_per_second:,.0f} tok/s in {config.horizon_s:.0f}s")
     detail = " + ".join(parts[:2]) + (", " + parts[2] if len(parts) > 2 else "")
     detail += f", {starting} starting" if starting else ""
-    target = f"needs {needed} at {config.target_tokens_per_replica:,.0f} tok/s each"
+    target = f"needs {needed} at {demand.target_tokens_per_replica:,.0f} tok/s each"
     if replicas > current:
         return f"scale up {current}→{replicas}: {detail}; {target}"
     if replicas < current:
