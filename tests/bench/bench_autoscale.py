@@ -10,11 +10,13 @@ number of spare replicas) reaches at the cheapest reactive baseline's cost; if t
 baseline under-provisioning, no causal scaler can beat both baselines on both figures on that row.
 A second table replays synthetic Poisson traces (`traces.synthetic_trace`: diurnal, ramp, burst, step; lognormal
 lengths; fixed seeds) the policy was never run on while its parameters were chosen.
+`--fixed-utilization` turns the policy's queue feedback loop off (u stays 0.85), for a side-by-side comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroscale.autoscale.policy import default_config
+from neuroscale.autoscale.policy import PolicyConfig, default_config
 from neuroscale.autoscale.report import write_plot
 from neuroscale.autoscale.simulator import SimulationSettings, compare, peak_replicas
 from neuroscale.autoscale.traces import SYNTHETIC_SHAPES, DemandTrace, load_trace, synthetic_trace
@@ -60,6 +62,11 @@ def hindsight_under_at(trace: DemandTrace, capacity: float, budget_replica_hours
     return best
 
 
+def policy_config(capacity: float, cold: float, max_replicas: int, trace: DemandTrace, fixed: bool) -> PolicyConfig:
+    config = default_config(capacity, cold, max_replicas=max_replicas, tokens_per_request=trace.tokens_per_request)
+    return dataclasses.replace(config, utilization_floor=None, utilization_ceiling=None) if fixed else config
+
+
 def verdict(label: str, cold: float, runs: list, trace: DemandTrace, capacity: float) -> str:
     oracle = runs[-1].metrics.replica_hours
     ours = runs[0].metrics
@@ -81,9 +88,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "traces")
     parser.add_argument("--plots", type=Path, help="write one PNG per row here")
+    parser.add_argument("--fixed-utilization", action="store_true", help="turn the queue feedback loop off")
     args = parser.parse_args()
     capacity, price, note = replica_model()
-    print(f"replica: {note}; utilization target 0.85; scrape/control 15 s; rate over 2 m; real time, no repetition")
+    sample = default_config(capacity, 60.0)
+    loop = ("fixed utilization 0.85 (feedback loop off)" if args.fixed_utilization else
+            f"utilization learned from the queue in [{sample.utilization_floor:.2f}, "
+            f"{sample.utilization_ceiling:.2f}], starting at {sample.utilization:.2f}")
+    print(f"replica: {note}; {loop}; scrape/control 15 s; rate over 2 m; real time, no repetition")
     header = (f"{'trace':<10} {'scale':>6} {'cold':>5} {'scaler':<12} {'replica-h':>9} {'$':>9} {'vs oracle':>9} "
               f"{'under %':>8} {'under min':>9} {'actions':>7}")
     print(header)
@@ -96,9 +108,7 @@ def main() -> int:
         for cold in COLD_STARTS:
             settings = SimulationSettings(capacity, cold, price_per_hour=price)
             max_replicas = 2 * peak_replicas(trace, settings)
-            config = default_config(capacity, cold, max_replicas=max_replicas,
-                                    tokens_per_request=trace.tokens_per_request)
-            runs = compare(trace, settings, config)
+            runs = compare(trace, settings, policy_config(capacity, cold, max_replicas, trace, args.fixed_utilization))
             oracle = runs[-1].metrics.replica_hours
             for run in runs:
                 m = run.metrics
@@ -112,12 +122,12 @@ def main() -> int:
                 write_plot(trace, settings, runs, args.plots / f"{label}-cold{cold:.0f}.png")
     print("\n".join(verdicts))
     print()
-    synthetic_table(capacity, price)
+    synthetic_table(capacity, price, args.fixed_utilization)
     print(f"elapsed {time.perf_counter() - started:.1f} s")
     return 0
 
 
-def synthetic_table(capacity: float, price: float) -> None:
+def synthetic_table(capacity: float, price: float, fixed: bool) -> None:
     """Cost vs oracle / under-provisioned % of neuroscale, HPA and KPA on each synthetic shape and cold start."""
     print("synthetic traces (seed 1, Poisson arrivals, lognormal lengths, busiest minute = 20 replicas): "
           "cost vs oracle / under-provisioned %")
@@ -131,8 +141,7 @@ def synthetic_table(capacity: float, price: float) -> None:
         trace = raw.scaled(PEAK_REPLICAS * capacity / raw.peak(60))
         for cold in COLD_STARTS:
             settings = SimulationSettings(capacity, cold, price_per_hour=price)
-            config = default_config(capacity, cold, max_replicas=2 * peak_replicas(trace, settings),
-                                    tokens_per_request=trace.tokens_per_request)
+            config = policy_config(capacity, cold, 2 * peak_replicas(trace, settings), trace, fixed)
             runs = compare(trace, settings, config)
             oracle = runs[-1].metrics.replica_hours
             cells = {r.name: f"{100 * (r.metrics.replica_hours / oracle - 1):+6.1f}%/{100 * r.metrics.underprovisioned_fraction:6.3f}"
