@@ -113,7 +113,10 @@ def step(
         SCALING_DECISIONS.labels(direction).inc()
         emit("Normal", "ScaledUp" if direction == "up" else "ScaledDown", decision.reason)
         auto["lastScaleTime"] = rfc3339(clock)
-        auto["state"] = decision.state.to_dict()  # persisted on change only: enough to survive a restart
+    learned = decision.state.to_dict()
+    if changed or learned.get("utilization") != (auto.get("state") or {}).get("utilization"):
+        # Persisted when replicas or the learned utilization change, not every tick: enough to survive a restart.
+        auto["state"] = learned
     auto.update({
         "observedTokensPerSecond": _rounded(reading.tokens_per_second),
         "queueDepth": _rounded(reading.queue_depth),
