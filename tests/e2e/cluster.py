@@ -1,0 +1,71 @@
+"""Helpers for the end-to-end tier: the operator in-process against the real cluster, and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    namespace: str, *, resync_seconds: float = 3.0, api: Any = None, login: Callable[..., Any] | None = None,
+) -> AsyncIterator[Any]:
+    """The real operator (kopf + our registry) as a task in this loop, watching `namespace` of the real cluster.
+
+    `api` and `login` default to the current kubeconfig's credentials; the RBAC test passes a ServiceAccount's.
+    """
+    import kopf
+
+    from neuroscale.handlers import build_registry
+    from neuroscale.k8s.client import KubeClient, load_config
+    from neuroscale.runtime import OperatorConfig, Runtime
+
+    config = OperatorConfig(resync_seconds=resync_seconds, autoscale_interval_seconds=5.0)
+    runtime = Runtime(kube=KubeClient(api or load_config()), config=config)
+    registry = build_registry(config)
+    kopf.on.login(registry=registry)(login or kopf.login_via_client)
+    settings = kopf.OperatorSettings()
+    settings.scanning.disabled = True
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(kopf.operator(
+        registry=registry, settings=settings, namespaces=[namespace], standalone=True,
+        stop_flag=stop, ready_flag=ready, memo=kopf.Memo(runtime=runtime),
+    ))
+    await asyncio.wait_for(ready.wait(), 30)
+    try:
+        yield runtime
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(task, 30)
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll a blocking `check` until it returns something truthy (for fixtures, outside the operator's loop)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not true within {timeout}s")
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.5) -> Any:
+    """Poll `check` (blocking API calls, run in a thread so the operator's loop keeps going) until it is truthy."""
+    import kubernetes
+
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = await asyncio.to_thread(check)
+            if result:
+                return result
+            last = AssertionError(f"{getattr(check, '__name__', 'check')} returned {result!r}")
+        except (AssertionError, KeyError, TypeError, kubernetes.client.ApiException) as exc:
+            last = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not true within {timeout}s: {last}")

@@ -1,0 +1,106 @@
+"""End-to-end tier: skip unless NEUROSCALE_E2E=1 and a reachable cluster; CRDs, a throwaway namespace, the operator.
+
+The skip is decided once, at collection time, with the reason spelled out (which variable is missing, or why the
+cluster did not answer), so `pytest tests/e2e` on a laptop without a cluster reports skips, not errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_DIR = ROOT / "crds"
+E2E_DIR = Path(__file__).resolve().parent
+
+
+def _skip_reason() -> str | None:
+    if os.environ.get("NEUROSCALE_E2E") != "1":
+        return "end-to-end tests need a real cluster: set NEUROSCALE_E2E=1 and KUBECONFIG (see tests/e2e/README.md)"
+    import kubernetes
+
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        try:
+            kubernetes.config.load_kube_config()
+        except (kubernetes.config.ConfigException, OSError) as exc:
+            return f"NEUROSCALE_E2E=1 but no usable kubeconfig or in-cluster config: {exc}"
+    try:
+        kubernetes.client.VersionApi().get_code(_request_timeout=10)
+    except Exception as exc:  # any failure to reach the API server is a reason to skip, stated as such
+        detail = f"HTTP {exc.status} {exc.reason}" if isinstance(exc, kubernetes.client.ApiException) else str(exc)
+        return f"NEUROSCALE_E2E=1 but the cluster in the current kubeconfig context did not answer: {detail[:300]}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ours = [item for item in items if E2E_DIR in Path(str(item.fspath)).resolve().parents]
+    if not ours:
+        return
+    reason = _skip_reason()
+    for item in ours:
+        item.add_marker(pytest.mark.e2e)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def api() -> Any:
+    """An ApiClient for the cluster under test (in-cluster credentials, else the current kubeconfig context)."""
+    from neuroscale.k8s.client import load_config
+
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def crds(api: Any) -> list[dict[str, Any]]:
+    """Our CRDs from crds/, created or replaced, and Established. Left installed: other releases may use them."""
+    import kubernetes
+    import yaml
+
+    extensions = kubernetes.client.ApiextensionsV1Api(api)
+    applied = []
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        name = crd["metadata"]["name"]
+        try:
+            extensions.create_custom_resource_definition(crd)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            crd["metadata"]["resourceVersion"] = extensions.read_custom_resource_definition(name).metadata.resource_version
+            extensions.replace_custom_resource_definition(name, crd)
+        applied.append(crd)
+    for crd in applied:
+        wait_for(lambda: _established(extensions, crd["metadata"]["name"]), timeout=60,
+                 what=f"CRD {crd['metadata']['name']} Established")
+    return applied
+
+
+def _established(extensions: Any, name: str) -> bool:
+    conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+@pytest.fixture
+def namespace(api: Any, crds: list[dict[str, Any]]) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (with everything in it)."""
+    import kubernetes
+
+    core = kubernetes.client.CoreV1Api(api)
+    name = f"neuroscale-e2e-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "neuroscale-e2e"}}})
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            core.delete_namespace(name, propagation_policy="Background")
