@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.log_format == "json"
                    else kopf.LogFormat.PLAIN)
     if args.metrics_port:
-        start_http_server(args.metrics_port)
+        start_http_server(args.metrics_port, addr=args.bind_address)
     priority = args.priority if args.priority is not None else random.randint(1, 2**31 - 1)
     kopf.run(
         registry=build_registry(config),
@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
         standalone=not args.peering,
         peering_name=args.peering,
         priority=priority,
-        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
+        liveness_endpoint=f"http://{args.bind_address}:{args.health_port}/healthz" if args.health_port else None,
         memo=kopf.Memo(runtime=Runtime(kube=KubeClient(), config=config)),
     )
     return 0
@@ -79,6 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--priority", type=int, help="peering priority (default: random, see below)")
     parser.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port (0 disables)")
     parser.add_argument("--health-port", type=int, default=8080, help="liveness port, /healthz (0 disables)")
+    parser.add_argument("--bind-address", default="0.0.0.0", help="address of the metrics and health endpoints")
     parser.add_argument("--log-format", choices=("plain", "json"), default="plain")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(func=main)

@@ -24,8 +24,7 @@ async def running_operator(
 
     config = OperatorConfig(resync_seconds=resync_seconds, autoscale_interval_seconds=5.0)
     runtime = Runtime(kube=KubeClient(api or load_config()), config=config)
-    registry = build_registry(config)
-    kopf.on.login(registry=registry)(login or kopf.login_via_client)
+    registry = build_registry(config, login=login or kopf.login_via_client)
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
     stop, ready = asyncio.Event(), asyncio.Event()

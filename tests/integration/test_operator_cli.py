@@ -30,13 +30,7 @@ import pytest
 from tests.support.factories import make_model_deployment
 from tests.support.kube import NAMESPACE, Emulator, declare_resources, eventually, stored, write_kubeconfig
 
-pytestmark = [
-    pytest.mark.timeout(180),
-    pytest.mark.xfail(strict=True, reason=(
-        "neuroscale run builds a plain kopf.OperatorRegistry with no login handler, so kopf finds no credentials "
-        "(LoginError: Ran out of valid credentials) on any cluster; remove this mark once operator_cli registers "
-        "kopf.login_via_client")),
-]
+pytestmark = pytest.mark.timeout(180)
 
 ROOT = Path(__file__).resolve().parents[2]
 MD, DEPLOY, SVC = "neuroscale.io/v1alpha1/modeldeployments", "apps/v1/deployments", "v1/services"
@@ -67,7 +61,7 @@ async def operator_process(kubeconfig: Path, log: Path, metrics_port: int, healt
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "neuroscale", "run", "--namespace", NAMESPACE,
-            "--metrics-port", str(metrics_port), "--health-port", str(health_port),
+            "--metrics-port", str(metrics_port), "--health-port", str(health_port), "--bind-address", "127.0.0.1",
             cwd=ROOT, env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
         )
         try:

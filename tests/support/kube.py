@@ -59,8 +59,7 @@ async def running_operator(
     """Start the real operator (kopf + our registry) as a task in this loop; stop it on exit."""
     config = config or OperatorConfig(resync_seconds=2.0, autoscale_interval_seconds=1.0)
     runtime = Runtime(kube=KubeClient(api_client(kubeconfig)), config=config, extras=dict(runtime_extras))
-    registry = build_registry(config)
-    kopf.on.login(registry=registry)(_login(kubeconfig))
+    registry = build_registry(config, login=_login(kubeconfig))
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
     stop, ready = asyncio.Event(), asyncio.Event()

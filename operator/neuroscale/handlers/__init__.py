@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -26,10 +27,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 16
+    # The chart installs the CRDs before the operator starts, and least-privilege RBAC grants no cluster-wide
+    # list of namespaces or CRDs: discovery at start is all we need (scanning would retry 403s for a minute).
+    settings.scanning.disabled = True
 
 
-def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+def build_registry(
+    config: OperatorConfig, login: Callable[..., kopf.ConnectionInfo | None] = kopf.login_via_client
+) -> kopf.OperatorRegistry:
+    """Every handler of every kind, plus the login: the `kubernetes` client's in-cluster or kubeconfig credentials
+    by default (a bare registry has no login handler, and kopf would find no credentials)."""
     registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry, id="login")(login)
     kopf.on.startup(registry=registry, id="configure")(configure)
     modeldeployment.register(registry, config)
     autoscaling.register(registry, config)
