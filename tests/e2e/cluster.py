@@ -18,27 +18,14 @@ async def running_operator(
     """
     import kopf
 
-    from neuroscale.handlers import build_registry
     from neuroscale.k8s.client import KubeClient, load_config
     from neuroscale.runtime import OperatorConfig, Runtime
+    from tests.support.kube import operator_task
 
     config = OperatorConfig(resync_seconds=resync_seconds, autoscale_interval_seconds=5.0)
     runtime = Runtime(kube=KubeClient(api or load_config()), config=config)
-    registry = build_registry(config, login=login or kopf.login_via_client)
-    settings = kopf.OperatorSettings()
-    settings.scanning.disabled = True
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(kopf.operator(
-        registry=registry, settings=settings, namespaces=[namespace], standalone=True,
-        stop_flag=stop, ready_flag=ready, memo=kopf.Memo(runtime=runtime),
-    ))
-    await asyncio.wait_for(ready.wait(), 30)
-    try:
-        yield runtime
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(task, 30)
+    async with operator_task(runtime, login or kopf.login_via_client, [namespace], start_timeout=30) as running:
+        yield running
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,28 +52,35 @@ def api_client(kubeconfig: Path) -> kubernetes.client.ApiClient:
 
 
 @contextlib.asynccontextmanager
-async def running_operator(
-    kubeconfig: Path, config: OperatorConfig | None = None, namespaces: tuple[str, ...] = (NAMESPACE,),
-    **runtime_extras: Any,
+async def operator_task(
+    runtime: Runtime, login: Callable[..., Any], namespaces: Iterable[str], start_timeout: float = 10.0,
 ) -> AsyncIterator[Runtime]:
-    """Start the real operator (kopf + our registry) as a task in this loop; stop it on exit."""
-    config = config or OperatorConfig(resync_seconds=2.0, autoscale_interval_seconds=1.0)
-    runtime = Runtime(kube=KubeClient(api_client(kubeconfig)), config=config, extras=dict(runtime_extras))
-    registry = build_registry(config, login=_login(kubeconfig))
-    settings = kopf.OperatorSettings()
-    settings.scanning.disabled = True
+    """The real operator (kopf + our registry, settings from our startup handler) as a task in this loop."""
+    registry = build_registry(runtime.config, login=login)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(kopf.operator(
-        registry=registry, settings=settings, namespaces=list(namespaces), standalone=True,
+        registry=registry, namespaces=list(namespaces), standalone=True,
         stop_flag=stop, ready_flag=ready, memo=kopf.Memo(runtime=runtime),
     ))
-    await asyncio.wait_for(ready.wait(), 10)
+    await asyncio.wait_for(ready.wait(), start_timeout)
     try:
         yield runtime
     finally:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(task, 10)
+            await asyncio.wait_for(task, start_timeout)
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    kubeconfig: Path, config: OperatorConfig | None = None, namespaces: tuple[str, ...] = (NAMESPACE,),
+    **runtime_extras: Any,
+) -> AsyncIterator[Runtime]:
+    """The operator against the emulator behind `kubeconfig`; stopped on exit."""
+    config = config or OperatorConfig(resync_seconds=2.0, autoscale_interval_seconds=1.0)
+    runtime = Runtime(kube=KubeClient(api_client(kubeconfig)), config=config, extras=dict(runtime_extras))
+    async with operator_task(runtime, _login(kubeconfig), namespaces) as running:
+        yield running
 
 
 def _login(kubeconfig: Path) -> Callable[..., kopf.ConnectionInfo]:
