@@ -16,7 +16,7 @@ from neuroscale.cache.embedders import LocalEmbedder
 from neuroscale.cache.redis_backend import RedisBackend
 from neuroscale.cache.response_cache import KeyedResponseCache
 from neuroscale.cache.semantic import SemanticMatcher
-from tests.support.redis_server import redis_server, redis_url, start_redis  # noqa: F401  (pytest fixtures)
+from tests.support.redis_server import start_redis
 
 
 class RecordingMetrics:
@@ -43,13 +43,13 @@ def make_response(text: str = "4") -> dict[str, Any]:
 
 
 @pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[redis_asyncio.Redis]:  # noqa: F811
+async def raw(redis_url: str) -> AsyncIterator[redis_asyncio.Redis]:
     client = redis_asyncio.from_url(redis_url)
     yield client
     await client.aclose()
 
 
-async def test_replicas_share_exact_entries_but_not_across_tenants(redis_url: str) -> None:  # noqa: F811
+async def test_replicas_share_exact_entries_but_not_across_tenants(redis_url: str) -> None:
     settings = CacheSettings(backend="redis", redis_url=redis_url)
     metrics = RecordingMetrics()
     writer, reader = build_cache(settings), build_cache(settings, metrics=metrics)
@@ -62,7 +62,7 @@ async def test_replicas_share_exact_entries_but_not_across_tenants(redis_url: st
     await reader.close()
 
 
-async def test_entries_expire_with_ttl(redis_url: str, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+async def test_entries_expire_with_ttl(redis_url: str, raw: redis_asyncio.Redis) -> None:
     cache = build_cache(CacheSettings(backend="redis", redis_url=redis_url, ttl_seconds=1))
     await cache.store("chat", make_request(), "t", make_response())
     (key,) = await raw.keys("{neuroscale}:r:*")
@@ -72,7 +72,7 @@ async def test_entries_expire_with_ttl(redis_url: str, raw: redis_asyncio.Redis)
     await cache.close()
 
 
-async def test_entry_bound_is_lru_and_counted(redis_url: str, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+async def test_entry_bound_is_lru_and_counted(redis_url: str, raw: redis_asyncio.Redis) -> None:
     metrics = RecordingMetrics()
     cache = build_cache(CacheSettings(backend="redis", redis_url=redis_url, max_entries=3), metrics=metrics)
     for q in "abc":
@@ -86,7 +86,7 @@ async def test_entry_bound_is_lru_and_counted(redis_url: str, raw: redis_asyncio
     await cache.close()
 
 
-async def test_byte_bound_holds(redis_url: str, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+async def test_byte_bound_holds(redis_url: str, raw: redis_asyncio.Redis) -> None:
     cache = build_cache(CacheSettings(backend="redis", redis_url=redis_url, max_memory_mb=1, key_prefix="bytes"))
     big = "x" * 200_000
     for i in range(12):
@@ -98,7 +98,7 @@ async def test_byte_bound_holds(redis_url: str, raw: redis_asyncio.Redis) -> Non
     await cache.close()
 
 
-async def test_prefixes_do_not_collide(redis_url: str) -> None:  # noqa: F811
+async def test_prefixes_do_not_collide(redis_url: str) -> None:
     one = build_cache(CacheSettings(backend="redis", redis_url=redis_url, key_prefix="one"))
     two = build_cache(CacheSettings(backend="redis", redis_url=redis_url, key_prefix="two"))
     await one.store("chat", make_request(), "t", make_response())
@@ -114,14 +114,14 @@ def embedder() -> LocalEmbedder:
     return model
 
 
-def make_semantic(redis_url: str, embedder: LocalEmbedder, **overrides: Any) -> KeyedResponseCache:  # noqa: F811
+def make_semantic(redis_url: str, embedder: LocalEmbedder, **overrides: Any) -> KeyedResponseCache:
     settings = CacheSettings(mode="semantic", backend="redis", redis_url=redis_url, **overrides)
     matcher = SemanticMatcher.from_settings(settings, embedder=embedder)
     return KeyedResponseCache(settings, RedisBackend.from_settings(settings), matcher=matcher)
 
 
 @pytest.mark.slow
-async def test_semantic_over_redis(redis_url: str, embedder: LocalEmbedder, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+async def test_semantic_over_redis(redis_url: str, embedder: LocalEmbedder, raw: redis_asyncio.Redis) -> None:
     writer, reader = make_semantic(redis_url, embedder), make_semantic(redis_url, embedder)
     await writer.store("chat", make_request("How do I delete my account?"), "t", make_response("Settings > Delete"))
     hit = await reader.lookup("chat", make_request("What are the steps to remove my account?"), "t")
@@ -139,7 +139,7 @@ async def test_semantic_over_redis(redis_url: str, embedder: LocalEmbedder, raw:
 
 
 @pytest.mark.slow
-async def test_semantic_bucket_is_bounded(redis_url: str, embedder: LocalEmbedder, raw: redis_asyncio.Redis) -> None:  # noqa: F811
+async def test_semantic_bucket_is_bounded(redis_url: str, embedder: LocalEmbedder, raw: redis_asyncio.Redis) -> None:
     cache = make_semantic(redis_url, embedder, semantic_bucket_size=3)
     for i in range(6):
         await cache.store("chat", make_request(f"How do I delete account {i}?"), "t", make_response())

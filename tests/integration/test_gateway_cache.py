@@ -15,7 +15,6 @@ import pytest
 
 from neuroscale.cache import CacheSettings, build_cache
 from tests.support.gateway_harness import RunningGateway, make_config, openai_tier, serve_gateway
-from tests.support.redis_server import redis_server, redis_url  # noqa: F401  (pytest fixtures)
 from tests.support.stub_upstream import StubUpstream
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

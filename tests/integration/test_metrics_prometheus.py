@@ -38,12 +38,7 @@ from yarl import URL
 from neuroscale.autoscale.metrics import MetricsProblem, MetricsReading, MetricsSource, PrometheusSettings
 from neuroscale.autoscale.promql import MetricsTarget
 from tests.support.engine_exporter import EngineExporter, ExportedEngine
-from tests.support.prometheus_server import (  # noqa: F401
-    PrometheusServer,
-    ScrapeTarget,
-    pod_target,
-    prometheus_factory,
-)
+from tests.support.prometheus_server import PrometheusServer, ScrapeTarget, pod_target
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +94,7 @@ def fleet() -> Iterator[Fleet]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(prometheus_factory: Callable[..., PrometheusServer], fleet: Fleet) -> PrometheusServer:  # noqa: F811
+def prometheus(prometheus_factory: Callable[..., PrometheusServer], fleet: Fleet) -> PrometheusServer:
     return prometheus_factory(targets=fleet.targets)
 
 

@@ -15,7 +15,7 @@ from neuroscale.runtime import OperatorConfig
 from tests.support.engine_exporter import EngineExporter
 from tests.support.factories import make_model_deployment
 from tests.support.kube import NAMESPACE, emulator, eventually, running_operator, stored, write_kubeconfig
-from tests.support.prometheus_server import pod_target, prometheus_factory  # noqa: F401  (fixture)
+from tests.support.prometheus_server import pod_target
 
 MD, DEPLOY = "neuroscale.io/v1alpha1/modeldeployments", "apps/v1/deployments"
 BASE = f"/apis/neuroscale.io/v1alpha1/namespaces/{NAMESPACE}/modeldeployments"
@@ -33,7 +33,7 @@ def autoscaling_condition(server):
     return next((c for c in (md.get("status") or {}).get("conditions", []) if c["type"] == "Autoscaling"), None)
 
 
-async def test_scales_with_token_throughput_and_holds_without_metrics(prometheus_factory, tmp_path):  # noqa: F811
+async def test_scales_with_token_throughput_and_holds_without_metrics(prometheus_factory, tmp_path):
     # Two pods of the Deployment `llama`, as Prometheus sees them through a PodMonitor.
     with EngineExporter("vllm", tokens_per_second=150) as pod_a, EngineExporter("vllm", tokens_per_second=150) as pod_b:
         prometheus = prometheus_factory(targets=[

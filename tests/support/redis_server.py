@@ -1,6 +1,6 @@
 """Pytest fixtures that run a real redis-server on a free loopback port and hand tests its URL.
 
-Use from a test module or conftest with `from tests.support.redis_server import redis_server, redis_url`.
+tests/conftest.py registers this module as a plugin, so every test can ask for `redis_server` / `redis_url`.
 `redis_server` is session-scoped (one server per test session); `redis_url` gives each test a fresh, flushed database.
 `start_redis()` / `RedisServer.stop()` serve scripts such as benchmarks.
 """
