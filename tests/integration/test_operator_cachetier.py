@@ -60,6 +60,11 @@ async def test_in_cluster_redis_is_rendered_owned_and_reported(cluster):
         assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
         assert args[args.index("--appendonly") + 1] == "no" and args[args.index("--save") + 1] == ""
         assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
+        policy = await eventually(lambda: stored(server, "networking.k8s.io/v1/networkpolicies", "answers-redis"))
+        assert policy["spec"]["podSelector"]["matchLabels"]["neuroscale.io/cache-tier"] == "answers"
+        (ingress,) = policy["spec"]["ingress"]
+        assert ingress["from"] == [{"podSelector": {"matchLabels": {"neuroscale.io/cache-tier": "answers"}}}]
+        assert ingress["ports"] == [{"protocol": "TCP", "port": 6379}]
         assert ct["status"]["endpoint"] == f"redis://answers-redis.{NAMESPACE}.svc.cluster.local:6379/0"
         assert ct["status"]["backend"] == "inCluster"
         assert condition(ct, "Ready")["status"] == "False"  # no kubelet: Redis is not ready yet
@@ -89,7 +94,8 @@ async def test_switching_to_external_removes_redis(cluster):
                                                                              "external": external}}}) as response:
             assert response.status < 300
         await eventually(lambda: stored(server, DEPLOY, "answers-redis") is None
-                         and stored(server, SVC, "answers-redis") is None)
+                         and stored(server, SVC, "answers-redis") is None
+                         and stored(server, "networking.k8s.io/v1/networkpolicies", "answers-redis") is None)
         ct = await eventually(lambda: (c := stored(server, CT, "answers")) and
                               c["status"].get("backend") == "external" and c)
         assert ct["status"]["endpoint"] == external["url"]

@@ -37,6 +37,10 @@ def test_8b_to_70b_exact_cache_renders_gateway_and_redis():
     ]
     assert config.cache["mode"] == "exact" and config.cache["redis_url"].startswith("redis://chat-cache-redis.")
     assert config.tenant_header == "x-tenant-id" and config.escalation.min_mean_logprob == -1.2
+    gateway_pod = find(objects, "Deployment", "chat-gateway")["spec"]["template"]["metadata"]["labels"]
+    policy = find(objects, "NetworkPolicy", "chat-cache-redis")["spec"]
+    admitted = policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert admitted.items() <= gateway_pod.items(), "the gateway must be admitted to its Redis"
     redis = find(objects, "Deployment", "chat-cache-redis")["spec"]["template"]["spec"]["containers"][0]
     assert redis["args"][redis["args"].index("--maxmemory") + 1] == "512mb"
 

@@ -254,6 +254,7 @@ GRANTED = [
     ("", "configmaps", "delete", None),
     ("", "serviceaccounts", "create", None),
     ("policy", "poddisruptionbudgets", "patch", None),
+    ("networking.k8s.io", "networkpolicies", "create", None),
     ("", "events", "create", None),
     ("events.k8s.io", "events", "patch", None),
 ]

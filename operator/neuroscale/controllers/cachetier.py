@@ -20,7 +20,7 @@ from neuroscale.render.cachetier import redis_name, render_cache_tier
 from neuroscale.status.cachetier import CacheObserved, cache_tier_status
 
 KIND = "CacheTier"
-CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
+CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"), ("networking.k8s.io/v1", "NetworkPolicy"))
 
 
 def owned_children(name: str) -> list[tuple[str, str, str]]:

@@ -140,6 +140,28 @@ def _redis_service(name: str, namespace: str) -> dict:
     }
 
 
+def _redis_network_policy(name: str, namespace: str) -> dict:
+    """Only the gateways bound to this CacheTier (and nothing else in the namespace) may reach its Redis.
+
+    The operator-run Redis has no password, and it holds every tenant's cached answers: without this policy any
+    pod in the namespace could read them. Enforced where the cluster's CNI enforces NetworkPolicy (on EKS: the VPC
+    CNI with network policy enabled, Calico or Cilium).
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": redis_name(name), "namespace": namespace, "labels": cache_labels(name)},
+        "spec": {
+            "podSelector": {"matchLabels": _selector(name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"podSelector": {"matchLabels": {CACHE_TIER_LABEL: name}}}],
+                "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+            }],
+        },
+    }
+
+
 def render_cache_tier(name: str, namespace: str, spec: CacheTierSpec) -> RenderedCache:
     """The children of CacheTier `namespace/name`: a Redis for an inCluster backend, nothing for an external one.
 
@@ -150,7 +172,8 @@ def render_cache_tier(name: str, namespace: str, spec: CacheTierSpec) -> Rendere
     backend = spec.backend.in_cluster
     if backend is None:
         return RenderedCache(objects=[], endpoint=url, backend="external")
-    objects = [_redis_deployment(name, namespace, spec, backend), _redis_service(name, namespace)]
+    objects = [_redis_deployment(name, namespace, spec, backend), _redis_service(name, namespace),
+               _redis_network_policy(name, namespace)]
     return RenderedCache(objects=objects, endpoint=url, backend="inCluster")
 
 
