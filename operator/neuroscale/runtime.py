@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from neuroscale.k8s.client import KubeClient
+from neuroscale.render.inferencecascade import RELEASE_IMAGE
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class OperatorConfig:
     prometheus_ca_file: str | None = None
     prometheus_sigv4_region: str | None = None
     prometheus_rate_window: str = "2m"
-    gateway_image: str = "ghcr.io/neuroscale/neuroscale:0.1.0"
+    gateway_image: str = RELEASE_IMAGE  # the chart passes the operator's own image
 
 
 @dataclass

@@ -87,6 +87,14 @@ def test_default_values_render_cluster_wide_operator() -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "neuroscale", "namespace": "neuroscale-system"}]
 
 
+def test_gateways_run_the_operators_own_image_unless_told_otherwise() -> None:
+    container = operator_container(render(chart_values(image={"repository": "registry.example/ns", "tag": "1.2"})).objects)
+    assert "--gateway-image=registry.example/ns:1.2" in container["args"]
+    assert container["image"] == "registry.example/ns:1.2"
+    other = operator_container(render(chart_values(gatewayImage="registry.example/ns:1.2-semantic")).objects)
+    assert "--gateway-image=registry.example/ns:1.2-semantic" in other["args"]
+
+
 def test_watch_namespaces_render_one_role_and_binding_per_namespace_and_no_cluster_rights() -> None:
     objects = render(chart_values(watchNamespaces=["team-a", "team-b"])).objects
     assert not objects_of("ClusterRole", objects) and not objects_of("ClusterRoleBinding", objects)

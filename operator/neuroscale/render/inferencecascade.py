@@ -35,7 +35,8 @@ DEFAULT_MEMORY = "512Mi"
 # The local MiniLM embedder and torch live in the gateway process in semantic mode.
 SEMANTIC_LOCAL_MEMORY = "1536Mi"
 # What `plan` shows when no operator says otherwise: the release image (the operator's --gateway-image default).
-RELEASE_IMAGE = f"ghcr.io/neuroscale/neuroscale:{__version__}"
+# The chart's default repository; the operator is told its real image with --gateway-image.
+RELEASE_IMAGE = f"neuroscale/neuroscale:{__version__}"
 
 __all__ = ["RenderedCascade", "ResolvedTier", "gateway_name", "render_inference_cascade", "resolve_tiers"]
 
