@@ -75,7 +75,8 @@ def test_other_kinds_are_passed_over_with_a_note_and_every_neuroscale_kind_is_re
     result = plan_documents(docs)
     assert result.notes == ["ConfigMap cm: not a neuroscale resource (v1); passed over"]
     rendered = sorted((o["kind"], o["metadata"]["name"]) for o in result.objects)
-    assert rendered == sorted([("Deployment", "t-redis"), ("Service", "t-redis"), ("Deployment", "llama"),
+    assert rendered == sorted([("Deployment", "t-redis"), ("Service", "t-redis"), ("NetworkPolicy", "t-redis"),
+                               ("Deployment", "llama"),
                                ("Service", "llama"), ("PodDisruptionBudget", "llama")])
     (error,) = result.errors
     assert error.startswith("InferenceCascade default/c: spec.")
