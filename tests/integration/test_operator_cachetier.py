@@ -10,24 +10,13 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from tests.support.factories import make_cache_tier
-from tests.support.kube import NAMESPACE, emulator, eventually, running_operator, stored, write_kubeconfig
+from tests.support.kube import NAMESPACE, condition, eventually, running_operator, stored
 
 CT = "neuroscale.io/v1alpha1/cachetiers"
 DEPLOY, SVC = "apps/v1/deployments", "v1/services"
 BASE = f"/apis/neuroscale.io/v1alpha1/namespaces/{NAMESPACE}/cachetiers"
-
-
-@pytest.fixture
-async def cluster(tmp_path):
-    async with emulator() as server:
-        yield server, write_kubeconfig(tmp_path / "kubeconfig", str(server.url))
-
-
-def condition(obj, type_):
-    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), None)
 
 
 async def create(server, body):

@@ -13,25 +13,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from tests.support.factories import make_cache_tier, make_inference_cascade, make_model_deployment
-from tests.support.kube import NAMESPACE, emulator, eventually, running_operator, stored, write_kubeconfig
+from tests.support.kube import NAMESPACE, condition, eventually, running_operator, stored
 
 IC, MD = "neuroscale.io/v1alpha1/inferencecascades", "neuroscale.io/v1alpha1/modeldeployments"
 DEPLOY, SVC, CM = "apps/v1/deployments", "v1/services", "v1/configmaps"
 API = f"/apis/neuroscale.io/v1alpha1/namespaces/{NAMESPACE}"
 GATEWAY = "chat-gateway"
-
-
-@pytest.fixture
-async def cluster(tmp_path):
-    async with emulator() as server:
-        yield server, write_kubeconfig(tmp_path / "kubeconfig", str(server.url))
-
-
-def condition(obj, type_):
-    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), None)
 
 
 async def create(server, plural, body):

@@ -16,26 +16,16 @@ import pytest
 
 from neuroscale.sizing import CATALOG
 from tests.support.factories import make_model_deployment
-from tests.support.kube import NAMESPACE, emulator, eventually, running_operator, stored, write_kubeconfig
+from tests.support.kube import NAMESPACE, condition, eventually, running_operator, stored
 
 MD = "neuroscale.io/v1alpha1/modeldeployments"
 DEPLOY, SVC, PDB, EVENTS = "apps/v1/deployments", "v1/services", "policy/v1/poddisruptionbudgets", "v1/events"
 BASE = f"/apis/neuroscale.io/v1alpha1/namespaces/{NAMESPACE}/modeldeployments"
 
 
-@pytest.fixture
-async def cluster(tmp_path):
-    async with emulator() as server:
-        yield server, write_kubeconfig(tmp_path / "kubeconfig", str(server.url))
-
-
 async def create(server, body):
     async with server.post(BASE, json=body) as response:
         assert response.status < 300, await response.text()
-
-
-def condition(obj, type_):
-    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), None)
 
 
 def container(server, name="llama"):

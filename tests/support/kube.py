@@ -107,6 +107,11 @@ async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: 
     raise AssertionError(f"not true within {timeout}s: {last}")
 
 
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    """The status condition of `type_`, or None."""
+    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), None)
+
+
 def stored(server: kmock.KubernetesEmulator, resource: str, name: str, namespace: str = NAMESPACE) -> dict | None:
     """The emulator's current copy of an object, or None when absent or deleted."""
     try:

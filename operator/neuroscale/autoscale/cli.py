@@ -11,7 +11,8 @@ from typing import Any
 from neuroscale.autoscale.policy import default_config
 from neuroscale.autoscale.report import format_table, to_document, write_json, write_plot
 from neuroscale.autoscale.simulator import SimulationSettings, compare, peak_replicas
-from neuroscale.autoscale.traces import DEFAULT_DECODE_TOKENS_PER_S, FORMATS, TraceError, load_trace
+from neuroscale.autoscale.traces import DEFAULT_DECODE_TOKENS_PER_S, FORMATS, load_trace
+from neuroscale.sizing import SizingRequest, get_instance, size
 
 __all__ = ["add_parser", "main"]
 
@@ -78,10 +79,6 @@ def _capacity_and_price(args: argparse.Namespace) -> tuple[float, float | None, 
     """Capacity from --capacity or sizing; price from --price-per-hour, sizing or the instance catalog."""
     price = args.price_per_hour
     if args.model:
-        try:
-            from neuroscale.sizing import SizingRequest, size
-        except ImportError:
-            raise ValueError("--model needs neuroscale.sizing, which is not installed; pass --capacity") from None
         result = size(SizingRequest(source=args.model, instance_type=args.instance_type,
                                     max_num_seqs=args.max_num_seqs))
         capacity = args.capacity or result.tokens_per_second
@@ -91,10 +88,6 @@ def _capacity_and_price(args: argparse.Namespace) -> tuple[float, float | None, 
     if args.capacity is None:
         raise ValueError("pass --capacity TOK_PER_S, or --model (and optionally --instance-type) to size it")
     if price is None and args.instance_type:
-        try:
-            from neuroscale.sizing import get_instance
-        except ImportError:
-            raise ValueError("pricing an instance type needs neuroscale.sizing; pass --price-per-hour") from None
         price = get_instance(args.instance_type).price_per_hour
     return args.capacity, price, f"{args.capacity:,.0f} tok/s per replica (given)"
 

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from neuroscale import reasons as R
-from neuroscale.conditions import ConditionUpdate, derive_ready, merge_conditions
+from neuroscale.conditions import ConditionUpdate, merge_conditions
+from neuroscale.status import spec_problem_status
 
 BACKEND_VALID = "BackendValid"
 EXTERNAL_ENDPOINT = "ExternalEndpoint"
@@ -45,10 +46,7 @@ def cache_tier_status(
     current = current or {}
     gen = {"observedGeneration": generation} if generation is not None else {}
     if observed.spec_problem is not None:
-        updates = [observed.spec_problem]
-        ready = derive_ready(updates, positive=(R.RESOLVED,))
-        conditions = merge_conditions(current.get("conditions"), [*updates, ready], generation=generation, now=now)
-        return {**current, "conditions": conditions, **gen}
+        return spec_problem_status(current, observed.spec_problem, generation=generation, now=now)
     updates = [
         ConditionUpdate(R.RESOLVED, "True", BACKEND_VALID, f"{observed.mode} cache, {observed.backend} Redis"),
         ConditionUpdate(R.DEGRADED, "True", R.APPLY_FAILED, observed.apply_error) if observed.apply_error

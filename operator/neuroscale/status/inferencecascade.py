@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from neuroscale import reasons as R
-from neuroscale.conditions import ConditionUpdate, derive_ready, merge_conditions
+from neuroscale.conditions import ConditionUpdate, merge_conditions
+from neuroscale.status import spec_problem_status
 
 TIERS_READY = "TiersReady"
 CACHE_READY = "CacheReady"
@@ -73,10 +74,7 @@ def cascade_status(
     current = current or {}
     gen = {"observedGeneration": generation} if generation is not None else {}
     if observed.spec_problem is not None:
-        updates = [observed.spec_problem]
-        ready = derive_ready(updates, positive=(R.RESOLVED,))
-        conditions = merge_conditions(current.get("conditions"), [*updates, ready], generation=generation, now=now)
-        return {**current, "conditions": conditions, **gen}
+        return spec_problem_status(current, observed.spec_problem, generation=generation, now=now)
 
     tiers = tiers_condition(observed.tiers)
     updates = [ConditionUpdate(R.RESOLVED, "True", TIERS_RESOLVED, f"{len(observed.tiers)} tiers resolved"), tiers]

@@ -8,6 +8,7 @@ from typing import Any
 
 from neuroscale import reasons as R
 from neuroscale.conditions import ConditionUpdate, derive_ready, merge_conditions
+from neuroscale.status import spec_problem_status
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,7 @@ def model_deployment_status(
     current = current or {}
     updates: list[ConditionUpdate]
     if observed.spec_problem is not None:
-        updates = [observed.spec_problem]
-        ready = derive_ready(updates, positive=(R.SIZED,))
-        conditions = merge_conditions(current.get("conditions"), [*updates, ready], generation=generation, now=now)
-        # Keep everything else as it was: what is running keeps running and its last known figures stay true.
-        return {**current, "conditions": conditions, **({"observedGeneration": generation} if generation else {})}
+        return spec_problem_status(current, observed.spec_problem, generation=generation, now=now)
 
     sized = ConditionUpdate(
         R.SIZED, "True", R.SIZING_CHOSEN, (observed.sizing or {}).get("explanation", "")
