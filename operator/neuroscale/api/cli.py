@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
         for path in write(Path(args.root)):
             print(f"wrote {path}", file=sys.stderr)
         return 0
-    sys.stdout.write("".join(rendered().values()).replace(HEADER, "---\n"))
+    sys.stdout.write("".join(rendered().values()).replace(HEADER, ""))
     return 0
 
 
