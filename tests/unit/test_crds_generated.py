@@ -11,8 +11,10 @@ import difflib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from neuroscale.api.cli import DEFAULT_TARGETS, HEADER, rendered
+from neuroscale.api.registry import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = "run `neuroscale crds --write` and commit the result"
@@ -65,3 +67,11 @@ def test_comparison_notices_edits_and_stale_files(tmp_path: Path) -> None:
     problems = differences(expected, generated_files(tmp_path), "copy")
     assert len(problems) == 2
     assert "edited" in problems[0] and problems[1] == "copy/widgets.neuroscale.io.yaml is stale (no kind generates it)"
+
+
+def test_crds_command_prints_each_crd_once_for_kubectl_apply(capsys):
+    from neuroscale.cli import main
+
+    assert main(["crds"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["metadata"]["name"] for d in docs] == [kind.name for kind in KINDS]
