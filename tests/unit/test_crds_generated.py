@@ -2,7 +2,8 @@
 
 Covers: every generated CRD exists, byte for byte, in `crds/` and in the chart's `helm/neuroscale/crds/`; neither
 directory holds a stale generated file (a kind removed from the registry, or a file carrying the generator's header
-that the generator no longer writes); the comparison itself notices an edited file.
+that the generator no longer writes); the comparison itself notices an edited file; `neuroscale crds` prints each
+CRD once, as one YAML stream for `kubectl apply`.
 """
 
 from __future__ import annotations
