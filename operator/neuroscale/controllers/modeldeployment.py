@@ -92,7 +92,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         },
         price_per_hour=sizing.price_per_hour,
         cost_per_million_tokens=sizing.cost_per_million_tokens,
-        selector=",".join(f"{k}={v}" for k, v in sorted(rendered.selector.items())),
+        selector=rendered.selector_string,
         endpoint=rendered.endpoint,
         served_model_name=rendered.served_model_name,
         apply_error=apply_error,

@@ -54,17 +54,11 @@ def redis_name(name: str) -> str:
 
 
 def cache_labels(name: str) -> dict[str, str]:
-    return {
-        labels.NAME: labels.APP_NAME,
-        labels.INSTANCE: name,
-        labels.COMPONENT: CACHE_COMPONENT,
-        labels.MANAGED_BY: labels.MANAGER,
-        CACHE_TIER_LABEL: name,
-    }
+    return labels.component_labels(name, CACHE_COMPONENT, CACHE_TIER_LABEL)
 
 
 def _selector(name: str) -> dict[str, str]:
-    return {labels.INSTANCE: name, CACHE_TIER_LABEL: name, labels.COMPONENT: CACHE_COMPONENT}
+    return labels.component_selector(name, CACHE_COMPONENT, CACHE_TIER_LABEL)
 
 
 def endpoint(name: str, namespace: str, spec: CacheTierSpec) -> str:

@@ -196,17 +196,11 @@ def gateway_config(name: str, spec: InferenceCascadeSpec, tiers: list[ResolvedTi
 
 
 def gateway_labels(name: str) -> dict[str, str]:
-    return {
-        labels.NAME: labels.APP_NAME,
-        labels.INSTANCE: name,
-        labels.COMPONENT: GATEWAY_COMPONENT,
-        labels.MANAGED_BY: labels.MANAGER,
-        CASCADE_LABEL: name,
-    }
+    return labels.component_labels(name, GATEWAY_COMPONENT, CASCADE_LABEL)
 
 
 def _selector(name: str) -> dict[str, str]:
-    return {labels.INSTANCE: name, CASCADE_LABEL: name, labels.COMPONENT: GATEWAY_COMPONENT}
+    return labels.component_selector(name, GATEWAY_COMPONENT, CASCADE_LABEL)
 
 
 def _meta(name: str, namespace: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:

@@ -45,6 +45,16 @@ def common_labels(name: str, engine: str) -> dict[str, str]:
     }
 
 
+def component_labels(name: str, component: str, owner_label: str) -> dict[str, str]:
+    """Labels on every child of a cascade or cache tier: the standard set plus the label naming its owner."""
+    return {NAME: APP_NAME, INSTANCE: name, COMPONENT: component, MANAGED_BY: MANAGER, owner_label: name}
+
+
+def component_selector(name: str, component: str, owner_label: str) -> dict[str, str]:
+    """The stable subset of `component_labels` that selects the pods (selectors are immutable)."""
+    return {INSTANCE: name, owner_label: name, COMPONENT: component}
+
+
 def selector_string(selector: dict[str, str]) -> str:
     """The selector in `kubectl -l` form, as the scale subresource reports it in status.selector."""
     return ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
