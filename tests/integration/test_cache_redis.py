@@ -17,20 +17,7 @@ from neuroscale.cache.redis_backend import RedisBackend
 from neuroscale.cache.response_cache import KeyedResponseCache
 from neuroscale.cache.semantic import SemanticMatcher
 from tests.support.redis_server import start_redis
-
-
-class RecordingMetrics:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def hit(self, mode: str, kind: str) -> None:
-        self.calls.append(("hit", mode, kind))
-
-    def miss(self, mode: str) -> None:
-        self.calls.append(("miss", mode))
-
-    def eviction(self, mode: str) -> None:
-        self.calls.append(("eviction", mode))
+from tests.support.cache_metrics import RecordingMetrics
 
 
 def make_request(question: str = "What is 2+2?", **overrides: Any) -> dict[str, Any]:

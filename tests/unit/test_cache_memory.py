@@ -8,20 +8,7 @@ from typing import Any
 from neuroscale.cache import CacheSettings, build_cache
 from neuroscale.cache.backends import MemoryBackend
 from neuroscale.cache.response_cache import KeyedResponseCache
-
-
-class RecordingMetrics:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def hit(self, mode: str, kind: str) -> None:
-        self.calls.append(("hit", mode, kind))
-
-    def miss(self, mode: str) -> None:
-        self.calls.append(("miss", mode))
-
-    def eviction(self, mode: str) -> None:
-        self.calls.append(("eviction", mode))
+from tests.support.cache_metrics import RecordingMetrics
 
 
 class FakeClock:
