@@ -23,9 +23,23 @@ async def running_operator(
     from tests.support.kube import operator_task
 
     config = OperatorConfig(resync_seconds=resync_seconds, autoscale_interval_seconds=5.0)
-    runtime = Runtime(kube=KubeClient(api or load_config()), config=config)
-    async with operator_task(runtime, login or kopf.login_via_client, [namespace], start_timeout=30) as running:
+    api = api or load_config()
+    runtime = Runtime(kube=KubeClient(api), config=config)
+    async with operator_task(runtime, login or login_as(api), [namespace], start_timeout=30) as running:
         yield running
+
+
+def login_as(api: Any) -> Callable[..., Any]:
+    """A kopf login handler with the same credentials as `api` (token or client certificate)."""
+    import kopf
+
+    c = api.configuration
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        token = (c.api_key or {}).get("authorization", "").removeprefix("Bearer ") or None
+        return kopf.ConnectionInfo(server=c.host, ca_path=c.ssl_ca_cert, insecure=not c.verify_ssl, token=token,
+                                   certificate_path=c.cert_file, private_key_path=c.key_file)
+    return login
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from neuroscale.api.common import CONDITIONS_FIELD, Condition, SecretKeyRef
+from neuroscale.api.common import CONDITIONS_FIELD, Condition, SecretKeyRef, default_object
 from neuroscale.api.inferencecascade import AWS_REGION, HTTP_URL
 from neuroscale.api.modeldeployment import QUANTITY
 from neuroscale.api.schema import ApiModel
@@ -15,9 +15,6 @@ from neuroscale.api.schema import ApiModel
 REDIS_URL = r"^rediss?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[0-9]{1,2})?$"
 DEFAULT_SIMILARITY_THRESHOLD = 0.86  # the cache's measured default (neuroscale.cache.settings)
 
-
-def _default_object(description: str) -> dict:
-    return {"description": description, "json_schema_extra": {"default": {}}}
 
 
 class InClusterRedis(ApiModel):
@@ -90,7 +87,7 @@ class SemanticSpec(ApiModel):
         default=DEFAULT_SIMILARITY_THRESHOLD, gt=0, le=1,
         description="Cosine similarity at or above which a cached answer is reused (a verifier then checks it).",
     )
-    embedding: EmbeddingSpec = Field(default_factory=EmbeddingSpec, **_default_object("Embedding model."))
+    embedding: EmbeddingSpec = Field(**default_object(EmbeddingSpec, "Embedding model."))
 
 
 class CacheableSpec(ApiModel):
@@ -137,8 +134,8 @@ class CacheTierSpec(ApiModel):
         description="Size bound in MiB: Redis maxmemory (allkeys-lru) in cluster, and the gateway's byte bound.",
     )
     semantic: SemanticSpec | None = Field(default=None, description="Semantic matching settings (mode semantic).")
-    cacheable: CacheableSpec = Field(default_factory=CacheableSpec, **_default_object("Which requests are cached."))
-    isolation: IsolationSpec = Field(default_factory=IsolationSpec, **_default_object("Isolation scope."))
+    cacheable: CacheableSpec = Field(**default_object(CacheableSpec, "Which requests are cached."))
+    isolation: IsolationSpec = Field(**default_object(IsolationSpec, "Isolation scope."))
 
 
 class CacheTierStatus(ApiModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from neuroscale.api.schema import ApiModel
 
@@ -15,6 +15,16 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # RFC 1123 label: what Kubernetes accepts for names of Services, Secrets and most objects.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def default_object(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """Field arguments for an optional object that defaults to its own defaults, in pydantic and in the CRD.
+
+    The CRD default is the model's defaults written out, not `{}`: the API server checks a default against the
+    object's CEL rules as it stands (nested defaults not applied), so `{}` fails a rule that reads a defaulted field.
+    """
+    defaults = model().model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {"default_factory": model, "description": description, "json_schema_extra": {"default": defaults}}
 
 
 class Condition(ApiModel):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from neuroscale.api.common import CONDITIONS_FIELD, DNS_LABEL, Condition, SecretKeyRef
+from neuroscale.api.common import CONDITIONS_FIELD, DNS_LABEL, Condition, SecretKeyRef, default_object
 from neuroscale.api.modeldeployment import QUANTITY, ServiceAccountSpec
 from neuroscale.api.schema import ApiModel
 
@@ -17,9 +17,6 @@ TIER_KINDS = ("modelDeployment", "openai", "bedrock", "sagemaker")
 # Structural schemas have no unions: a tier is an object with one optional member per kind, and CEL keeps exactly one.
 _ONE_KIND_RULE = " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in TIER_KINDS) + " == 1"
 
-
-def _default_object(description: str) -> dict:
-    return {"description": description, "json_schema_extra": {"default": {}}}
 
 
 class ModelDeploymentTier(ApiModel):
@@ -107,7 +104,7 @@ class CascadeTier(ApiModel):
         default=None, ge=1, le=10_000_000,
         description="Skip this tier when the estimated prompt is longer (prompt-length escalation).",
     )
-    timeouts: TierTimeouts = Field(default_factory=TierTimeouts, **_default_object("Timeouts for this tier."))
+    timeouts: TierTimeouts = Field(**default_object(TierTimeouts, "Timeouts for this tier."))
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> CascadeTier:
@@ -167,15 +164,13 @@ class GatewaySpec(ApiModel):
     image: str | None = Field(
         default=None, max_length=512, description="Image override; default: the operator's own release image."
     )
-    resources: GatewayResources = Field(default_factory=GatewayResources, **_default_object("CPU and memory."))
+    resources: GatewayResources = Field(**default_object(GatewayResources, "CPU and memory."))
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP", description="Service type."
     )
     port: int = Field(default=8080, ge=1, le=65535, description="Service port (OpenAI-compatible HTTP).")
-    service_account: ServiceAccountSpec = Field(
-        default_factory=ServiceAccountSpec,
-        **_default_object("Pod identity: needed for Bedrock and SageMaker tiers (IRSA role or existing account)."),
-    )
+    service_account: ServiceAccountSpec = Field(**default_object(
+        ServiceAccountSpec, "Pod identity: needed for Bedrock and SageMaker tiers (IRSA role or existing account)."))
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest accepted request body.")
 
 
@@ -212,11 +207,11 @@ class InferenceCascadeSpec(ApiModel):
         default=None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
         description="Model name clients send for the whole cascade; omitted → the InferenceCascade's name.",
     )
-    escalation: EscalationSpec = Field(default_factory=EscalationSpec, **_default_object("Escalation policy."))
+    escalation: EscalationSpec = Field(**default_object(EscalationSpec, "Escalation policy."))
     cache_tier_ref: CacheTierRef | None = Field(
         default=None, description="Response cache; while the CacheTier is missing the gateway serves uncached."
     )
-    gateway: GatewaySpec = Field(default_factory=GatewaySpec, **_default_object("Gateway Deployment and Service."))
+    gateway: GatewaySpec = Field(**default_object(GatewaySpec, "Gateway Deployment and Service."))
 
 
 class TierStatus(ApiModel):

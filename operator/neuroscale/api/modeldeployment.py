@@ -13,6 +13,7 @@ from neuroscale.api.common import (
     EnvVar,
     SecretKeyRef,
     Toleration,
+    default_object,
 )
 from neuroscale.api.schema import ApiModel
 from neuroscale.sizing.catalog import CATALOG
@@ -218,9 +219,6 @@ class SchedulingSpec(ApiModel):
     priority_class_name: str | None = Field(default=None, max_length=253, description="PriorityClass of the pods.")
 
 
-def _default_object(description: str) -> dict:
-    return {"description": description, "json_schema_extra": {"default": {}}}
-
 
 class ModelDeploymentSpec(ApiModel):
     """Desired state of a ModelDeployment."""
@@ -243,20 +241,18 @@ class ModelDeploymentSpec(ApiModel):
     }
 
     model: ModelSpec = Field(description="The model to serve.")
-    engine: EngineSpec = Field(default_factory=EngineSpec, **_default_object("Serving engine."))
-    accelerator: AcceleratorSpec = Field(default_factory=AcceleratorSpec, **_default_object("Instance and cores."))
-    batching: BatchingSpec = Field(default_factory=BatchingSpec, **_default_object("Continuous batching."))
+    engine: EngineSpec = Field(**default_object(EngineSpec, "Serving engine."))
+    accelerator: AcceleratorSpec = Field(**default_object(AcceleratorSpec, "Instance and cores."))
+    batching: BatchingSpec = Field(**default_object(BatchingSpec, "Continuous batching."))
     compile_cache: CompileCacheSpec | None = Field(default=None, description="Precompiled Neuron artifacts in S3.")
     replicas: int = Field(
         default=1, ge=0, le=1000, description="Replicas when autoscaling is off (also the scale subresource)."
     )
     autoscaling: AutoscalingSpec | None = Field(default=None, description="Token-throughput autoscaling.")
-    service: ServiceSpec = Field(default_factory=ServiceSpec, **_default_object("Service exposure."))
-    service_account: ServiceAccountSpec = Field(
-        default_factory=ServiceAccountSpec, **_default_object("Pod identity.")
-    )
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, **_default_object("Host CPU and memory."))
-    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec, **_default_object("Placement."))
+    service: ServiceSpec = Field(**default_object(ServiceSpec, "Service exposure."))
+    service_account: ServiceAccountSpec = Field(**default_object(ServiceAccountSpec, "Pod identity."))
+    resources: ResourcesSpec = Field(**default_object(ResourcesSpec, "Host CPU and memory."))
+    scheduling: SchedulingSpec = Field(**default_object(SchedulingSpec, "Placement."))
 
 
 class SizingStatus(ApiModel):

@@ -11,7 +11,7 @@ from neuroscale import reasons as R
 from neuroscale.api.common import API_VERSION
 from neuroscale.conditions import find
 from neuroscale.k8s.client import KubeClient, KubeError
-from neuroscale.k8s.diff import adopt
+from neuroscale.k8s.ownership import adopt
 
 log = logging.getLogger(__name__)
 

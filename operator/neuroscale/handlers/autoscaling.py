@@ -1,4 +1,4 @@
-"""kopf timer that runs the autoscaler for every ModelDeployment with autoscaling enabled."""
+"""The autoscaler's control loop: one step per interval for every ModelDeployment with autoscaling enabled."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import time
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from neuroscale.autoscale.metrics import MetricsSource, PrometheusSettings
 from neuroscale.controllers import autoscaling as controller
 from neuroscale.handlers.common import emitter
 from neuroscale.handlers.modeldeployment import KIND, RESOURCE
+from neuroscale.handlers.periodic import register_periodic
 from neuroscale.runtime import OperatorConfig, Runtime
 
 _SOURCES_LOCK = threading.Lock()
@@ -40,13 +42,17 @@ def _source(runtime: Runtime, settings: PrometheusSettings | None) -> MetricsSou
         return sources[settings]
 
 
-def autoscale(namespace: str, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+def autoscale(namespace: str, name: str, memo: kopf.Memo) -> None:
     runtime: Runtime = memo.runtime
     with runtime.lock((KIND, namespace, name)):
         body = runtime.kube.get("neuroscale.io/v1alpha1", KIND, namespace, name)
         if body is None:
             return
-        scaling = controller.ModelDeploymentSpec.model_validate(body["spec"]).autoscaling
+        uid = body["metadata"]["uid"]
+        try:
+            scaling = controller.ModelDeploymentSpec.model_validate(body.get("spec") or {}).autoscaling
+        except ValidationError:
+            return  # the reconcile reports an invalid spec in status and Events; nothing to scale
         if scaling is None:
             return
         memories = runtime.extras.setdefault("autoscale_memory", {})
@@ -58,11 +64,11 @@ def autoscale(namespace: str, name: str, uid: str, memo: kopf.Memo, **_: Any) ->
         )
 
 
-def _enabled(spec: kopf.Spec, **_: Any) -> bool:
+def _enabled(spec: kopf.Spec) -> bool:
     scaling = spec.get("autoscaling")
-    return bool(scaling) and scaling.get("enabled", True)
+    return isinstance(scaling, dict) and scaling.get("enabled", True) is not False
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
-    kopf.timer(*RESOURCE, id="autoscale", registry=registry, interval=config.autoscale_interval_seconds,
-               sharp=True, when=_enabled)(autoscale)
+    register_periodic(registry, RESOURCE, id="autoscale", interval=config.autoscale_interval_seconds,
+                      initial_delay=0.0, run_one=autoscale, when=_enabled)

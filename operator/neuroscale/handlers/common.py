@@ -13,6 +13,7 @@ import kopf
 
 from neuroscale.api.common import API_VERSION, GROUP, VERSION
 from neuroscale.controllers.children import delete_children
+from neuroscale.handlers.periodic import register_periodic
 from neuroscale.k8s.client import KubeError
 from neuroscale.observability import CHILD_WRITES, RECONCILE_SECONDS, RECONCILES
 from neuroscale.runtime import OperatorConfig, Runtime
@@ -87,7 +88,8 @@ def register_owner(registry: kopf.OperatorRegistry, config: OperatorConfig, owne
 
     create, update and resume; a periodic resync (drift made while no event came); any change to a child (rollout
     progress, a hand edit, a deletion: restored at once); and the owner's deletion (children deleted right away —
-    owner references make the garbage collector do it too, and no finalizer can leave the owner stuck).
+    owner references make the garbage collector do it too). No trigger needs a finalizer, so an owner deleted while
+    the operator is down or uninstalled goes at once.
     """
 
     def reconcile_one(namespace: str, name: str, memo: kopf.Memo) -> None:
@@ -108,8 +110,8 @@ def register_owner(registry: kopf.OperatorRegistry, config: OperatorConfig, owne
 
     for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
         on(*owner.resource, registry=registry, id="reconcile")(on_change)
-    kopf.timer(*owner.resource, id="resync", registry=registry, interval=config.resync_seconds,
-               initial_delay=config.resync_seconds, sharp=False)(on_change)
+    register_periodic(registry, owner.resource, id=f"{owner.plural}_resync", interval=config.resync_seconds,
+                      initial_delay=config.resync_seconds, run_one=reconcile_one)
     labels = {**MANAGED, owner.child_label: kopf.PRESENT}
     for group, version, plural in owner.child_resources:
         kopf.on.event(group, version, plural, labels=labels, registry=registry,

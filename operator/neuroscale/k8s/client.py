@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -11,13 +12,14 @@ from typing import Any, Literal
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from neuroscale.k8s.diff import contains, merge_patch
+from neuroscale.k8s.ssa import FIELD_MANAGER, normalized, up_to_date
 from neuroscale.k8s.paths import collection_path, object_path
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["created", "patched", "unchanged"]
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML
 
 
 class KubeError(RuntimeError):
@@ -29,12 +31,17 @@ class KubeError(RuntimeError):
 
 
 def load_config() -> kubernetes.client.ApiClient:
-    """In-cluster credentials when running in a pod, else the current kubeconfig context."""
+    """In-cluster credentials when running in a pod, else the current kubeconfig context.
+
+    `KUBECONFIG` is read now: the client library reads it once, at import, and would miss a later change.
+    """
+    configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    return kubernetes.client.ApiClient()
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
+                                           client_configuration=configuration)
+    return kubernetes.client.ApiClient(configuration)
 
 
 @dataclass
@@ -61,14 +68,18 @@ class KubeClient:
         self.timeout = timeout
         self.writes = WriteCounter()
 
-    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, body: Any = None, content_type: str | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         if method != "GET":
             self.writes.add(method)
         _, url, hdrs, serialized, _ = self.api.param_serialize(
-            method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"]
+            method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"],
+            query_params=list((query or {}).items()),
         )
         try:
             response = self.api.call_api(method, url, header_params=hdrs, body=serialized, _request_timeout=self.timeout)
@@ -111,29 +122,25 @@ class KubeClient:
             raise
         return True
 
-    def apply(self, desired: dict[str, Any]) -> Outcome:
-        """Make the live object carry `desired`: create it, patch only what differs, or do nothing.
+    def apply(self, desired: dict[str, Any], *, field_manager: str = FIELD_MANAGER) -> Outcome:
+        """Server-side apply `desired` as `field_manager`, unless the live object already carries exactly it.
 
-        A merge patch of only our fields, sent only when something differs, keeps a no-op resync at zero writes
-        and leaves fields other controllers own alone. Server-side apply would do the same with managed fields,
-        but it would tie every write to a field manager and is not available on every test server.
+        The manager owns exactly the fields it applies: a field left out of `desired` is removed from the live
+        object (unless someone else also owns it), a field another writer added (an annotation, an HPA's
+        replicas) stays. `force` takes back a field a hand edit took over. Comparing with what the manager last
+        applied (read from managedFields) keeps a settled resync at zero writes.
         """
         meta = desired["metadata"]
         api_version, kind, namespace, name = desired["apiVersion"], desired["kind"], meta.get("namespace"), meta["name"]
         live = self.get(api_version, kind, namespace, name)
-        if live is None:
-            try:
-                self.create(desired)
-                return "created"
-            except KubeError as exc:
-                if exc.status != 409:  # created meanwhile by a racing reconcile: fall through to compare.
-                    raise
-                live = self.get(api_version, kind, namespace, name) or {}
-        if contains(live, desired):
+        if up_to_date(live, desired, field_manager):
             return "unchanged"
-        log.info("Patching %s %s/%s: it differs from the desired state", kind, namespace, name)
-        self.patch(api_version, kind, namespace, name, merge_patch(desired))
-        return "patched"
+        if live is not None:
+            log.info("Applying %s %s/%s: it differs from the desired state", kind, namespace, name)
+        path = object_path(api_version, kind, namespace, name)
+        self._call("PATCH", path, normalized(desired), APPLY_PATCH,
+                   query={"fieldManager": field_manager, "force": "true"})
+        return "created" if live is None else "patched"
 
 
 def _message(body: Any) -> str:
