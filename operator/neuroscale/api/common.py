@@ -23,7 +23,8 @@ def default_object(model: type[BaseModel], description: str) -> dict[str, Any]:
     The CRD default is the model's defaults written out, not `{}`: the API server checks a default against the
     object's CEL rules as it stands (nested defaults not applied), so `{}` fails a rule that reads a defaulted field.
     """
-    defaults = model().model_dump(mode="json", by_alias=True, exclude_none=True)
+    defaults = {k: v for k, v in model().model_dump(mode="json", by_alias=True, exclude_none=True).items()
+                if v != []}  # an empty list says nothing the schema does not
     return {"default_factory": model, "description": description, "json_schema_extra": {"default": defaults}}
 
 
