@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with everything the operator, the gateway and the tests need, plus the real Redis and Prometheus
-# servers the integration tests start on loopback (Debian packages).
+# servers the integration tests start on loopback (Debian packages) and the real Kubernetes control plane the e2e
+# tier starts (built from source with Go: minutes the first time, then cached).
 # pip is upgraded first (the stock 23.2 mis-resolves boto3 against kubernetes); torch comes first as the
 # CPU build, so sentence-transformers does not pull several GB of CUDA packages.
 set -euo pipefail
@@ -36,3 +37,5 @@ assert tuple(int(p) for p in boto3.__version__.split(".")[:2]) >= (1, 40), f"bot
 PY
 redis-server --version
 prometheus --version 2>&1 | head -1
+# The real Kubernetes control plane of the e2e tier, built from its Go modules once and cached by version.
+scripts/build-control-plane.sh

@@ -14,7 +14,7 @@ from neuroscale.api.modeldeployment import AutoscalingSpec, ModelDeploymentSpec
 from neuroscale.autoscale.metrics import MetricsReading, MetricsSource, PrometheusSettings
 from neuroscale.autoscale.policy import Observation, PolicyConfig, ScalerState, decide, default_config
 from neuroscale.autoscale.promql import MetricsTarget
-from neuroscale.conditions import ConditionUpdate, merge_conditions, rfc3339
+from neuroscale.conditions import ConditionUpdate, find, merge_conditions, rfc3339
 from neuroscale.controllers.children import write_status
 from neuroscale.k8s.client import KubeClient
 from neuroscale.observability import METRICS_HEALTHY, SCALING_DECISIONS
@@ -22,6 +22,7 @@ from neuroscale.render.modeldeployment import sizing_request
 from neuroscale.sizing import size
 
 log = logging.getLogger(__name__)
+AUTOSCALER_FIELD_MANAGER = "neuroscale-autoscaler"
 EmitEvent = Callable[[str, str, str], None]
 
 
@@ -108,7 +109,10 @@ def step(
     changed = decision.replicas != current
     auto = dict(status.get("autoscaling") or {})
     if changed:
-        kube.patch("apps/v1", "Deployment", namespace, name, {"spec": {"replicas": decision.replicas}})
+        # Through the scale subresource, under its own field manager: the reconciler applies the same number next
+        # (it renders the autoscaler's desiredReplicas), and `kubectl get deploy --show-managed-fields` shows who.
+        kube.patch("apps/v1", "Deployment", namespace, name, {"spec": {"replicas": decision.replicas}},
+                   subresource="scale", field_manager=AUTOSCALER_FIELD_MANAGER)
         direction = "up" if decision.replicas > current else "down"
         SCALING_DECISIONS.labels(direction).inc()
         emit("Normal", "ScaledUp" if direction == "up" else "ScaledDown", decision.reason)
@@ -130,14 +134,19 @@ def step(
         problem = reading.error or decision.reason
         condition = ConditionUpdate(R.AUTOSCALING, "False", R.METRICS_UNAVAILABLE,
                                     f"holding {decision.replicas} replicas: {problem}")
-    conditions = merge_conditions(status.get("conditions"), [condition], generation=meta.get("generation"),
-                                  now=clock)
-    previous = next((c for c in status.get("conditions") or () if c["type"] == R.AUTOSCALING), None)
-    if previous is not None and previous["status"] != condition.status:
-        emit("Warning" if condition.status == "False" else "Normal", condition.reason, condition.message)
-    desired = {**status, "autoscaling": {k: v for k, v in auto.items() if v is not None},
-               "conditions": conditions, "desiredReplicas": decision.replicas}
-    write_status(body, desired, kube)
+
+    def build(current: dict[str, Any]) -> dict[str, Any]:
+        # Only the autoscaler's own parts; the reconciler's conditions and figures are kept as they now stand.
+        conditions = merge_conditions(current.get("conditions"), [condition], generation=meta.get("generation"),
+                                      now=clock)
+        return {**current, "autoscaling": {k: v for k, v in auto.items() if v is not None},
+                "conditions": conditions, "desiredReplicas": decision.replicas}
+
+    written = write_status(body, build, kube)
+    if written is not None:
+        previous = find(written[0].get("conditions"), R.AUTOSCALING)
+        if previous is not None and previous["status"] != condition.status:
+            emit("Warning" if condition.status == "False" else "Normal", condition.reason, condition.message)
     return StepOutcome(decision.replicas, changed, decision.reason, decision.metrics_healthy)
 
 

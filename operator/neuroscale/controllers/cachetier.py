@@ -12,7 +12,7 @@ from neuroscale.api.cachetier import CacheTierSpec
 from neuroscale.api.schema import describe
 from neuroscale.conditions import ConditionUpdate
 from neuroscale.controllers.children import (
-    EmitEvent, Outcome, announce_transitions, apply_children, delete_children, write_status,
+    EmitEvent, Outcome, apply_children, delete_children, report_status,
 )
 from neuroscale.controllers.inferencecascade import is_problem
 from neuroscale.k8s.client import KubeClient
@@ -56,8 +56,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
 
 def _report(body: dict[str, Any], kube: KubeClient, observed: CacheObserved, now: datetime, emit: EmitEvent,
             applied: dict[str, str]) -> Outcome:
-    current = body.get("status") or {}
-    desired = cache_tier_status(current, observed, generation=body["metadata"].get("generation"), now=now)
-    announce_transitions(current.get("conditions"), desired.get("conditions"), emit, is_problem=is_problem)
-    written = write_status(body, desired, kube)
+    generation = body["metadata"].get("generation")
+    written = report_status(body, lambda current: cache_tier_status(current, observed, generation=generation, now=now), kube,
+                            emit, is_problem=is_problem)
     return Outcome(applied=applied, status_written=written, error=observed.apply_error)

@@ -75,13 +75,50 @@ def status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dic
     return {**changed, **{k: None for k in current if k not in desired}}
 
 
-def write_status(body: dict[str, Any], desired: dict[str, Any], kube: KubeClient) -> bool:
-    """Patch the status subresource only when something changed, so a settled resync writes nothing."""
-    meta = body["metadata"]
-    patch = status_patch(body.get("status"), desired)
-    if patch:
-        kube.patch(API_VERSION, body["kind"], meta["namespace"], meta["name"], {"status": patch}, subresource="status")
-    return bool(patch)
+def write_status(
+    body: dict[str, Any], build: Callable[[dict[str, Any]], dict[str, Any]], kube: KubeClient, *, attempts: int = 4,
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Write the status `build` derives from the current one, only when it changes something.
+
+    The patch carries the resourceVersion the status was built from, so a concurrent writer (the reconciler and
+    the autoscaler both write status) makes it fail with 409 instead of silently replacing the other's conditions;
+    then the object is read again and the status rebuilt on top of what the other wrote.
+    Returns (status before, status written), or None when nothing needed writing.
+    """
+    for attempt in range(attempts):
+        meta = body["metadata"]
+        current = body.get("status") or {}
+        desired = build(current)
+        patch = status_patch(current, desired)
+        if not patch:
+            return None
+        precondition = {"resourceVersion": meta["resourceVersion"]} if meta.get("resourceVersion") else {}
+        try:
+            kube.patch(API_VERSION, body["kind"], meta["namespace"], meta["name"],
+                       {"metadata": precondition, "status": patch}, subresource="status")
+            return current, desired
+        except KubeError as exc:
+            if exc.status != 409 or attempt == attempts - 1:
+                raise
+        log.info("Status of %s %s/%s changed meanwhile; rebuilding it", body["kind"], meta["namespace"], meta["name"])
+        body = kube.get(API_VERSION, body["kind"], meta["namespace"], meta["name"])
+        if body is None:
+            return None
+    return None
+
+
+def report_status(
+    body: dict[str, Any], build: Callable[[dict[str, Any]], dict[str, Any]], kube: KubeClient, emit: EmitEvent, *,
+    is_problem: Callable[[dict[str, Any]], bool], announced: tuple[str, ...] = (R.READY,),
+) -> bool:
+    """Write the status and announce the condition changes it made (once, after the write succeeded)."""
+    written = write_status(body, build, kube)
+    if written is None:
+        return False
+    before, after = written
+    announce_transitions(before.get("conditions"), after.get("conditions"), emit, is_problem=is_problem,
+                         announced=announced)
+    return True
 
 
 def announce_transitions(

@@ -14,7 +14,7 @@ from neuroscale.api.inferencecascade import InferenceCascadeSpec
 from neuroscale.api.schema import describe
 from neuroscale.conditions import ConditionUpdate, find
 from neuroscale.controllers.children import (
-    EmitEvent, Outcome, announce_transitions, apply_children, delete_children, write_status,
+    EmitEvent, Outcome, apply_children, delete_children, report_status,
 )
 from neuroscale.k8s.client import KubeClient
 from neuroscale.render.cachetier import CacheBinding, cache_binding
@@ -99,10 +99,9 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
 
 def _report(body: dict[str, Any], kube: KubeClient, observed: S.CascadeObserved, now: datetime, emit: EmitEvent,
             applied: dict[str, str]) -> Outcome:
-    current = body.get("status") or {}
-    desired = S.cascade_status(current, observed, generation=body["metadata"].get("generation"), now=now)
-    announce_transitions(current.get("conditions"), desired.get("conditions"), emit, is_problem=is_problem)
-    written = write_status(body, desired, kube)
+    generation = body["metadata"].get("generation")
+    written = report_status(body, lambda current: S.cascade_status(current, observed, generation=generation, now=now), kube,
+                            emit, is_problem=is_problem)
     return Outcome(applied=applied, status_written=written, error=observed.apply_error)
 
 

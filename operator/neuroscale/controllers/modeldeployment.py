@@ -12,7 +12,7 @@ from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.api.schema import describe
 from neuroscale.conditions import ConditionUpdate
 from neuroscale.controllers.children import (
-    EmitEvent, Outcome, announce_transitions, apply_children, delete_children, write_status,
+    EmitEvent, Outcome, apply_children, delete_children, report_status,
 )
 from neuroscale.k8s.client import KubeClient
 from neuroscale.render.modeldeployment import render_model_deployment
@@ -104,11 +104,10 @@ def _report(
     body: dict[str, Any], kube: KubeClient, observed: Observed, generation: int | None, now: datetime,
     emit: EmitEvent, applied: dict[str, str],
 ) -> Outcome:
-    current = body.get("status") or {}
-    desired = model_deployment_status(current, observed, generation=generation, now=now)
-    announce_transitions(current.get("conditions"), desired.get("conditions"), emit,
-                         is_problem=_is_problem, announced=(R.SIZED, R.READY))
-    written = write_status(body, desired, kube)
+    written = report_status(
+        body, lambda current: model_deployment_status(current, observed, generation=generation, now=now), kube, emit,
+        is_problem=_is_problem, announced=(R.SIZED, R.READY),
+    )
     return Outcome(applied=applied, status_written=written, error=observed.apply_error)
 
 

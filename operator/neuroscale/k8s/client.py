@@ -106,10 +106,11 @@ class KubeClient:
 
     def patch(
         self, api_version: str, kind: str, namespace: str | None, name: str, patch: dict[str, Any],
-        subresource: str | None = None,
+        subresource: str | None = None, field_manager: str = FIELD_MANAGER,
     ) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7386), recorded in managedFields under `field_manager`."""
         path = object_path(api_version, kind, namespace, name, subresource)
-        return self._call("PATCH", path, patch, MERGE_PATCH)
+        return self._call("PATCH", path, patch, MERGE_PATCH, query={"fieldManager": field_manager})
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         """Delete (dependents are collected in the background); False when it was already gone."""
