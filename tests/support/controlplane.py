@@ -19,6 +19,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -178,6 +179,9 @@ class ControlPlane:
     certs: Certificates = field(init=False)
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)  # components that exited on their own and were restarted
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def url(self) -> str:
@@ -203,12 +207,27 @@ class ControlPlane:
         self.wait_ready()
         for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
             self.start_component(component)
+        for component in ("controller-manager", "scheduler"):
+            self._wait_http(f"https://127.0.0.1:{self.ports[component]}/healthz", f"kube-{component}", tls=True)
         self._register_nodes()
+        self._supervisor = threading.Thread(target=self._supervise, name="control-plane-supervisor", daemon=True)
+        self._supervisor.start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         for name in reversed(list(self.processes)):
             self.stop_component(name)
+
+    def _supervise(self) -> None:
+        """Start again a component that exited on its own, as the kubelet does for a control plane's static pods
+        (the controller-manager exits when the API server goes away while it is still starting its controllers)."""
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                for name, process in list(self.processes.items()):
+                    if process.poll() is not None:
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                        self.start_component(name)
 
     def start_component(self, name: str) -> None:
         log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process for its lifetime
@@ -230,8 +249,9 @@ class ControlPlane:
 
     def restart(self, name: str, *, sig: int = signal.SIGTERM) -> None:
         """Stop one component (SIGTERM, or SIGKILL for a crash) and start it again with the same data."""
-        self.stop_component(name, sig)
-        self.start_component(name)
+        with self._lock:
+            self.stop_component(name, sig)
+            self.start_component(name)
         if name in ("etcd", "kube-apiserver"):
             self.wait_ready()
 
@@ -319,12 +339,15 @@ class ControlPlane:
         if tls:
             context = ssl.create_default_context(cafile=str(self.certs.ca))
             context.load_cert_chain(self.certs.path("admin.crt"), self.certs.path("admin.key"))
+            if url != f"{self.url}/readyz":  # the controller-manager and scheduler serve self-signed certificates
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
+            process = self.processes.get(what)
+            if process is not None and process.poll() is not None and not self.restarts:
+                raise RuntimeError(f"{what} exited with {process.returncode}:\n{self.log(what)[-3000:]}")
             try:
                 with urllib.request.urlopen(url, timeout=5, context=context) as response:
                     if response.status == 200:

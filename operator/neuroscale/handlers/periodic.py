@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,8 +33,13 @@ def register_periodic(
 ) -> None:
     """Run `run_one` for every object of `resource` (that `when` admits) every `interval` seconds."""
     index_id = f"{id}_objects"
+    # kopf.event() finds kopf's Event queue through context variables that kopf sets for its own handlers; the
+    # index handler runs in that context, so the loop borrows a copy of it for its threads.
+    handler_context: list[contextvars.Context] = []
 
     def index(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[tuple[str, str], bool] | None:
+        if not handler_context:
+            handler_context.append(contextvars.copy_context())
         return {(namespace, name): True} if when is None or when(spec) else None
 
     async def loop(objects: kopf.Index, memo: kopf.Memo) -> None:
@@ -40,8 +47,12 @@ def register_periodic(
 
         async def one(namespace: str, name: str) -> None:
             async with limit:
+                context = (handler_context[0] if handler_context else contextvars.copy_context()).copy()
                 try:
-                    await asyncio.to_thread(run_one, namespace, name, memo)
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, functools.partial(context.run, run_one, namespace, name, memo))
+                except kopf.TemporaryError as exc:  # an API call failed; the next round tries again
+                    log.warning("%s of %s/%s: %s", id, namespace, name, exc)
                 except Exception:  # one object's failure never stops the others or the next round
                     log.exception("%s failed for %s/%s", id, namespace, name)
 

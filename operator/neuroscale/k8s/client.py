@@ -36,6 +36,8 @@ def load_config() -> kubernetes.client.ApiClient:
     `KUBECONFIG` is read now: the client library reads it once, at import, and would miss a later change.
     """
     configuration = kubernetes.client.Configuration()
+    # kopf's worker threads and the periodic loops share this client: a pool of 10 would drop connections.
+    configuration.connection_pool_maxsize = 32
     try:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
