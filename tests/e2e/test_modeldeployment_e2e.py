@@ -10,7 +10,8 @@ sizing cannot satisfy → Sized=False with a Warning Event and the children unto
 engine); status is a subresource (a status write does not bump generation, a main-resource write cannot set status);
 the scale subresource (`kubectl scale`) drives replicas when autoscaling is off; the chart's namespaced RBAC is
 enough for the operator to do all of this under its own ServiceAccount.
-No assertion depends on a kubelet: pods may stay Pending (no Neuron nodes needed).
+Against the suite's own control plane, kwok runs the pods on fake Neuron nodes, so Ready follows them; against
+an external cluster that test is skipped (it may have no Neuron nodes) and nothing else depends on a kubelet.
 """
 
 from __future__ import annotations
@@ -112,7 +113,18 @@ async def test_create_renders_owned_children_and_status(cluster: Cluster) -> Non
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"] == 1
     limits = children["Deployment"].spec.template.spec.containers[0].resources.limits
     assert int(limits["aws.amazon.com/neuron"]) == md["status"]["sizing"]["neuronDevices"]
-    assert condition(md, "Ready")["status"] == "False"  # no Neuron nodes needed: pods may stay Pending
+
+
+async def test_ready_follows_the_pods(control_plane: Any, cluster: Cluster) -> None:
+    if control_plane is None:
+        pytest.skip("needs Neuron nodes that run pods: the suite's kwok nodes (an external cluster may have none)")
+    async with running_operator(cluster.namespace):
+        await asyncio.to_thread(cluster.create)
+        md = await eventually(lambda: (m := cluster.md()) and condition(m, "Ready")["status"] == "True" and m)
+        assert md["status"]["readyReplicas"] == 1 and condition(md, "Ready")["reason"] == "Available"
+        await asyncio.to_thread(cluster.patch, {"spec": {"replicas": 0}})
+        md = await eventually(lambda: (m := cluster.md()) and condition(m, "Ready")["reason"] == "ScaledToZero" and m)
+    assert condition(md, "Ready")["status"] == "False" and md["status"]["replicas"] == 0
 
 
 async def test_update_rolls_the_pod_template(cluster: Cluster) -> None:
