@@ -33,11 +33,13 @@ def apply_children(
 ) -> tuple[dict[str, str], str | None]:
     """Apply each child adopted by `owner`, in order; stop at the first failure and return it as a message.
 
-    A child created after the owner's first reconcile (it already has conditions) was deleted by someone: the
-    Event says it was restored.
+    A child created after a reconcile that applied every child was deleted by someone: the Event says it was
+    restored. Degraded is reported only after an apply, so its absence (first reconcile, or a spec that never
+    worked) or an ApplyFailed reason (the last attempt failed part-way) makes it a creation.
     """
     applied: dict[str, str] = {}
-    restored = bool((owner.get("status") or {}).get("conditions"))
+    degraded = find((owner.get("status") or {}).get("conditions"), R.DEGRADED)
+    restored = degraded is not None and degraded["reason"] != R.APPLY_FAILED
     for child in objects:
         key = f"{child['kind']}/{child['metadata']['name']}"
         try:
