@@ -4,12 +4,18 @@ fault_proxy.py): everything else the operator meets is the real server.
 Covers: a 500 on the first server-side apply of the Deployment → Degraded=True/ApplyFailed, then the retry creates
 it, announced as created (not "Restored"); a 429 with Retry-After on a status write → retried, converges; a 409 on a
 status write (a concurrent writer) → the status is rebuilt and written once, and each transition Event is posted
-once, not once per attempt; in every case exactly one of each child.
+once, not once per attempt; in every case exactly one of each child. An in-stream watch ERROR event (a server
+failing mid-watch), which kopf treats as fatal, ends `neuroscale run` within seconds with a non-zero status (the
+Deployment restarts it) instead of leaving a live process that reconciles nothing; the restarted one reconciles.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -92,3 +98,39 @@ async def test_throttled_and_conflicting_status_writes_converge_with_one_event_e
     assert condition(md, "Sized")["status"] == "True"
     seen = await asyncio.to_thread(reasons, cluster)
     assert seen["SizingChosen"] == 1, seen  # the Sized=True announcement, once despite three failed writes
+
+
+def start_operator(kubeconfig: Path, namespace: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "neuroscale", "run", "--namespace", namespace, "--health-port", "0", "--metrics-port",
+         "0"], env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+async def test_an_in_stream_watch_error_restarts_the_operator_promptly(
+    plane: Any, cluster: Cluster, tmp_path: Path,
+) -> None:
+    """kopf treats the event as fatal and its shutdown can hang; its SIGKILL deadline (25 s, set in `configure`)
+    ends the process for the Deployment to restart — never minutes of a live process that reconciles nothing."""
+    async with fault_proxy(plane) as proxy:
+        broken = proxy.inject(Fault("GET", r"/modeldeployments\?.*watch=true", 500, watch_error=True))
+        kubeconfig = proxy.write_kubeconfig(tmp_path / "proxy.kubeconfig")
+        log = tmp_path / "operator.log"
+        first = start_operator(kubeconfig, cluster.namespace, log)
+        second = None
+        try:
+            await eventually(lambda: broken.hits >= 1, timeout=60)
+            await asyncio.to_thread(cluster.create)
+
+            def serving_or_exited() -> bool:
+                return first.poll() is not None or cluster.children()["Deployment"] is not None
+            await eventually(serving_or_exited, timeout=60)
+            if first.poll() is not None:
+                assert first.returncode != 0, "it stopped as if asked to"
+                second = start_operator(kubeconfig, cluster.namespace, log)  # what the kubelet does
+            await settled(cluster)
+        finally:
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(40)
+    assert "injected 500" in log.read_text()

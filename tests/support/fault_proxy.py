@@ -8,6 +8,7 @@ plain HTTP to the proxy on loopback through the kubeconfig `write_kubeconfig` wr
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -24,13 +25,16 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 
 @dataclass
 class Fault:
-    """Answer the next `times` requests matching `method` and the `path` pattern with `status`."""
+    """Answer the next `times` requests matching `method` and the `path` pattern with `status`; with
+    `watch_error`, answer 200 and stream that in-stream ERROR event instead (what a watch gets when the server fails
+    mid-stream)."""
 
     method: str
     path: str
     status: int
     times: int = 1
     headers: dict[str, str] = field(default_factory=dict)
+    watch_error: bool = False
     hits: int = 0
 
     def matches(self, request: web.Request) -> bool:
@@ -54,10 +58,12 @@ class FaultProxy:
             if fault.matches(request):
                 fault.hits += 1
                 reason = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError"}.get(fault.status, "Fault")
-                return web.json_response(
-                    {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": fault.status,
-                     "reason": reason, "message": f"injected {fault.status} by the test"},
-                    status=fault.status, headers=fault.headers)
+                status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": fault.status,
+                          "reason": reason, "message": f"injected {fault.status} by the test"}
+                if fault.watch_error:
+                    return web.Response(text=json.dumps({"type": "ERROR", "object": status}) + "\n",
+                                        content_type="application/json")
+                return web.json_response(status, status=fault.status, headers=fault.headers)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | {"authorization"}}
         body = await request.read()
         async with self.session.request(request.method, f"{self.upstream}{request.path_qs}", headers=headers,

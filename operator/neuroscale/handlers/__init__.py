@@ -30,6 +30,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # The chart installs the CRDs before the operator starts, and least-privilege RBAC grants no cluster-wide
     # list of namespaces or CRDs: discovery at start is all we need (scanning would retry 403s for a minute).
     settings.scanning.disabled = True
+    # kopf ends the whole operator on an in-stream watch ERROR event (anything but 410 Gone), and its shutdown can
+    # then wait forever for a re-login that no longer comes. Its own last resort, SIGKILL after this many seconds
+    # (default ten minutes), turns that into a prompt exit that the Deployment restarts; a SIGTERM shutdown (in-flight
+    # reconciles finishing) fits well within it and within the pod's 30 s grace period.
+    settings.process.ultimate_exiting_timeout = 25
 
 
 def build_registry(
