@@ -16,7 +16,7 @@ import asyncio
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +45,14 @@ class Behaviour:
     # Send an {"error": ...} event after this many content chunks.
     error_after_chunks: int | None = None
     finish_reason: str = "stop"
+    # Sent verbatim instead of a generated answer: the whole body of a non-streamed answer, or the data payloads of
+    # a stream (each as one `data:` event, then [DONE]).
+    raw_body: bytes | None = None
+    raw_events: list[str] | None = None
+    # The body of a non-200 answer, verbatim, instead of an OpenAI error object.
+    error_body: bytes | None = None
+    # Extra headers on every answer (e.g. Retry-After with status 429).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class StubUpstream:
@@ -93,8 +101,14 @@ class StubUpstream:
         if b.delay_seconds:
             await asyncio.sleep(b.delay_seconds)
         if b.status != 200:
+            if b.error_body is not None:
+                return web.Response(body=b.error_body, status=b.status, headers=b.headers)
             error = {"message": f"{self.name} is failing with {b.status}", "type": "stub_error", "param": None, "code": None}
-            return web.json_response({"error": error}, status=b.status)
+            return web.json_response({"error": error}, status=b.status, headers=b.headers)
+        if b.raw_events is not None and body.get("stream"):
+            return await self._raw_stream(request, b.raw_events)
+        if b.raw_body is not None:
+            return web.Response(body=b.raw_body, content_type="application/json", headers=b.headers)
         pieces = _PIECES.findall(b.answer)
         prompt_chars = len(json.dumps(body.get("messages") or body.get("prompt") or ""))
         usage = {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(pieces),
@@ -106,18 +120,30 @@ class StubUpstream:
             logprobs = {"content": [{"token": p, "logprob": b.logprob, "bytes": None, "top_logprobs": []} for p in pieces]}
             choice = {"index": 0, "message": {"role": "assistant", "content": b.answer},
                       "logprobs": logprobs if body.get("logprobs") else None, "finish_reason": b.finish_reason}
-            return web.json_response({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+            return web.json_response({**head, "object": "chat.completion", "choices": [choice], "usage": usage},
+                                     headers=b.headers)
         logprobs = {"tokens": pieces, "token_logprobs": [b.logprob] * len(pieces)}
         choice = {"index": 0, "text": b.answer, "logprobs": logprobs if body.get("logprobs") else None,
                   "finish_reason": b.finish_reason}
         return web.json_response({**head, "object": "text_completion", "choices": [choice], "usage": usage})
+
+    async def _raw_stream(self, request: web.Request, payloads: list[str]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self.behaviour.headers})
+        await response.prepare(request)
+        try:
+            for payload in payloads:
+                await response.write(b"data: " + payload.encode("utf-8", "surrogatepass") + b"\n\n")
+            await response.write(b"data: [DONE]\n\n")
+        except ConnectionError:
+            self.disconnects += 1
+        return response
 
     async def _stream(
         self, request: web.Request, endpoint: str, body: dict[str, Any], pieces: list[str], head: dict[str, Any],
         usage: dict[str, Any],
     ) -> web.StreamResponse:
         b = self.behaviour
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **b.headers})
         await response.prepare(request)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         kind = "chat.completion.chunk" if endpoint == "chat" else "text_completion"

@@ -14,7 +14,7 @@ from typing import Any
 from neuroscale.gateway.config import GatewayConfig
 from neuroscale.gateway.escalation import AnswerJudge, Reason, TierPlan, view_of_response
 from neuroscale.gateway.metrics import GatewayMetrics
-from neuroscale.gateway.protocol import ParsedRequest, invalid
+from neuroscale.gateway.protocol import Endpoint, ParsedRequest, answer_problem, invalid
 from neuroscale.gateway.streaming import StreamAssembler, strip_hidden
 from neuroscale.gateway.upstreams.base import Upstream, UpstreamError
 
@@ -35,6 +35,14 @@ class ServedStream:
     assembler: StreamAssembler
     chunks: AsyncGenerator[dict[str, Any], None] = field(repr=False)
     complete: bool = False
+
+
+def checked(tier: str, endpoint: Endpoint, answer: Any, *, chunk: bool) -> dict[str, Any]:
+    """The answer or chunk as is when the gateway can read it safely; an upstream failure otherwise."""
+    problem = answer_problem(endpoint, answer, chunk=chunk)
+    if problem is not None:
+        raise UpstreamError("error", f"tier {tier} sent a malformed {'stream chunk' if chunk else 'answer'}: {problem}")
+    return answer  # type: ignore[no-any-return]
 
 
 class Cascade:
@@ -88,6 +96,7 @@ class Cascade:
             try:
                 async with asyncio.timeout(tier.timeouts.total_seconds):
                     response = await upstream.complete(request.endpoint, self._tier_body(request, judged))
+                response = checked(upstream.name, request.endpoint, response, chunk=False)
             except TimeoutError:
                 escalations.append(self._failure(index, UpstreamError("timeout", f"tier {upstream.name} timed out"), is_last))
                 continue
@@ -125,6 +134,7 @@ class Cascade:
                         if chunk is None:
                             ended = True
                             break
+                        chunk = checked(upstream.name, request.endpoint, chunk, chunk=True)
                         assembler.add(chunk)
                         held.append(chunk)
             except TimeoutError:
@@ -162,6 +172,7 @@ class Cascade:
                     yield visible
             if not ended:
                 async for chunk in chunks:
+                    chunk = checked(served.tier, request.endpoint, chunk, chunk=True)
                     served.assembler.add(chunk)
                     visible = strip_hidden(chunk, keep_logprobs, keep_usage)
                     if visible is not None:

@@ -23,6 +23,10 @@ KNOWN_FIELDS: dict[Endpoint, frozenset[str]] = {
     "completions": _COMMON_FIELDS | {"prompt", "echo", "suffix", "best_of"},
 }
 _CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# Deepest nesting of arrays and objects accepted in a request or an upstream answer. OpenAI payloads nest a handful
+# of levels (tool schemas a few more); the bound keeps every later recursive walk (canonical cache keys, re-encoding)
+# far from Python's recursion limit.
+MAX_JSON_DEPTH = 64
 
 
 class OpenAIError(Exception):
@@ -71,11 +75,46 @@ class ParsedRequest:
         return bool(self.body.get("logprobs"))
 
 
+class JSONTooDeep(ValueError):
+    """A JSON document nests arrays and objects deeper than MAX_JSON_DEPTH."""
+
+
+def loads_bounded(raw: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads that refuses documents nested deeper than `max_depth` (JSONTooDeep) instead of exhausting the
+    recursion limit; malformed input raises ValueError (json.JSONDecodeError, UnicodeDecodeError) as json.loads does."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise JSONTooDeep(f"JSON nested deeper than {max_depth} levels") from None
+    if _depth_exceeds(value, max_depth):
+        raise JSONTooDeep(f"JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def _depth_exceeds(value: Any, max_depth: int) -> bool:
+    """Iterative, so the check itself cannot overflow the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def parse_request(endpoint: Endpoint, raw: bytes) -> ParsedRequest:
     """Decode and check a request body; raise OpenAIError(400) naming the offending parameter."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        body = loads_bounded(raw)
+    except JSONTooDeep:
+        raise invalid(f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json") from None
+    except ValueError as error:
         raise invalid(f"The request body is not valid JSON: {error}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", code="invalid_json")
@@ -156,3 +195,99 @@ def prompt_text(endpoint: Endpoint, body: dict[str, Any]) -> str:
     if endpoint == "completions":
         return str(body.get("prompt", ""))
     return "\n".join(message_text(message.get("content")) for message in body.get("messages", []))
+
+
+# Shapes of upstream answers. Everything the gateway reads from an answer (judging, assembling a stream, stripping
+# hidden fields, caching, replaying) goes through these checks first, so an upstream that sends a wrong shape is an
+# upstream failure (502, or the next tier) rather than a crash in the gateway.
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _optional(value: Any, kind: type | tuple[type, ...]) -> bool:
+    return value is None or isinstance(value, kind)
+
+
+def _logprobs_problem(endpoint: Endpoint, logprobs: Any) -> str | None:
+    if logprobs is None:
+        return None
+    if not isinstance(logprobs, dict):
+        return "logprobs is not an object"
+    if endpoint == "chat":
+        content = logprobs.get("content")
+        if not _optional(content, list):
+            return "logprobs.content is not an array"
+        for item in content or ():
+            if not isinstance(item, dict) or ("logprob" in item and not _is_number(item["logprob"])):
+                return "logprobs.content holds an item without a numeric logprob"
+        return None
+    values = logprobs.get("token_logprobs")
+    if not _optional(values, list) or any(value is not None and not _is_number(value) for value in values or ()):
+        return "logprobs.token_logprobs is not an array of numbers"
+    return None
+
+
+def _tool_calls_problem(calls: Any) -> str | None:
+    if calls is None:
+        return None
+    if not isinstance(calls, list):
+        return "tool_calls is not an array"
+    for call in calls:
+        if not isinstance(call, dict) or not _optional(call.get("index", 0), int) or not _optional(call.get("id"), str):
+            return "tool_calls holds a malformed call"
+        function = call.get("function")
+        if not _optional(function, dict):
+            return "tool_calls holds a call whose function is not an object"
+        if function and (not _optional(function.get("name"), str) or not _optional(function.get("arguments"), str)):
+            return "tool_calls holds a function whose name or arguments are not strings"
+    return None
+
+
+def _content_problem(content: Any) -> str | None:
+    if content is None or isinstance(content, str):
+        return None
+    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
+        return None
+    return "content is neither a string nor an array of parts"
+
+
+def _choice_problem(endpoint: Endpoint, choice: Any, chunk: bool) -> str | None:
+    if not isinstance(choice, dict):
+        return "a choice is not an object"
+    if not _optional(choice.get("index", 0), int) or not _optional(choice.get("finish_reason"), str):
+        return "a choice has a malformed index or finish_reason"
+    if endpoint == "completions":
+        if not _optional(choice.get("text"), str):
+            return "a choice's text is not a string"
+    else:
+        part = choice.get("delta" if chunk else "message")
+        if not _optional(part, dict):
+            return f"a choice's {'delta' if chunk else 'message'} is not an object"
+        part = part or {}
+        problem = _content_problem(part.get("content")) or _tool_calls_problem(part.get("tool_calls"))
+        if problem is None and chunk and not _optional(part.get("content"), str):
+            problem = "a delta's content is not a string"
+        if problem:
+            return problem
+    return _logprobs_problem(endpoint, choice.get("logprobs"))
+
+
+def answer_problem(endpoint: Endpoint, answer: Any, *, chunk: bool) -> str | None:
+    """What is wrong with a complete answer (`chunk=False`) or a stream chunk (`chunk=True`), or None when the
+    gateway can safely read it."""
+    if not isinstance(answer, dict):
+        return "the answer is not a JSON object"
+    choices = answer.get("choices")
+    if not isinstance(choices, list) or (not chunk and not choices):
+        return "the answer has no choices array"
+    if not _optional(answer.get("usage"), dict):
+        return "usage is not an object"
+    if not _optional(answer.get("model"), str) or not _optional(answer.get("id"), str):
+        return "id or model is not a string"
+    for choice in choices:
+        problem = _choice_problem(endpoint, choice, chunk)
+        if problem:
+            return problem
+    return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from neuroscale.gateway.protocol import Endpoint, message_text
+from neuroscale.gateway.protocol import Endpoint, loads_bounded, message_text
 from neuroscale.gateway.upstreams.base import UpstreamError
 
 Payload = Literal["messages", "inputs"]
@@ -74,8 +74,8 @@ def from_response(
 ) -> dict[str, Any]:
     """The OpenAI response equivalent to an endpoint's answer."""
     try:
-        answer = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        answer = loads_bounded(raw)
+    except ValueError:
         raise UpstreamError("error", f"SageMaker endpoint answered with non-JSON: {raw[:200]!r}") from None
     if isinstance(answer, list) and len(answer) == 1:
         answer = answer[0]
@@ -146,8 +146,8 @@ class StreamDecoder:
         if not line or line == b"[DONE]":
             return []
         try:
-            event = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            event = loads_bounded(line)
+        except ValueError:
             raise UpstreamError("error", f"SageMaker stream sent a malformed line: {line[:200]!r}") from None
         if not isinstance(event, dict):
             raise UpstreamError("error", "SageMaker stream sent a malformed line")

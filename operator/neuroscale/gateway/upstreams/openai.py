@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from neuroscale.gateway.config import OpenAITier
-from neuroscale.gateway.protocol import Endpoint
+from neuroscale.gateway.protocol import Endpoint, loads_bounded
 from neuroscale.gateway.streaming import SSEDecoder
 from neuroscale.gateway.upstreams.base import UpstreamError
 
@@ -39,10 +39,10 @@ class OpenAIUpstream:
         try:
             async with self._post(endpoint, body) as response:
                 await self._raise_for_status(response)
-                answer = await response.json(content_type=None)
+                answer = loads_bounded(await response.read())
         except TimeoutError:
             raise UpstreamError("timeout", f"tier {self.name} timed out") from None
-        except (aiohttp.ClientError, json.JSONDecodeError) as error:
+        except (aiohttp.ClientError, ValueError) as error:
             raise UpstreamError("error", f"tier {self.name}: {type(error).__name__}: {error}") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
             raise UpstreamError("error", f"tier {self.name} answered without choices")
@@ -70,8 +70,8 @@ class OpenAIUpstream:
 
     def _chunk(self, payload: str) -> dict[str, Any]:
         try:
-            chunk = json.loads(payload)
-        except json.JSONDecodeError:
+            chunk = loads_bounded(payload)
+        except ValueError:
             raise UpstreamError("error", f"tier {self.name} sent a malformed stream event") from None
         if not isinstance(chunk, dict):
             raise UpstreamError("error", f"tier {self.name} sent a malformed stream event")
@@ -88,8 +88,8 @@ class OpenAIUpstream:
             return
         text = await response.text(errors="replace")
         try:
-            body = json.loads(text)
-        except json.JSONDecodeError:
+            body = loads_bounded(text)
+        except ValueError:
             body = None
         detail = text[:300]
         if 400 <= response.status < 500 and response.status not in _RETRYABLE:

@@ -1,0 +1,161 @@
+"""Hostile and broken input over real HTTP: answers of the wrong shape (a 502, or the next tier, never a 500), deeply
+nested JSON (400 from a client, 502 from an upstream), failures after a stream started (an SSE error event and a
+clean end of the chunked body, never a second HTTP response), upstream errors that never show internals to the
+client, and rate limits passed through with Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.gateway_harness import RunningGateway, make_config, openai_tier, serve_gateway
+from tests.support.stub_upstream import StubUpstream
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+CHUNK_HEAD = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+
+
+def chunk(delta: Any, finish: str | None = None) -> str:
+    return json.dumps({**CHUNK_HEAD, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+
+@pytest.fixture
+async def small() -> AsyncIterator[StubUpstream]:
+    async with StubUpstream("small", answer="Paris, small says.") as stub:
+        yield stub
+
+
+@pytest.fixture
+async def large() -> AsyncIterator[StubUpstream]:
+    async with StubUpstream("large", answer="Paris, large says.") as stub:
+        yield stub
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def post(http: aiohttp.ClientSession, gateway: RunningGateway, body: dict[str, Any] | bytes,
+               headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    kwargs: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": {"model": "cascade", **body}}
+    async with http.post(gateway.base_url + "/chat/completions", headers=headers, **kwargs) as response:
+        return response.status, dict(response.headers), await response.json(content_type=None)
+
+
+async def raw_exchange(gateway: RunningGateway, body: dict[str, Any], timeout: float = 5.0) -> bytes:
+    """Everything the gateway sends on one connection for one request (Connection: close), read until it closes: a
+    second HTTP response written into a stream shows up here, and a hang fails the test instead of the client."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    payload = json.dumps({"model": "cascade", **body}).encode()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(-1), timeout)
+    finally:
+        writer.close()
+
+
+def dechunk(raw: bytes) -> tuple[bytes, bytes, bool]:
+    """(head, body, complete): the chunked body decoded; complete when the terminating zero-length chunk arrived
+    and nothing followed it."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower(), head
+    body = b""
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return head, body, rest == b"\r\n"
+        body, rest = body + rest[:size], rest[size + 2:]
+    return head, body, False
+
+
+def sse_payloads(body: bytes) -> list[Any]:
+    lines = [line[6:] for line in body.decode().split("\n") if line.startswith("data: ")]
+    return [line if line == "[DONE]" else json.loads(line) for line in lines]
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+# --- wrong shapes and deep nesting (a 502 or the next tier; 400 for the client's own input) --------------------------
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [chunk("a string, not an object")],
+        [chunk({"content": 5})],
+        [json.dumps({**CHUNK_HEAD, "choices": "none"})],
+        [json.dumps({**CHUNK_HEAD, "choices": [{"index": 0, "delta": {"tool_calls": "x"}}]})],
+        [json.dumps([1, 2, 3])],
+    ],
+)
+async def test_wrong_shape_first_chunk_is_a_502(large: StubUpstream, http, events: list[str]) -> None:
+    large.behaviour.raw_events = events
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)])) as gateway:
+        status, _, body = await post(http, gateway, {"messages": QUESTION, "stream": True})
+        assert status == 502
+        assert body["error"]["type"] == "upstream_error"
+        assert gateway.metric("neuroscale_gateway_upstream_errors_total", tier="large", kind="error") == 1
+
+
+async def test_wrong_shape_chunk_on_a_lower_tier_escalates(small: StubUpstream, large: StubUpstream, http) -> None:
+    small.behaviour.raw_events = [chunk("a string")]
+    config = make_config([openai_tier("small", small.base_url), openai_tier("large", large.base_url)])
+    async with serve_gateway(config) as gateway:
+        async with http.post(gateway.base_url + "/chat/completions",
+                             json={"model": "cascade", "messages": QUESTION, "stream": True}) as response:
+            assert response.status == 200
+            assert response.headers["x-neuroscale-escalations"] == "small:upstream_error"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": "Paris", "finish_reason": "stop"}]},
+        {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": {"a": 1}}}]},
+        {"id": "x", "object": "chat.completion", "choices": [
+            {"index": 0, "message": {"content": "Paris"}, "logprobs": {"content": [{"logprob": "low"}]}}]},
+        {"id": "x", "object": "chat.completion", "choices": ["Paris"]},
+    ],
+)
+async def test_wrong_shape_answer_is_a_502(large: StubUpstream, http, answer: dict[str, Any]) -> None:
+    large.behaviour.raw_body = json.dumps(answer).encode()
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)],
+                                         escalation={"min_mean_logprob": -1.0})) as gateway:
+        status, _, body = await post(http, gateway, {"messages": QUESTION})
+        assert status == 502
+        assert body["error"]["type"] == "upstream_error"
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+async def test_deeply_nested_request_is_a_400(large: StubUpstream, http, depth: int) -> None:
+    payload = ('{"model": "cascade", "messages": [{"role": "user", "content": "hi"}], "metadata": {"x": '
+               + nested(depth) + "}}").encode()
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)], max_body_bytes=1 << 20)) as gateway:
+        status, _, body = await post(http, gateway, payload)
+        assert status == 400
+        assert body["error"]["code"] == "invalid_json"
+        assert large.requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_deeply_nested_upstream_answer_is_a_502(large: StubUpstream, http, stream: bool) -> None:
+    deep = '{"id": "x", "choices": [], "extra": ' + nested(100_000) + "}"
+    large.behaviour.raw_body = deep.encode()
+    large.behaviour.raw_events = [deep]
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)])) as gateway:
+        status, _, body = await post(http, gateway, {"messages": QUESTION, "stream": stream})
+        assert status == 502
+        assert body["error"]["type"] == "upstream_error"
