@@ -11,9 +11,14 @@ KUBERNETES=v1.35.4
 ETCD=v3.6.5
 KWOK=v0.8.0
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+RECIPE=2  # bump when the build flags change, so a cache built the old way is not reused
 
 root="${NEUROSCALE_CONTROL_PLANE_CACHE:-$HOME/.cache/neuroscale/control-plane}"
-dir="$root/kubernetes-$KUBERNETES-etcd-$ETCD-kwok-$KWOK"
+dir="$root/kubernetes-$KUBERNETES-etcd-$ETCD-kwok-$KWOK-r$RECIPE"
+mkdir -p "$root"
+# One build at a time (parallel test sessions may all ask); the others wait, then find the cache filled.
+exec 9>"$root/.build.lock"
+flock 9
 
 missing=()
 for b in "${BINARIES[@]}"; do [ -x "$dir/$b" ] || missing+=("$b"); done
@@ -35,13 +40,21 @@ declare -A package=(
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
   [etcd]=go.etcd.io/etcd/server/v3
 )
+# A release build stamps its version into both version packages (what /version, `kubectl version` and Helm's
+# kubeVersion check read); a plain `go build` would report v0.0.0-master.
+minor=${KUBERNETES#v1.}; minor=${minor%%.*}
+version_flags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_flags+=" -X $pkg.gitVersion=$KUBERNETES -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  version_flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
 for b in "${missing[@]}"; do
   t=$(date +%s)
   if [ "$b" = kwok ]; then
     # kwok's own go.mod pins its client libraries; `go install pkg@version` builds it exactly as released.
     GOFLAGS=-trimpath GOBIN="$dir" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK"
   else
-    (cd tests/controlplane && go build -ldflags "-s -w" -o "$dir/$b.partial" "${package[$b]}")
+    (cd tests/controlplane && go build -ldflags "-s -w$version_flags" -o "$dir/$b.partial" "${package[$b]}")
     mv "$dir/$b.partial" "$dir/$b"
   fi
   echo "control plane: built $b in $(( $(date +%s) - t )) s"

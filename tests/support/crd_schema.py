@@ -88,11 +88,28 @@ class CrdSchema:
     def violations(self, obj: Any) -> list[CelViolation]:
         return cel_violations(self.openapi, obj)
 
+    def duplicates(self, obj: Any) -> list[str]:
+        """List-map items sharing their keys, and repeated list-set items: the API server refuses both."""
+        found = []
+        for value, schema, at in _walk(obj, self.openapi, ""):
+            list_type = schema.get("x-kubernetes-list-type")
+            if not isinstance(value, list) or list_type not in ("map", "set"):
+                continue
+            keys = schema.get("x-kubernetes-list-map-keys", [])
+            seen: list[Any] = []
+            for index, item in enumerate(value):
+                key = [item.get(k) for k in keys] if list_type == "map" and isinstance(item, dict) else item
+                if key in seen:
+                    found.append(f"{at}[{index}]: Duplicate value: {key!r}")
+                seen.append(key)
+        return found
+
     def rejections(self, obj: Any) -> list[str]:
-        """Why the API server would refuse a write of `obj`: schema errors, then CEL messages (empty = admitted)."""
+        """Why the API server would refuse a write of `obj`: schema errors, duplicate list keys, then CEL messages
+        (empty = admitted)."""
         defaulted = self.defaulted(obj)
-        return self.errors(defaulted) + [f"{v.at}: {v.rule.message}{' (' + v.detail + ')' if v.detail else ''}"
-                                         for v in self.violations(obj)]
+        return self.errors(defaulted) + self.duplicates(defaulted) + [
+            f"{v.at}: {v.rule.message}{' (' + v.detail + ')' if v.detail else ''}" for v in self.violations(obj)]
 
 
 def apply_defaults(schema: dict[str, Any], obj: Any) -> Any:
