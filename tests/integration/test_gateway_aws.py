@@ -180,13 +180,17 @@ async def test_converse_stream_exception_in_window_escalates(aws: EventStreamSer
     assert streamed(text)[0] == "Paris, small says."
 
 
-async def test_converse_stream_exception_after_commit_is_an_error_event(aws: EventStreamServer) -> None:
+async def test_converse_stream_exception_after_commit_is_an_error_event(
+    aws: EventStreamServer, caplog: pytest.LogCaptureFixture
+) -> None:
     aws.script = converse_script("one ", "two ")[:3] + [encode_exception("throttlingException", "slow down")]
     async with serve_gateway(make_config([bedrock_tier(endpoint_url=aws.url)])) as gateway:
         _, _, text = await post(gateway, {**CHAT, "stream": True})
     content, events = streamed(text)
     assert content == "one two "
-    assert "slow down" in events[-1]["error"]["message"]
+    # The client learns which tier failed; what Bedrock said goes to the log only.
+    assert events[-1]["error"]["message"] == "Tier 'claude' failed to answer."
+    assert "slow down" in caplog.text
     assert "[DONE]" not in text
 
 

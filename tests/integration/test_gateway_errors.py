@@ -159,3 +159,120 @@ async def test_deeply_nested_upstream_answer_is_a_502(large: StubUpstream, http,
         status, _, body = await post(http, gateway, {"messages": QUESTION, "stream": stream})
         assert status == 502
         assert body["error"]["type"] == "upstream_error"
+
+
+# --- failures after the stream started: one error event, a clean end, status 200 counted ----------------------------
+
+
+class BreaksMidStream:
+    """A tier adapter that streams two chunks and then fails in a way nobody planned for."""
+
+    name = "large"
+
+    def unsupported_parameter(self, endpoint: str, body: dict[str, Any]) -> str | None:
+        return None
+
+    async def complete(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("not used")
+
+    async def stream(self, endpoint: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        for word in ("one ", "two "):
+            yield json.loads(chunk({"content": word}))
+        raise RuntimeError("an unexpected failure inside the gateway")
+
+    async def close(self) -> None:
+        return None
+
+
+def assert_one_clean_stream(raw: bytes) -> list[Any]:
+    assert raw.count(b"HTTP/1.1 ") == 1, raw[-400:]
+    head, body, complete = dechunk(raw)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert complete, "the chunked body did not end with its terminating chunk"
+    return sse_payloads(body)
+
+
+@pytest.mark.parametrize(
+    ("events", "kind"),
+    [
+        ([chunk({"role": "assistant", "content": ""}), chunk({"content": "one "}), chunk({"content": "two "}),
+          chunk("a string, not an object")], "error"),
+        ([chunk({"content": "one "}), chunk({"content": "two "}), json.dumps({**CHUNK_HEAD, "choices": [{"delta": []}]})],
+         "error"),
+    ],
+)
+async def test_wrong_shape_after_the_stream_started_ends_it_cleanly(large: StubUpstream, events: list[str], kind: str) -> None:
+    large.behaviour.raw_events = events
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)])) as gateway:
+        payloads = assert_one_clean_stream(await raw_exchange(gateway, {"messages": QUESTION, "stream": True}))
+        assert "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads[:-1]) == "one two "
+        assert payloads[-1]["error"]["type"] == "upstream_error"
+        assert gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="large", status="200") == 1
+        assert gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="large", status="500") == 0
+        assert gateway.metric("neuroscale_gateway_stream_errors_total", endpoint="chat", tier="large", kind=kind) == 1
+
+
+async def test_unexpected_exception_after_the_stream_started_ends_it_cleanly(caplog: pytest.LogCaptureFixture) -> None:
+    config = make_config([openai_tier("large", "http://127.0.0.1:9/v1")])
+    async with serve_gateway(config, upstreams={"large": BreaksMidStream()}) as gateway:  # type: ignore[dict-item]
+        payloads = assert_one_clean_stream(await raw_exchange(gateway, {"messages": QUESTION, "stream": True}))
+        assert [p["choices"][0]["delta"]["content"] for p in payloads[:-1]] == ["one ", "two "]
+        assert payloads[-1]["error"] == {"message": "The gateway failed unexpectedly.", "type": "server_error",
+                                         "param": None, "code": None}
+        assert gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="large", status="200") == 1
+        assert gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="large", status="500") == 0
+        assert gateway.metric("neuroscale_gateway_stream_errors_total", endpoint="chat", tier="large", kind="gateway") == 1
+    assert "an unexpected failure inside the gateway" in caplog.text
+
+
+async def test_lone_surrogate_in_a_chunk_is_relayed_as_valid_json(large: StubUpstream) -> None:
+    # "\ud800" is a valid JSON escape that decodes to a lone surrogate, which has no UTF-8 encoding.
+    large.behaviour.raw_events = [chunk({"content": "one "}), chunk({"content": "\ud800"}), chunk({}, "stop")]
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)])) as gateway:
+        payloads = assert_one_clean_stream(await raw_exchange(gateway, {"messages": QUESTION, "stream": True}))
+        assert payloads[-1] == "[DONE]"
+        assert payloads[1]["choices"][0]["delta"]["content"] == "\ud800"
+
+
+# --- what clients see of upstream failures: a stable message; the details in the log ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status", "code", "logged"),
+    [
+        ({"status": 500, "error_body": b"Traceback at engine-7.internal:8000 /srv/model secret=abc"}, 502, "error",
+         "engine-7.internal"),
+        ({"status": 503, "error_body": json.dumps({"error": {"message": "pod 10.1.2.3:8000 overloaded"}}).encode()},
+         502, "error", "10.1.2.3:8000 overloaded"),
+        ({"status": 401, "error_body": json.dumps({"error": {"message": "bad key sk-live-123"}}).encode()}, 502, "error",
+         "HTTP 401"),
+        ({"status": 404, "error_body": json.dumps({"error": {"message": "model /models/llama not found"}}).encode()},
+         502, "error", "/models/llama"),
+        ({"status": 400, "error_body": b"<html>nginx 10.1.2.3:8000</html>"}, 400, "rejected_by_upstream", "nginx"),
+        ({"status": 200, "raw_body": b"<html>not json from 10.1.2.3:8000</html>"}, 502, "error", "JSONDecodeError"),
+    ],
+)
+async def test_upstream_failures_show_no_internals(large: StubUpstream, http, caplog: pytest.LogCaptureFixture,
+                                                   behaviour: dict[str, Any], status: int, code: str, logged: str) -> None:
+    for key, value in behaviour.items():
+        setattr(large.behaviour, key, value)
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)])) as gateway:
+        got, _, body = await post(http, gateway, {"messages": QUESTION})
+    assert got == status
+    assert body["error"]["code"] == code
+    assert body["error"]["message"] in ("Tier 'large' failed to answer.", "Tier 'large' rejected the request.")
+    text = json.dumps(body)
+    for secret in ("10.1.2.3", "8000", "secret", "sk-live", "/models", "127.0.0.1", str(large.port)):
+        assert secret not in text
+    assert logged in caplog.text
+
+
+async def test_unreachable_tier_names_no_address(http) -> None:
+    config = make_config([openai_tier("large", "http://127.0.0.1:9/v1", timeouts={"connect_seconds": 1})])
+    async with serve_gateway(config) as gateway:
+        status, _, body = await post(http, gateway, {"messages": QUESTION})
+        status_stream, _, body_stream = await post(http, gateway, {"messages": QUESTION, "stream": True})
+    for got, answer in ((status, body), (status_stream, body_stream)):
+        assert got == 502
+        assert answer["error"] == {"message": "Tier 'large' failed to answer.", "type": "upstream_error", "param": None,
+                                   "code": "error"}

@@ -7,6 +7,7 @@ Responses carry `x-neuroscale-tier` (the tier that served the answer, or `cache`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +50,8 @@ class GatewayState:
 STATE = web.AppKey("neuroscale_gateway", GatewayState)
 ENDPOINT = web.RequestKey("neuroscale_endpoint", str)
 SERVED_BY = web.RequestKey("neuroscale_tier", str)
+# The SSE response once it has been prepared: from then on a failure is an error event, never a new response.
+STREAM = web.RequestKey("neuroscale_stream", web.StreamResponse)
 
 
 def build_app(
@@ -117,48 +120,114 @@ async def _clean_up(app: web.Application) -> None:
 
 @web.middleware
 async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Every failure becomes an OpenAI-style error body; nothing escapes as a bare 500 page."""
+    """The one place failures become answers, and the one place requests are counted.
+
+    Before a response has started, a failure becomes an OpenAI-style error body whose message is stable and safe to
+    show (what went wrong, never upstream addresses or bodies); the details go to the log. After a stream has
+    started (its status line and first bytes are out), a failure can no longer change the status: it becomes one
+    SSE error event and the stream ends cleanly. A client that went away gets nothing and is logged quietly.
+    """
     try:
-        return await handler(request)
-    except OpenAIError as error:
-        return _error_response(request, error)
-    except UpstreamError as error:
-        return _error_response(request, _upstream_error(error))
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[STATE].config.max_body_bytes
-        message = f"The request body is larger than the {limit} bytes this gateway accepts."
-        return _error_response(request, OpenAIError(413, message, code="request_too_large"))
-    except web.HTTPException as error:
-        if error.status < 400:
+        response = await handler(request)
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noqa: BLE001 - every failure must end as an answer, never as a bare 500 page
+        stream = request.get(STREAM)
+        if stream is not None:
+            await _end_stream(request, stream, error)
+            response = stream
+        elif isinstance(error, ConnectionError):
+            log.info("client went away during %s %s: %s", request.method, request.path, error)
+            _count(request, CLIENT_CLOSED)
             raise
-        return _error_response(request, OpenAIError(error.status, error.reason, code=error.reason.lower().replace(" ", "_")))
-    except Exception:
-        log.exception("unexpected error serving %s %s", request.method, request.path)
-        return _error_response(request, OpenAIError(500, "The gateway failed unexpectedly.", type="server_error"))
+        else:
+            response = _error_response(request, error)
+    _count(request, _status_sent(request, response))
+    return response
 
 
-def _upstream_error(error: UpstreamError) -> OpenAIError:
-    if error.kind == "rejected" and error.body and isinstance(error.body.get("error"), dict):
-        detail = error.body["error"]
-        return OpenAIError(
-            error.status or 400, str(detail.get("message", error.message)), type=str(detail.get("type", "invalid_request_error")),
-            param=detail.get("param"), code=detail.get("code"),
-        )
-    if error.kind == "rejected":
-        return OpenAIError(error.status or 400, error.message)
-    status = 504 if error.kind == "timeout" else 502
-    return OpenAIError(status, error.message, type="upstream_error", code=error.kind)
-
-
-def _error_response(request: web.Request, error: OpenAIError) -> web.Response:
-    _count(request, error.status)
-    return web.json_response(error.body(), status=error.status)
+# The status counted when the client left before any response was sent (nginx's convention; never sent on the wire).
+CLIENT_CLOSED = 499
 
 
 def _count(request: web.Request, status: int) -> None:
+    """Count a chat/completions request once, by the HTTP status its client received."""
     endpoint = request.get(ENDPOINT)
     if endpoint is not None:
         request.app[STATE].metrics.requests.labels(endpoint, request.get(SERVED_BY, "none"), str(status)).inc()
+
+
+def _status_sent(request: web.Request, response: web.StreamResponse) -> int:
+    if not response.prepared and (request.transport is None or request.transport.is_closing()):
+        return CLIENT_CLOSED
+    return response.status
+
+
+def _as_openai_error(request: web.Request, error: Exception) -> OpenAIError:
+    if isinstance(error, OpenAIError):
+        return error
+    if isinstance(error, UpstreamError):
+        log.warning("%s %s: the answer failed: %s", request.method, request.path, error.message)
+        return _upstream_error(error)
+    if isinstance(error, web.HTTPRequestEntityTooLarge):
+        limit = request.app[STATE].config.max_body_bytes
+        message = f"The request body is larger than the {limit} bytes this gateway accepts."
+        return OpenAIError(413, message, code="request_too_large")
+    if isinstance(error, web.HTTPException) and error.status >= 400:
+        return OpenAIError(error.status, error.reason, code=error.reason.lower().replace(" ", "_"))
+    log.exception("unexpected error serving %s %s", request.method, request.path, exc_info=error)
+    return OpenAIError(500, "The gateway failed unexpectedly.", type="server_error")
+
+
+def _error_response(request: web.Request, error: Exception) -> web.Response:
+    if isinstance(error, web.HTTPException) and error.status < 400:
+        raise error
+    openai_error = _as_openai_error(request, error)
+    return web.json_response(openai_error.body(), status=openai_error.status)
+
+
+async def _end_stream(request: web.Request, stream: web.StreamResponse, error: Exception) -> None:
+    """A failure after the stream started: one error event, then the stream ends (aiohttp writes the last chunk)."""
+    metrics = request.app[STATE].metrics
+    labels = (request.get(ENDPOINT, "none"), request.get(SERVED_BY, "none"))
+    if isinstance(error, ConnectionError):
+        log.info("client closed the stream of %s %s: %s", request.method, request.path, error)
+        metrics.client_disconnects.inc()
+        return
+    openai_error = _as_openai_error(request, error)
+    metrics.stream_errors.labels(*labels, error.kind if isinstance(error, UpstreamError) else "gateway").inc()
+    try:
+        await stream.write(encode_event(openai_error.body()))
+    except ConnectionError:
+        metrics.client_disconnects.inc()
+
+
+def _upstream_error(error: UpstreamError) -> OpenAIError:
+    """What the client learns about a failed tier: the tier, the kind of failure, and for a request the tier
+    refused (a 4xx the client caused) the upstream's own OpenAI-style explanation; never raw bodies or addresses."""
+    if error.kind == "rejected":
+        detail = error.body.get("error") if isinstance(error.body, dict) else None
+        if isinstance(detail, dict) and isinstance(detail.get("message"), str):
+            return OpenAIError(
+                error.status or 400, detail["message"][:_MAX_PASSED_MESSAGE],
+                param=_short_string(detail.get("param")), code=_short_string(detail.get("code")),
+            )
+        return OpenAIError(error.status or 400, f"{_who(error)} rejected the request.", code="rejected_by_upstream")
+    if error.kind == "timeout":
+        return OpenAIError(504, f"{_who(error)} did not answer in time.", type="upstream_error", code="timeout")
+    return OpenAIError(502, f"{_who(error)} failed to answer.", type="upstream_error", code="error")
+
+
+def _who(error: UpstreamError) -> str:
+    return f"Tier '{error.tier}'" if error.tier else "The upstream model"
+
+
+# A tier's explanation of why it refused a request is passed on (the client must fix its request), bounded.
+_MAX_PASSED_MESSAGE = 1000
+
+
+def _short_string(value: Any) -> str | None:
+    return value[:100] if isinstance(value, str) else None
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
@@ -194,7 +263,6 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
             if parsed.stream:
                 return await _replay(request, parsed, hit.response, headers, started)
             _observe(request, started, first_byte=True, done=True)
-            _count(request, 200)
             return web.json_response(hit.response, headers=headers)
         cache_status = "miss"
     else:
@@ -208,7 +276,6 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     if cache is not None:
         await cache.store(endpoint, parsed.body, scope, served.response)
     _observe(request, started, first_byte=True, done=True)
-    _count(request, 200)
     return web.json_response(served.response, headers=_headers(served.tier, cache_status, served.escalations))
 
 
@@ -229,25 +296,23 @@ def _observe(request: web.Request, started: float, *, first_byte: bool = False, 
         metrics.duration.labels(*labels).observe(elapsed)
 
 
-def _sse_response(headers: dict[str, str]) -> web.StreamResponse:
-    return web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
+async def _open_stream(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+    """Send the status line and headers of an SSE answer; failures after this end the stream (see `_errors`)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
+    await response.prepare(request)
+    request[STREAM] = response
+    return response
 
 
 async def _replay(
     request: web.Request, parsed: ParsedRequest, cached: dict[str, Any], headers: dict[str, str], started: float
 ) -> web.StreamResponse:
-    response = _sse_response(headers)
-    try:
-        await response.prepare(request)
-        _observe(request, started, first_byte=True)
-        for chunk in replay_chunks(parsed.endpoint, cached, parsed.include_usage):
-            await response.write(encode_event(chunk))
-        await response.write(DONE)
-    except ConnectionError:
-        request.app[STATE].metrics.client_disconnects.inc()
-        return response
+    response = await _open_stream(request, headers)
+    _observe(request, started, first_byte=True)
+    for chunk in replay_chunks(parsed.endpoint, cached, parsed.include_usage):
+        await response.write(encode_event(chunk))
+    await response.write(DONE)
     _observe(request, started, done=True)
-    _count(request, 200)
     return response
 
 
@@ -261,34 +326,19 @@ async def _relay(
     started: float,
 ) -> web.StreamResponse:
     """Pass the committed stream through chunk by chunk; cache it only if it ended cleanly and the client got it all."""
-    state = request.app[STATE]
     request[SERVED_BY] = served.tier
-    response = _sse_response(_headers(served.tier, cache_status, served.escalations))
-    first = True
     try:
-        await response.prepare(request)
+        response = await _open_stream(request, _headers(served.tier, cache_status, served.escalations))
+        first = True
         async for chunk in served.chunks:
             await response.write(encode_event(chunk))
             if first:
                 _observe(request, started, first_byte=True)
                 first = False
         await response.write(DONE)
-    except UpstreamError as error:
-        log.warning("stream from tier %s failed after it was committed: %s", served.tier, error.message)
-        _count(request, 502)
-        try:
-            await response.write(encode_event(_upstream_error(error).body()))
-        except ConnectionError:
-            state.metrics.client_disconnects.inc()
-        return response
-    except ConnectionError:
-        state.metrics.client_disconnects.inc()
-        _count(request, 499)
-        return response
     finally:
         await served.chunks.aclose()
     _observe(request, started, done=True)
-    _count(request, 200)
     if cache is not None and served.complete:
         await cache.store(parsed.endpoint, parsed.body, scope, served.assembler.response())
     return response

@@ -7,6 +7,7 @@ tiers below the last one).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from neuroscale.gateway.metrics import GatewayMetrics
 from neuroscale.gateway.protocol import Endpoint, ParsedRequest, answer_problem, invalid
 from neuroscale.gateway.streaming import StreamAssembler, strip_hidden
 from neuroscale.gateway.upstreams.base import Upstream, UpstreamError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,8 +84,10 @@ class Cascade:
         return body
 
     def _failure(self, index: int, error: UpstreamError, is_last: bool) -> tuple[str, Reason]:
-        """Count a failed tier; re-raise when the request cannot move on."""
-        self.metrics.upstream_errors.labels(self.upstreams[index].name, error.kind).inc()
+        """Count and log a failed tier; re-raise when the request cannot move on."""
+        error.tier = error.tier or self.upstreams[index].name
+        self.metrics.upstream_errors.labels(error.tier, error.kind).inc()
+        log.info("tier %s failed (%s): %s", error.tier, error.kind, error.message)
         if is_last or error.kind == "rejected" or not self.config.escalation.on_upstream_error:
             raise error
         return self._escalate(index, Reason.TIMEOUT if error.kind == "timeout" else Reason.UPSTREAM_ERROR)
@@ -180,6 +185,7 @@ class Cascade:
             served.complete = True
             self.metrics.count_usage(served.tier, served.assembler.usage)
         except UpstreamError as error:
+            error.tier = error.tier or served.tier
             self.metrics.upstream_errors.labels(served.tier, error.kind).inc()
             raise
         finally:

@@ -14,7 +14,9 @@ class GatewayMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "neuroscale_gateway_requests", "Requests answered, by endpoint, serving tier (or 'cache') and HTTP status.",
+            "neuroscale_gateway_requests",
+            "Requests answered, by endpoint, serving tier (or 'cache') and the HTTP status the client received "
+            "(499: the client left before a response started).",
             ["endpoint", "tier", "status"], registry=r,
         )
         self.tokens = Counter(
@@ -39,6 +41,12 @@ class GatewayMetrics:
         )
         self.client_disconnects = Counter(
             "neuroscale_gateway_client_disconnects", "Streams the client closed before the answer ended.", registry=r
+        )
+        self.stream_errors = Counter(
+            "neuroscale_gateway_stream_errors",
+            "Streams that failed after they started (status 200 already sent) and ended with an error event, by "
+            "endpoint, serving tier and kind (timeout|error|rejected for upstream failures, gateway for the gateway's own).",
+            ["endpoint", "tier", "kind"], registry=r,
         )
         self.time_to_first_token = Histogram(
             "neuroscale_gateway_time_to_first_token_seconds", "Request arrival to first byte of the answer.",

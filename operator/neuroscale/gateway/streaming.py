@@ -15,7 +15,16 @@ _REPLAY_PIECE = re.compile(r"\S+\s*|\s+")
 
 
 def encode_event(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + dumps_utf8(data) + b"\n\n"
+
+
+def dumps_utf8(data: Any) -> bytes:
+    """Compact JSON as UTF-8. Text that has no UTF-8 form (a lone surrogate such as "\\ud800", which a JSON string
+    may carry) is written with \\u escapes instead, so the output is always valid JSON that says the same."""
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 class SSEDecoder:

@@ -12,7 +12,10 @@ FailureKind = Literal["timeout", "error", "rejected"]
 
 class UpstreamError(Exception):
     """A tier failed: `timeout`, `error` (connection, 429, 5xx, malformed answer) or `rejected` (a 4xx the client
-    caused, which escalation cannot fix and is passed back to the client)."""
+    caused, which escalation cannot fix and is passed back to the client).
+
+    `message` is for the log and may hold anything the upstream said; clients never see it. `tier` is filled in by
+    the cascade."""
 
     def __init__(self, kind: FailureKind, message: str, status: int | None = None, body: dict[str, Any] | None = None):
         super().__init__(message)
@@ -20,6 +23,7 @@ class UpstreamError(Exception):
         self.message = message
         self.status = status
         self.body = body
+        self.tier: str | None = None
 
 
 class Upstream(Protocol):

@@ -15,7 +15,10 @@ from neuroscale.gateway.streaming import SSEDecoder
 from neuroscale.gateway.upstreams.base import UpstreamError
 
 _PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
-_RETRYABLE = frozenset({408, 409, 429})
+# Statuses that say the request itself is wrong: another tier would refuse it too, so the client gets it back. Every
+# other 4xx is the gateway's problem, not the client's (401/403: the tier's API key; 404: the tier's URL or model;
+# 408/409/429: try elsewhere or later) and counts as a tier failure.
+_CLIENT_FAULTS = frozenset({400, 413, 422})
 
 
 class OpenAIUpstream:
@@ -92,7 +95,7 @@ class OpenAIUpstream:
         except ValueError:
             body = None
         detail = text[:300]
-        if 400 <= response.status < 500 and response.status not in _RETRYABLE:
+        if response.status in _CLIENT_FAULTS:
             raise UpstreamError("rejected", f"tier {self.name} rejected the request: {detail}", response.status, body)
         raise UpstreamError("error", f"tier {self.name} answered HTTP {response.status}: {detail}", response.status)
 
