@@ -189,7 +189,7 @@ async def test_converse_stream_exception_after_commit_is_an_error_event(
     content, events = streamed(text)
     assert content == "one two "
     # The client learns which tier failed; what Bedrock said goes to the log only.
-    assert events[-1]["error"]["message"] == "Tier 'claude' failed to answer."
+    assert events[-1]["error"]["message"] == "Tier 'claude' is rate limited; retry later."
     assert "slow down" in caplog.text
     assert "[DONE]" not in text
 
@@ -237,3 +237,15 @@ async def test_sagemaker_response_stream_from_the_wire(aws: EventStreamServer) -
     path, sent = aws.requests[0]
     assert path == "/endpoints/llama-ep/invocations-response-stream"
     assert sent["stream"] is True and sent["inputs"].endswith("Assistant:")
+
+
+async def test_bedrock_throttling_on_the_last_tier_is_a_429() -> None:
+    client, stubber = stubbed_bedrock()
+    stubber.add_client_error("converse", service_error_code="ThrottlingException", service_message="Rate exceeded",
+                             http_status_code=429)
+    with stubber:
+        upstream = BedrockUpstream(BedrockTier(**bedrock_tier()), client=client)
+        async with serve_gateway(make_config([bedrock_tier()]), upstreams={"claude": upstream}) as gateway:
+            status, _, text = await post(gateway, CHAT)
+    assert status == 429
+    assert json.loads(text)["error"]["code"] == "rate_limit_exceeded"

@@ -276,3 +276,48 @@ async def test_unreachable_tier_names_no_address(http) -> None:
         assert got == 502
         assert answer["error"] == {"message": "Tier 'large' failed to answer.", "type": "upstream_error", "param": None,
                                    "code": "error"}
+
+
+# --- rate limits: the next tier when there is one, else a 429 with the upstream's Retry-After ------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_rate_limited_last_tier_is_a_429_with_retry_after(large: StubUpstream, http, stream: bool) -> None:
+    large.behaviour.status = 429
+    large.behaviour.headers = {"Retry-After": "7"}
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)])) as gateway:
+        status, headers, body = await post(http, gateway, {"messages": QUESTION, "stream": stream})
+        assert status == 429
+        assert headers["Retry-After"] == "7"
+        assert body["error"] == {"message": "Tier 'large' is rate limited; retry later.", "type": "rate_limit_error",
+                                 "param": None, "code": "rate_limit_exceeded"}
+        assert gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="none", status="429") == 1
+
+
+async def test_rate_limited_lower_tier_escalates_and_the_last_one_passes_its_429(small: StubUpstream, large: StubUpstream,
+                                                                                http) -> None:
+    small.behaviour.status = 429
+    small.behaviour.headers = {"Retry-After": "30"}
+    config = make_config([openai_tier("small", small.base_url), openai_tier("large", large.base_url)])
+    async with serve_gateway(config) as gateway:
+        status, headers, _ = await post(http, gateway, {"messages": QUESTION})
+        assert (status, headers["x-neuroscale-escalations"]) == (200, "small:upstream_error")
+        large.behaviour.status = 429
+        large.behaviour.headers = {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}  # in the past: retry at once
+        status, headers, _ = await post(http, gateway, {"messages": QUESTION})
+        assert (status, headers["Retry-After"]) == (429, "0")
+        large.behaviour.headers = {"Retry-After": "soon"}  # unreadable: not passed on
+        status, headers, _ = await post(http, gateway, {"messages": QUESTION})
+        assert status == 429 and "Retry-After" not in headers
+
+
+async def test_openai_client_sees_a_rate_limit_it_can_back_off_from(large: StubUpstream) -> None:
+    import openai
+
+    large.behaviour.status = 429
+    large.behaviour.headers = {"Retry-After": "2"}
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)])) as gateway:
+        async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key="k", max_retries=0) as client:
+            with pytest.raises(openai.RateLimitError) as caught:
+                await client.chat.completions.create(model="cascade", messages=QUESTION)  # type: ignore[arg-type]
+    assert caught.value.response.headers["retry-after"] == "2"

@@ -183,7 +183,7 @@ def _error_response(request: web.Request, error: Exception) -> web.Response:
     if isinstance(error, web.HTTPException) and error.status < 400:
         raise error
     openai_error = _as_openai_error(request, error)
-    return web.json_response(openai_error.body(), status=openai_error.status)
+    return web.json_response(openai_error.body(), status=openai_error.status, headers=openai_error.headers)
 
 
 async def _end_stream(request: web.Request, stream: web.StreamResponse, error: Exception) -> None:
@@ -215,6 +215,11 @@ def _upstream_error(error: UpstreamError) -> OpenAIError:
         return OpenAIError(error.status or 400, f"{_who(error)} rejected the request.", code="rejected_by_upstream")
     if error.kind == "timeout":
         return OpenAIError(504, f"{_who(error)} did not answer in time.", type="upstream_error", code="timeout")
+    if error.rate_limited:
+        # Passed through as a 429 so clients back off (the OpenAI SDKs honour Retry-After) instead of retrying a 502.
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+        return OpenAIError(429, f"{_who(error)} is rate limited; retry later.", type="rate_limit_error",
+                           code="rate_limit_exceeded", headers=headers)
     return OpenAIError(502, f"{_who(error)} failed to answer.", type="upstream_error", code="error")
 
 

@@ -25,6 +25,7 @@ from neuroscale.gateway.upstreams.base import UpstreamError
 # Errors a caller causes: another tier would reject the same request, so they go back to the client.
 _CLIENT_FAULTS = frozenset({"ValidationException", "ValidationError"})
 _T = TypeVar("_T")
+_THROTTLED = frozenset({"throttlingexception", "toomanyrequestsexception", "servicequotaexceededexception"})
 
 
 def client_config(timeouts: Timeouts) -> Config:
@@ -57,6 +58,8 @@ def upstream_error(tier: str, error: Exception) -> UpstreamError:
             return UpstreamError("rejected", f"tier {tier} rejected the request: {message}", 400, body)
         if code == "ModelTimeoutException":
             return UpstreamError("timeout", f"tier {tier} timed out: {message}", status)
+        if code.lower() in _THROTTLED:
+            status = 429  # also inside an event stream, whose HTTP status was 200
         return UpstreamError("error", f"tier {tier} failed: {code}: {message}", status)
     if isinstance(error, BotoCoreError):
         return UpstreamError("error", f"tier {tier} failed: {error}")

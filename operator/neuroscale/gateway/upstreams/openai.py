@@ -12,7 +12,7 @@ import aiohttp
 from neuroscale.gateway.config import OpenAITier
 from neuroscale.gateway.protocol import Endpoint, loads_bounded
 from neuroscale.gateway.streaming import SSEDecoder
-from neuroscale.gateway.upstreams.base import UpstreamError
+from neuroscale.gateway.upstreams.base import UpstreamError, parse_retry_after
 
 _PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
 # Statuses that say the request itself is wrong: another tier would refuse it too, so the client gets it back. Every
@@ -97,7 +97,10 @@ class OpenAIUpstream:
         detail = text[:300]
         if response.status in _CLIENT_FAULTS:
             raise UpstreamError("rejected", f"tier {self.name} rejected the request: {detail}", response.status, body)
-        raise UpstreamError("error", f"tier {self.name} answered HTTP {response.status}: {detail}", response.status)
+        raise UpstreamError(
+            "error", f"tier {self.name} answered HTTP {response.status}: {detail}", response.status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
 
     async def close(self) -> None:
         """The session is shared and closed by its owner."""
