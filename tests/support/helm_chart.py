@@ -7,6 +7,10 @@ renders, sends the objects, and returns the release with its manifest, hooks and
 Helm runs in a child process (tests.support.helm_runner) with HELM_DRIVER=memory: its default driver stores
 releases in Secrets sent as protobuf, which the JSON-only emulator cannot read, and the Go library only reads
 the environment its process started with. Helm's caches go to a private temporary directory.
+
+`on_cluster(action, ...)` is the real-server mode (the e2e tier): one `helm install|upgrade|uninstall` against
+the cluster a kubeconfig names, with Helm's default Secret driver, so each call is a separate `helm` command that
+finds the release where the previous one stored it.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class Release:
     hooks: list[dict[str, Any]]
     notes: str
     stored: list[dict[str, Any]] = field(default_factory=list)
+    revision: int = 0  # Helm's release version: 1 after install, +1 per upgrade
+    status: str = ""  # "deployed", ...
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -66,9 +72,9 @@ def chart_crds(chart_dir: Path = CHART_DIR) -> list[dict[str, Any]]:
     return [doc for path in sorted((chart_dir / "crds").glob("*.yaml")) for doc in parse_manifests(path.read_text())]
 
 
-def _helm_environment(home: Path) -> dict[str, str]:
+def _helm_environment(home: Path, driver: str = "memory") -> dict[str, str]:
     env = dict(os.environ)
-    env["HELM_DRIVER"] = "memory"
+    env["HELM_DRIVER"] = driver
     for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME", "KUBECACHEDIR"):
         env[var] = str(home / var.lower())
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
@@ -82,8 +88,13 @@ async def run_helm(
     namespace: str = RELEASE_NAMESPACE,
     release: str = RELEASE_NAME,
     chart_dir: Path = CHART_DIR,
+    driver: str = "memory",
 ) -> list[Any]:
-    """Run helm actions in order in one child process; their results, or HelmFailed at the first failure."""
+    """Run helm actions in order in one child process; their results, or HelmFailed at the first failure.
+
+    `driver` is where Helm keeps release records: "memory" (this process only; the emulator) or "secret" (Secrets
+    in the release namespace, Helm's default; a real cluster).
+    """
     request = {
         "chart": str(chart_dir),
         "release": release,
@@ -95,7 +106,7 @@ async def run_helm(
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.support.helm_runner",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=_helm_environment(Path(home)), cwd=str(REPO_ROOT),
+            env=_helm_environment(Path(home), driver), cwd=str(REPO_ROOT),
         )
         try:
             stdout, stderr = await asyncio.wait_for(child.communicate(json.dumps(request).encode()), _HELM_TIMEOUT_S)
@@ -117,6 +128,8 @@ def _release(result: dict[str, Any], stored: list[dict[str, Any]]) -> Release:
         hooks=[doc for hook in result.get("hooks") or [] for doc in parse_manifests(hook.get("manifest", ""))],
         notes=(result.get("info") or {}).get("notes", ""),
         stored=stored,
+        revision=result.get("version") or 0,
+        status=(result.get("info") or {}).get("status", ""),
     )
 
 
@@ -143,6 +156,33 @@ async def install(
             results = await run_helm(steps, kubeconfig=kubeconfig, namespace=namespace, chart_dir=chart_dir)
         stored = stored_objects(emulator)
     return [_release(result, stored) for result in results]
+
+
+async def on_cluster(
+    action: str,
+    values: dict[str, Any] | None = None,
+    *,
+    kubeconfig: Path | None,
+    release: str = RELEASE_NAME,
+    namespace: str = RELEASE_NAMESPACE,
+    chart_dir: Path = CHART_DIR,
+    **options: Any,
+) -> Release:
+    """One real `helm install|upgrade|uninstall` of the chart against the cluster `kubeconfig` names (None: Helm's
+    own default, i.e. $KUBECONFIG, ~/.kube/config or the in-cluster config).
+
+    Release records go to Secrets in `namespace` (Helm's default driver), so every call is its own `helm` command:
+    an upgrade finds what the install stored and reads the cluster's API versions (`.Capabilities`) afresh.
+    `options` are helm-sdkpy's (create_namespace, wait, timeout, ...). `stored` stays empty: read the cluster.
+    """
+    step: dict[str, Any] = {"action": action, "options": options}
+    if action != "uninstall":
+        step["values"] = values or {}
+    (result,) = await run_helm([step], kubeconfig=kubeconfig, namespace=namespace, release=release,
+                               chart_dir=chart_dir, driver="secret")
+    if action == "uninstall":  # {"release": {...}, "info": "These resources were kept due to the resource policy..."}
+        result = result.get("release") or {}
+    return _release(result, [])
 
 
 def run_sync(coro: Any) -> Any:
