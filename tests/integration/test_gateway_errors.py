@@ -321,3 +321,26 @@ async def test_openai_client_sees_a_rate_limit_it_can_back_off_from(large: StubU
             with pytest.raises(openai.RateLimitError) as caught:
                 await client.chat.completions.create(model="cascade", messages=QUESTION)  # type: ignore[arg-type]
     assert caught.value.response.headers["retry-after"] == "2"
+
+
+# --- clients that leave ------------------------------------------------------------------------------------------------
+
+
+async def test_client_dropping_mid_upload_is_no_error(large: StubUpstream, caplog: pytest.LogCaptureFixture) -> None:
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)])) as gateway:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 5000\r\n\r\n{\"model\": \"cascade\", \"messages\": [")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.close()
+        for _ in range(100):
+            if gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="none", status="499"):
+                break
+            await asyncio.sleep(0.02)
+        assert gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="none", status="499") == 1
+        assert gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="none", status="500") == 0
+    assert [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")] == []
+    assert "Traceback" not in caplog.text
+    assert large.requests == []

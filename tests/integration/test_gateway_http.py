@@ -326,3 +326,47 @@ async def test_window_of_zero_streams_the_lower_tier_at_once(small, large, http)
         assert headers["x-neuroscale-tier"] == "small"
         assert content_of(events) == "I'm sorry, I can't help."
         assert large.requests == []
+
+
+async def test_model_by_id(small, large, http) -> None:
+    async with serve_gateway(two_tier_config(small, large)) as gateway:
+        for name in ("cascade", "small", "large"):
+            async with http.get(gateway.base_url + f"/models/{name}") as response:
+                assert response.status == 200
+                assert await response.json() == {"id": name, "object": "model", "created": 0, "owned_by": "neuroscale"}
+        async with http.get(gateway.base_url + "/models/gpt-4") as response:
+            assert response.status == 404
+            assert (await response.json())["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_answers_name_the_model_the_client_asked_for(small, large, http, stream: bool) -> None:
+    config = two_tier_config(small, large, cache={"mode": "exact"})
+    async with serve_gateway(config) as gateway:
+        for model in ("cascade", "large", "cascade"):  # the second "cascade" is a cache hit
+            body = {"model": model, "messages": QUESTION, "temperature": 0, "stream": stream}
+            async with http.post(gateway.base_url + "/chat/completions", json=body) as response:
+                text = await response.text()
+            answers = ([json.loads(line[6:]) for line in text.split("\n") if line.startswith("data: {")] if stream
+                       else [json.loads(text)])
+            assert answers and {answer["model"] for answer in answers} == {model}
+        assert {request["model"] for request in small.requests + large.requests} <= {"small-model", "large-model"}
+
+
+async def test_readiness_stays_up_with_every_tier_down_and_reports_them(http) -> None:
+    config = make_config([openai_tier("small", "http://127.0.0.1:9/v1"), openai_tier("large", "http://127.0.0.1:9/v1")])
+    async with serve_gateway(config) as gateway:
+        async with http.get(gateway.url + "/readyz") as response:
+            assert response.status == 200
+            assert (await response.json())["tiers"] == {
+                "small": {"state": "unknown", "consecutive_failures": 0},
+                "large": {"state": "unknown", "consecutive_failures": 0},
+            }
+        status, _, _ = await post(http, gateway, {"messages": QUESTION})
+        assert status == 502
+        async with http.get(gateway.url + "/readyz") as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["status"] == "ready"
+        assert {name: (tier["state"], tier["consecutive_failures"], tier["last_failure"])
+                for name, tier in body["tiers"].items()} == {"small": ("failing", 1, "error"), "large": ("failing", 1, "error")}

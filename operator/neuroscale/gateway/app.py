@@ -68,6 +68,7 @@ def build_app(
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/v1/completions", _completions)
     app.router.add_get("/v1/models", _models)
+    app.router.add_get("/v1/models/{model}", _model)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -137,9 +138,14 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
             await _end_stream(request, stream, error)
             response = stream
         elif isinstance(error, ConnectionError):
+            # Usually a client that dropped while uploading its request: nobody is left to answer, nothing is wrong.
             log.info("client went away during %s %s: %s", request.method, request.path, error)
             _count(request, CLIENT_CLOSED)
-            raise
+            response = web.json_response(
+                OpenAIError(400, "The connection closed before the request was received.").body(), status=400
+            )
+            response.force_close()
+            return response
         else:
             response = _error_response(request, error)
     _count(request, _status_sent(request, response))
@@ -263,6 +269,7 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         scope = cache_scope(request.headers.get("Authorization"), tenant, (tier_hint, max_tier_hint))
         hit = await cache.lookup(endpoint, parsed.body, scope)
         if hit is not None:
+            hit.response["model"] = parsed.body["model"]
             request[SERVED_BY] = "cache"
             headers = {TIER_HEADER: "cache", CACHE_HEADER: hit.kind}
             if parsed.stream:
@@ -349,11 +356,26 @@ async def _relay(
     return response
 
 
+def _model_names(config: GatewayConfig) -> list[str]:
+    return [config.model_name, *(tier.name for tier in config.tiers)]
+
+
+def _model_object(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "neuroscale"}
+
+
 async def _models(request: web.Request) -> web.Response:
-    config = request.app[STATE].config
-    names = [config.model_name, *(tier.name for tier in config.tiers)]
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "neuroscale"} for name in names]
+    data = [_model_object(name) for name in _model_names(request.app[STATE].config)]
     return web.json_response({"object": "list", "data": data})
+
+
+async def _model(request: web.Request) -> web.Response:
+    name = request.match_info["model"]
+    names = _model_names(request.app[STATE].config)
+    if name not in names:
+        message = f"The model '{name}' does not exist; available: {', '.join(names)}."
+        raise OpenAIError(404, message, param="model", code="model_not_found")
+    return web.json_response(_model_object(name))
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -361,8 +383,17 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    ready = request.app[STATE].ready
-    return web.json_response({"status": "ready" if ready else "not ready"}, status=200 if ready else 503)
+    """Ready once started and until shutdown begins, whatever the tiers are doing.
+
+    Readiness deliberately ignores the tiers: every replica shares them, so failing readiness when they fail would
+    pull every replica out of the Service at once, turning a clear 502/504 per request into refused connections, and
+    with no traffic left the passive observations below could never see the tiers recover. What the tiers did last
+    is reported in the body for people and probes that want it.
+    """
+    state = request.app[STATE]
+    tiers = state.cascade.health.snapshot() if state.cascade is not None else {}
+    body = {"status": "ready" if state.ready else "not ready", "tiers": tiers}
+    return web.json_response(body, status=200 if state.ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:

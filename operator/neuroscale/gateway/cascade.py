@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,12 +49,33 @@ def checked(tier: str, endpoint: Endpoint, answer: Any, *, chunk: bool) -> dict[
     return answer  # type: ignore[no-any-return]
 
 
+class TierHealth:
+    """What each tier did last, observed passively from real requests (no probes): reported by /readyz."""
+
+    def __init__(self, names: Sequence[str], clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._tiers: dict[str, dict[str, Any]] = {name: {"state": "unknown", "consecutive_failures": 0} for name in names}
+
+    def answered(self, tier: str) -> None:
+        self._tiers[tier] = {"state": "answering", "consecutive_failures": 0, "since": self._clock()}
+
+    def failed(self, tier: str, kind: str) -> None:
+        previous = self._tiers.get(tier, {})
+        failures = int(previous.get("consecutive_failures", 0)) + 1
+        since = previous.get("since") if previous.get("state") == "failing" else self._clock()
+        self._tiers[tier] = {"state": "failing", "consecutive_failures": failures, "last_failure": kind, "since": since}
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(entry) for name, entry in self._tiers.items()}
+
+
 class Cascade:
     def __init__(self, config: GatewayConfig, upstreams: Sequence[Upstream], metrics: GatewayMetrics) -> None:
         self.config = config
         self.upstreams = upstreams
         self.metrics = metrics
         self.judge = AnswerJudge.from_policy(config.escalation)
+        self.health = TierHealth([upstream.name for upstream in upstreams])
 
     def check_supported(self, request: ParsedRequest, plan: TierPlan) -> None:
         """Reject up front a parameter some planned tier cannot honour, rather than failing half-way up."""
@@ -87,6 +109,8 @@ class Cascade:
         """Count and log a failed tier; re-raise when the request cannot move on."""
         error.tier = error.tier or self.upstreams[index].name
         self.metrics.upstream_errors.labels(error.tier, error.kind).inc()
+        if error.kind != "rejected":
+            self.health.failed(error.tier, error.kind)
         log.info("tier %s failed (%s): %s", error.tier, error.kind, error.message)
         if is_last or error.kind == "rejected" or not self.config.escalation.on_upstream_error:
             raise error
@@ -102,12 +126,14 @@ class Cascade:
                 async with asyncio.timeout(tier.timeouts.total_seconds):
                     response = await upstream.complete(request.endpoint, self._tier_body(request, judged))
                 response = checked(upstream.name, request.endpoint, response, chunk=False)
+                response["model"] = request.body["model"]
             except TimeoutError:
                 escalations.append(self._failure(index, UpstreamError("timeout", f"tier {upstream.name} timed out"), is_last))
                 continue
             except UpstreamError as error:
                 escalations.append(self._failure(index, error, is_last))
                 continue
+            self.health.answered(upstream.name)
             self.metrics.count_usage(upstream.name, response.get("usage"))
             reason = self.judge.judge(view_of_response(request.endpoint, response)) if judged else None
             if reason is not None:
@@ -140,6 +166,7 @@ class Cascade:
                             ended = True
                             break
                         chunk = checked(upstream.name, request.endpoint, chunk, chunk=True)
+                        chunk["model"] = request.body["model"]
                         assembler.add(chunk)
                         held.append(chunk)
             except TimeoutError:
@@ -151,6 +178,7 @@ class Cascade:
                 await chunks.aclose()
                 escalations.append(self._failure(index, error, is_last))
                 continue
+            self.health.answered(upstream.name)
             reason = self.judge.judge(assembler.view(complete=ended)) if judged else None
             if reason is not None:
                 await chunks.aclose()
@@ -178,6 +206,7 @@ class Cascade:
             if not ended:
                 async for chunk in chunks:
                     chunk = checked(served.tier, request.endpoint, chunk, chunk=True)
+                    chunk["model"] = request.body["model"]
                     served.assembler.add(chunk)
                     visible = strip_hidden(chunk, keep_logprobs, keep_usage)
                     if visible is not None:
@@ -187,6 +216,7 @@ class Cascade:
         except UpstreamError as error:
             error.tier = error.tier or served.tier
             self.metrics.upstream_errors.labels(served.tier, error.kind).inc()
+            self.health.failed(served.tier, error.kind)
             raise
         finally:
             await chunks.aclose()
