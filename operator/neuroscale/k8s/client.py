@@ -115,10 +115,11 @@ class KubeClient:
         return self._call("PATCH", path, patch, MERGE_PATCH, query={"fieldManager": field_manager})
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
-        """Delete (dependents are collected in the background); False when it was already gone."""
+        """Delete, dependents first (foreground: a Deployment's ReplicaSets stop making pods before it goes, so
+        none is attempted after its ServiceAccount is gone); False when it was already gone."""
         try:
             self._call("DELETE", object_path(api_version, kind, namespace, name),
-                       {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
+                       {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"})
         except KubeError as exc:
             if exc.status == 404:
                 return False
