@@ -48,6 +48,8 @@ class Behaviour:
     # Sent verbatim instead of a generated answer: the whole body of a non-streamed answer, or the data payloads of
     # a stream (each as one `data:` event, then [DONE]).
     raw_body: bytes | None = None
+    # Send raw_body chunked (no Content-Length), in pieces of this many bytes.
+    raw_body_piece: int | None = None
     raw_events: list[str] | None = None
     # The body of a non-200 answer, verbatim, instead of an OpenAI error object.
     error_body: bytes | None = None
@@ -107,6 +109,15 @@ class StubUpstream:
             return web.json_response({"error": error}, status=b.status, headers=b.headers)
         if b.raw_events is not None and body.get("stream"):
             return await self._raw_stream(request, b.raw_events)
+        if b.raw_body is not None and b.raw_body_piece:
+            response = web.StreamResponse(headers={"Content-Type": "application/json", **b.headers})
+            await response.prepare(request)
+            try:
+                for start in range(0, len(b.raw_body), b.raw_body_piece):
+                    await response.write(b.raw_body[start:start + b.raw_body_piece])
+            except ConnectionError:
+                self.disconnects += 1
+            return response
         if b.raw_body is not None:
             return web.Response(body=b.raw_body, content_type="application/json", headers=b.headers)
         pieces = _PIECES.findall(b.answer)

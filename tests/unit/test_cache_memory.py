@@ -136,3 +136,24 @@ async def test_backend_failures_become_misses() -> None:
     await cache.store("chat", make_request(), "t", make_response())
     assert await cache.lookup("chat", make_request(), "t") is None
     assert metrics.calls == [("miss", "exact")]
+
+
+async def test_default_cache_is_bounded_and_never_keeps_an_oversized_answer() -> None:
+    cache = build_cache(CacheSettings())
+    backend = cache.backend  # type: ignore[attr-defined]
+    assert backend._max_bytes == 256 * 1024 * 1024
+    await cache.store("chat", make_request("big"), "t", make_response("x" * (2 << 20)))
+    assert await cache.lookup("chat", make_request("big"), "t") is None
+    assert len(backend) == 0 and backend.used_bytes == 0
+    small = make_cache(max_entry_bytes=4096)
+    await small.store("chat", make_request("fits"), "t", make_response("x" * 1000))
+    await small.store("chat", make_request("too big"), "t", make_response("x" * 5000))
+    assert await small.lookup("chat", make_request("fits"), "t") is not None
+    assert await small.lookup("chat", make_request("too big"), "t") is None
+
+
+async def test_lone_surrogate_in_an_answer_is_cached_as_valid_json() -> None:
+    cache = make_cache()
+    await cache.store("chat", make_request(), "t", make_response("\ud800"))
+    hit = await cache.lookup("chat", make_request(), "t")
+    assert hit is not None and hit.response["choices"][0]["message"]["content"] == "\ud800"

@@ -13,7 +13,8 @@ def test_defaults_are_a_safe_exact_memory_cache() -> None:
     settings = CacheSettings()
     assert (settings.mode, settings.backend, settings.cacheable_temperature_max) == ("exact", "memory", 0.0)
     assert settings.verifier and 0.8 <= settings.similarity_threshold < 1.0
-    assert settings.max_memory_bytes is None
+    assert settings.max_memory_bytes == 256 * 1024 * 1024  # the in-process cache is bounded by default
+    assert settings.max_entry_bytes == 1024 * 1024
     assert CacheSettings(max_memory_mb=2).max_memory_bytes == 2 * 1024 * 1024
 
 
@@ -26,6 +27,8 @@ def test_defaults_are_a_safe_exact_memory_cache() -> None:
         ({"ttl_seconds": 0}, "ttl_seconds"),
         ({"max_entries": -1}, "max_entries"),
         ({"max_memory_mb": 0}, "max_memory_mb"),
+        ({"max_memory_mb": None}, "max_memory_mb must be set for the memory backend"),
+        ({"max_entry_bytes": 0}, "max_entry_bytes"),
         ({"similarity_threshold": 1.5}, "similarity_threshold"),
         ({"cacheable_temperature_max": -0.1}, "cacheable_temperature_max"),
         ({"key_prefix": "a:b"}, "key_prefix"),

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _dumps(response: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form; \u escapes keep the same JSON
+        return json.dumps(response, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
 class CacheHit:
     """A cached complete response; `similarity` is the cosine similarity of the matched question (semantic only)."""
@@ -68,9 +75,13 @@ class KeyedResponseCache:
         if not self.cacheable(endpoint, request) or not isinstance(scope, str) or not is_storable_response(endpoint, response):
             return
         try:
-            value = json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode()
-        except (TypeError, ValueError):
+            value = _dumps(response)
+        except (TypeError, ValueError, RecursionError):
             log.warning("response is not JSON-serialisable; not cached")
+            return
+        if len(value) > self.settings.max_entry_bytes:
+            log.info("answer of %d bytes is larger than max_entry_bytes (%d); not cached", len(value),
+                     self.settings.max_entry_bytes)
             return
         try:
             keys = request_keys(endpoint, request, scope)

@@ -59,7 +59,11 @@ class CacheSettings:
     key_prefix: str = "neuroscale"
     ttl_seconds: int = 3600
     max_entries: int = 10_000
-    max_memory_mb: int | None = None
+    # Bytes all entries may take together (the CacheTier's maxMemoryMB). None is accepted only with Redis, whose own
+    # maxmemory then bounds it; the in-process cache is always bounded.
+    max_memory_mb: int | None = 256
+    # Largest single cached answer (serialised); a larger answer is served but not cached.
+    max_entry_bytes: int = 1 << 20
     similarity_threshold: float = DEFAULT_SIMILARITY_THRESHOLD
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     cacheable_temperature_max: float = 0.0
@@ -79,11 +83,13 @@ class CacheSettings:
             raise CacheConfigError(f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
         if not isinstance(self.key_prefix, str) or not self.key_prefix or any(c in self.key_prefix for c in "{}: "):
             raise CacheConfigError(f"key_prefix must be a non-empty string without braces, colons or spaces, got {self.key_prefix!r}")
-        for name in ("ttl_seconds", "max_entries", "semantic_bucket_size"):
+        for name in ("ttl_seconds", "max_entries", "semantic_bucket_size", "max_entry_bytes"):
             if not _positive_int(getattr(self, name)):
                 raise CacheConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.max_memory_mb is not None and not _positive_int(self.max_memory_mb):
             raise CacheConfigError(f"max_memory_mb must be a positive integer or null, got {self.max_memory_mb!r}")
+        if self.max_memory_mb is None and self.backend == "memory":
+            raise CacheConfigError("max_memory_mb must be set for the memory backend (it bounds the gateway's memory)")
         if not _number(self.similarity_threshold) or not 0.0 < self.similarity_threshold <= 1.0:
             raise CacheConfigError(f"similarity_threshold must be in (0, 1], got {self.similarity_threshold!r}")
         if not _number(self.cacheable_temperature_max) or self.cacheable_temperature_max < 0:

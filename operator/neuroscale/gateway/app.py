@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from neuroscale.gateway.cascade import Cascade, ServedStream
-from neuroscale.gateway.config import GatewayConfig, Tier
+from neuroscale.gateway.config import GatewayConfig, Limits, Tier
 from neuroscale.gateway.escalation import Reason, estimate_prompt_tokens, plan_tiers
 from neuroscale.gateway.metrics import GatewayMetrics
 from neuroscale.gateway.protocol import Endpoint, OpenAIError, ParsedRequest, parse_request
@@ -78,23 +78,24 @@ def build_app(
     return app
 
 
-def _build_upstream(tier: Tier, session: aiohttp.ClientSession) -> Upstream:
+def _build_upstream(tier: Tier, session: aiohttp.ClientSession, limits: Limits) -> Upstream:
     if tier.kind == "openai":
-        return OpenAIUpstream(tier, session)
+        return OpenAIUpstream(tier, session, limits)
     if tier.kind == "bedrock":
         from neuroscale.gateway.upstreams.bedrock import BedrockUpstream
 
         return BedrockUpstream(tier)
     from neuroscale.gateway.upstreams.sagemaker import SageMakerUpstream
 
-    return SageMakerUpstream(tier)
+    return SageMakerUpstream(tier, limits=limits)
 
 
 async def _start(app: web.Application) -> None:
     state = app[STATE]
     state.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60))
     upstreams = [
-        state.given_upstreams.get(tier.name) or _build_upstream(tier, state.session) for tier in state.config.tiers
+        state.given_upstreams.get(tier.name) or _build_upstream(tier, state.session, state.config.limits)
+        for tier in state.config.tiers
     ]
     state.cascade = Cascade(state.config, upstreams, state.metrics)
     if state.cache is None and state.config.cache is not None:

@@ -96,6 +96,27 @@ class SageMakerTier(_TierBase):
 Tier = Annotated[OpenAITier | BedrockTier | SageMakerTier, Field(discriminator="kind")]
 
 
+class Limits(_Strict):
+    """Bounds on what the gateway reads, so no peer can make it hold unbounded memory."""
+
+    max_response_bytes: int = Field(
+        default=32 << 20,
+        ge=64 << 10,
+        le=1 << 30,
+        description="Largest answer read from a tier: a non-streamed body, or all the bytes of one stream. A larger "
+        "answer is an upstream failure (502, or the next tier) and is never cached.",
+    )
+    max_event_bytes: int = Field(
+        default=1 << 20,
+        ge=1 << 10,
+        le=64 << 20,
+        description="Largest single line or event in a tier's stream (one SSE event, one JSON line).",
+    )
+    max_error_body_bytes: int = Field(
+        default=64 << 10, ge=1 << 10, le=1 << 20, description="Most bytes of a tier's error answer read (for the log)."
+    )
+
+
 class EscalationPolicy(_Strict):
     """When a request moves from one tier to the next. Tiers are ordered cheapest first."""
 
@@ -156,6 +177,7 @@ class GatewayConfig(_Strict):
         description="Request header whose value is added to the API-key hash to form the cache isolation scope.",
     )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest accepted request body.")
+    limits: Limits = Field(default_factory=Limits, description="Bounds on reads from tiers and clients.")
 
     @field_validator("cache")
     @classmethod

@@ -17,6 +17,7 @@ import json
 from typing import Any, Literal
 
 from neuroscale.gateway.protocol import Endpoint, loads_bounded, message_text
+from neuroscale.gateway.streaming import LineSplitter, StreamTooLarge
 from neuroscale.gateway.upstreams.base import UpstreamError
 
 Payload = Literal["messages", "inputs"]
@@ -119,27 +120,30 @@ def from_response(
 class StreamDecoder:
     """Turns InvokeEndpointWithResponseStream payload parts (split anywhere) into OpenAI chunks."""
 
-    def __init__(self, endpoint: Endpoint, payload: Payload, model: str, response_id: str, created: int) -> None:
+    def __init__(
+        self, endpoint: Endpoint, payload: Payload, model: str, response_id: str, created: int,
+        max_line_bytes: int = 1 << 20,
+    ) -> None:
         self.endpoint = endpoint
         self.payload = payload
         self.finished = False
-        self._buffer = b""
+        self._lines = LineSplitter(max_line_bytes)
         self._started = False
         self._head = {"id": response_id, "created": created, "model": model}
         self._object = "chat.completion.chunk" if endpoint == "chat" else "text_completion"
 
     def feed(self, part: bytes) -> list[dict[str, Any]]:
-        self._buffer += part
-        *lines, self._buffer = self._buffer.split(b"\n")
+        try:
+            lines = self._lines.feed(part)
+        except StreamTooLarge as error:
+            raise UpstreamError("error", f"SageMaker stream: {error}") from None
         chunks: list[dict[str, Any]] = []
         for line in lines:
             chunks.extend(self._line(line))
         return chunks
 
     def close(self) -> list[dict[str, Any]]:
-        chunks = self._line(self._buffer)
-        self._buffer = b""
-        return chunks
+        return self._line(self._lines.rest())
 
     def _line(self, line: bytes) -> list[dict[str, Any]]:
         line = line.strip().removeprefix(b"data:").strip()

@@ -27,30 +27,79 @@ def dumps_utf8(data: Any) -> bytes:
         return json.dumps(data, separators=(",", ":")).encode()
 
 
-class SSEDecoder:
-    """Incremental SSE parser: feed bytes split anywhere, get back the `data:` payloads of complete events."""
+class StreamTooLarge(ValueError):
+    """A line, an event or a whole stream is larger than its bound."""
 
-    def __init__(self) -> None:
-        self._buffer = b""
+
+class LineSplitter:
+    """Splits bytes, fed in pieces split anywhere, into lines (without the newline), each at most `max_line` bytes.
+
+    Linear in the bytes fed: each piece is searched once, and a partial line is kept in a bytearray that grows in
+    place; a line longer than the bound raises StreamTooLarge as soon as the bound is passed, without waiting for
+    its end."""
+
+    def __init__(self, max_line: int) -> None:
+        self._max = max_line
+        self._partial = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            if self._partial:
+                self._partial += data[start:end]
+                line = bytes(self._partial)
+                self._partial.clear()
+            else:
+                line = data[start:end]
+            if len(line) > self._max:
+                raise StreamTooLarge(f"a stream line is longer than {self._max} bytes")
+            lines.append(line)
+            start = end + 1
+        if len(self._partial) + len(data) - start > self._max:
+            raise StreamTooLarge(f"a stream line is longer than {self._max} bytes")
+        self._partial += data[start:]
+        return lines
+
+    def rest(self) -> bytes:
+        """The unterminated last line, emptied."""
+        rest = bytes(self._partial)
+        self._partial.clear()
+        return rest
+
+
+class SSEDecoder:
+    """Incremental SSE parser: feed bytes split anywhere, get back the `data:` payloads of complete events.
+
+    Lines and events are bounded by `max_event_bytes` (StreamTooLarge)."""
+
+    def __init__(self, max_event_bytes: int = 1 << 20) -> None:
+        self._lines = LineSplitter(max_event_bytes)
+        self._max_event = max_event_bytes
         self._data: list[bytes] = []
+        self._data_size = 0
 
     def feed(self, raw: bytes) -> list[str]:
-        self._buffer += raw
+        return self._events(self._lines.feed(raw))
+
+    def flush(self) -> list[str]:
+        """Payloads left when the stream ends without a final blank line."""
+        return self._events([self._lines.rest(), b""])
+
+    def _events(self, lines: list[bytes]) -> list[str]:
         payloads: list[str] = []
-        *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
             line = line.rstrip(b"\r")
             if not line:
                 if self._data:
                     payloads.append(b"\n".join(self._data).decode())
-                    self._data = []
+                    self._data, self._data_size = [], 0
             elif line.startswith(b"data:"):
-                self._data.append(line[5:].removeprefix(b" "))
-        return payloads
-
-    def flush(self) -> list[str]:
-        """Payloads left when the stream ends without a final blank line."""
-        payloads = self.feed(b"\n\n") if self._buffer or self._data else []
+                data = line[5:].removeprefix(b" ")
+                self._data_size += len(data) + 1
+                if self._data_size > self._max_event:
+                    raise StreamTooLarge(f"a stream event is larger than {self._max_event} bytes")
+                self._data.append(data)
         return payloads
 
 

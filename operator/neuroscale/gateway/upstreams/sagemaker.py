@@ -9,14 +9,14 @@ from typing import Any
 import boto3
 
 from neuroscale.gateway import sagemaker_translation as translation
-from neuroscale.gateway.config import SageMakerTier
+from neuroscale.gateway.config import Limits, SageMakerTier
 from neuroscale.gateway.protocol import Endpoint
 from neuroscale.gateway.upstreams.aws import ThreadRunner, client_config, new_response_id
 from neuroscale.gateway.upstreams.base import UpstreamError
 
 
 class SageMakerUpstream:
-    def __init__(self, tier: SageMakerTier, client: Any = None) -> None:
+    def __init__(self, tier: SageMakerTier, client: Any = None, limits: Limits | None = None) -> None:
         """`client` is a sagemaker-runtime client; by default one is built from the tier (ambient AWS credentials)."""
         self.name = tier.name
         self._tier = tier
@@ -24,6 +24,7 @@ class SageMakerUpstream:
             "sagemaker-runtime", region_name=tier.region, endpoint_url=tier.endpoint_url, config=client_config(tier.timeouts)
         )
         self._threads = ThreadRunner(tier.name)
+        self._limits = limits or Limits()
         self._target = {"EndpointName": tier.endpoint_name, "ContentType": "application/json"}
         if tier.inference_component:
             self._target["InferenceComponentName"] = tier.inference_component
@@ -34,9 +35,18 @@ class SageMakerUpstream:
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
         request = translation.to_request(endpoint, self._tier.payload, body, stream=False)
 
+        limit = self._limits.max_response_bytes
+
         def invoke() -> bytes:
             response = self._client.invoke_endpoint(Body=request, Accept="application/json", **self._target)
-            return response["Body"].read()
+            body = response["Body"]
+            try:
+                raw: bytes = body.read(limit + 1)
+            finally:
+                body.close()
+            if len(raw) > limit:
+                raise UpstreamError("error", f"tier {self.name}: the answer is larger than {limit} bytes")
+            return raw
 
         raw = await self._threads.call(invoke)
         return translation.from_response(endpoint, self._tier.payload, raw, self._tier.endpoint_name, new_response_id(), int(time.time()))
@@ -44,15 +54,22 @@ class SageMakerUpstream:
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         request = translation.to_request(endpoint, self._tier.payload, body, stream=True)
         decoder = translation.StreamDecoder(
-            endpoint, self._tier.payload, self._tier.endpoint_name, new_response_id(), int(time.time())
+            endpoint, self._tier.payload, self._tier.endpoint_name, new_response_id(), int(time.time()),
+            max_line_bytes=self._limits.max_event_bytes,
         )
+        budget = self._limits.max_response_bytes
         events = self._threads.iterate(
             lambda: self._client.invoke_endpoint_with_response_stream(Body=request, **self._target)["Body"]
         )
         try:
             async for event in events:
                 if "PayloadPart" in event:
-                    for chunk in decoder.feed(event["PayloadPart"].get("Bytes", b"")):
+                    part = event["PayloadPart"].get("Bytes", b"")
+                    budget -= len(part)
+                    if budget < 0:
+                        raise UpstreamError("error", f"tier {self.name}: the stream is larger than "
+                                                     f"{self._limits.max_response_bytes} bytes")
+                    for chunk in decoder.feed(part):
                         yield chunk
                 elif "ModelStreamError" in event or "InternalStreamFailure" in event:
                     raise UpstreamError("error", f"tier {self.name}: SageMaker stream failed: {event}")
