@@ -6,11 +6,13 @@ in process through `neuroscale.cli.main` (one case also as a subprocess, as user
 asserted as refusals (an over-size file is refused before it is parsed), never by timing.
 
 Covers: the shared mechanism (InputError caught in `main`, argparse errors on one line, the shared number
-validators).
+validators); `size --params-billions nan|inf|1e308` and other out-of-range numbers.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,38 @@ def test_shared_number_validators_refuse_non_finite_and_out_of_range(text):
         cli.int_in(1, 100)(text)
     assert cli.float_in(0.0, 1e6, low_open=True)("2.5") == 2.5
     assert cli.int_in(1, 100)("100") == 100
+
+
+# --- size ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308", "-inf", "0", "-3", "1e6"])
+def test_size_refuses_params_billions_that_are_not_finite_or_out_of_range(value, capsys):
+    result = run(["size", "s3://acme/chat/", f"--params-billions={value}"], capsys)
+    assert_input_error(result, "size", "argument --params-billions:", "expected a finite number > 0 and <= 100000",
+                       repr(value))
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--max-model-len", "0"], "--max-model-len"),
+    (["--max-model-len", "9" * 5000], "--max-model-len"),
+    (["--max-num-seqs", "1e3"], "--max-num-seqs"),
+    (["--max-num-seqs", "100000000"], "--max-num-seqs"),
+    (["--tp=-8"], "--tp"),
+])
+def test_size_refuses_other_numbers_out_of_range(argv, flag, capsys):
+    assert_input_error(run(["size", "hf://meta-llama/Llama-3.1-8B", *argv], capsys), "size", f"argument {flag}:")
+
+
+def test_size_the_largest_accepted_parameter_count_gets_a_sizing_answer_not_a_crash(capsys):
+    assert_input_error(run(["size", "s3://acme/chat/", "--params-billions", "100000"], capsys), "size",
+                       "nothing fits")
+
+
+def test_size_as_users_run_it(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "neuroscale", "size", "s3://a/b", "--params-billions", "nan"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "neuroscale size: argument --params-billions: expected a finite number > 0 and <= 100000, got 'nan' "
+        "(see neuroscale size --help)"]

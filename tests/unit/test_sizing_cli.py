@@ -1,6 +1,7 @@
 """Covers `neuroscale size`: registration on a subparsers object with `func` set, --help with examples,
 text and JSON output, every flag reaching the request (dtype, KV dtype, lengths, instance, TP, families,
-parameter count), argparse rejecting bad choices, and SizingError going to stderr with exit status 2."""
+parameter count), argparse rejecting bad choices, and SizingError going to stderr with exit status 2 through the
+`neuroscale` entry point (tests/unit/test_cli_inputs.py has the hostile numbers)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 
 import pytest
 
+from neuroscale import cli
 from neuroscale.sizing.cli import add_parser, main
 
 
@@ -19,8 +21,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    args = _parser().parse_args(argv)
-    code = args.func(args)
+    code = cli.main(argv)
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
+from neuroscale.cli import InputError, float_in, int_in, max_num_seqs_type
 from neuroscale.sizing.catalog import CATALOG, FAMILY_TP
 from neuroscale.sizing.sizer import SizingError, SizingRequest, SizingResult, size
 
@@ -22,6 +22,13 @@ fit in its NeuronCores' memory (and whose weights fit in host memory to load), t
 Exit status 2 when the model cannot fit as asked; the message says what would.
 """
 
+# Bounds checked while the command line is parsed. Each is far past anything that fits on the largest Neuron
+# instance (trn2.48xlarge: 1.5 TiB, i.e. ~700B parameters in bf16), so a value beyond it could only ever get
+# "nothing fits", and it keeps the arithmetic finite (--params-billions 1e308 overflowed).
+params_billions_type = float_in(0.0, 100_000.0, low_open=True)  # 100 trillion parameters
+max_model_len_type = int_in(1, 10_000_000)  # the longest context windows offered are 10M tokens
+tensor_parallel_type = int_in(1, 1024)  # the largest instance has 64 NeuronCores
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -34,17 +41,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("model", metavar="MODEL", help="model source, e.g. hf://org/name or s3://bucket/prefix/")
     parser.add_argument(
-        "--params-billions", type=float, help="parameter count in billions, when MODEL names no known model"
+        "--params-billions", type=params_billions_type, help="parameter count in billions, when MODEL names no known model"
     )
     parser.add_argument("--architecture", help="a known architecture to size as, e.g. Llama-3.1-8B")
     parser.add_argument("--dtype", choices=("bf16", "fp16", "fp8", "int8"), default="bf16", help="weight dtype")
     parser.add_argument(
         "--kv-cache-dtype", choices=("auto", "fp8"), default="auto", help="KV-cache dtype (auto: bf16)"
     )
-    parser.add_argument("--max-model-len", type=int, default=4096, help="tokens per sequence (default 4096)")
-    parser.add_argument("--max-num-seqs", type=int, default=8, help="concurrent sequences (default 8)")
+    parser.add_argument("--max-model-len", type=max_model_len_type, default=4096, help="tokens per sequence (default 4096)")
+    parser.add_argument("--max-num-seqs", type=max_num_seqs_type, default=8, help="concurrent sequences (default 8)")
     parser.add_argument("--instance-type", choices=tuple(CATALOG), metavar="TYPE", help="pin the instance type")
-    parser.add_argument("--tp", type=int, dest="tensor_parallel", help="pin the tensor-parallel degree")
+    parser.add_argument("--tp", type=tensor_parallel_type, dest="tensor_parallel", help="pin the tensor-parallel degree")
     parser.add_argument(
         "--family",
         action="append",
@@ -103,9 +110,8 @@ def main(args: argparse.Namespace) -> int:
     )
     try:
         result = size(request)
-    except SizingError as err:
-        print(f"neuroscale size: {err}", file=sys.stderr)
-        return 2
+    except SizingError as err:  # the model does not fit as asked: an input error, exit status 2
+        raise InputError(str(err)) from None
     if args.output == "json":
         print(json.dumps(result_to_dict(result), indent=2))
     else:
