@@ -92,3 +92,106 @@ async def test_answer_larger_than_a_cache_entry_is_served_and_not_cached(large: 
             status, headers, _ = await ask(http, gateway)
             assert (status, headers["x-neuroscale-tier"]) == (200, "large")
     assert len(large.requests) == 2
+
+
+# --- slow clients: a head or a body slower than its limit is cut off; normal clients are not --------------------------
+
+SLOW = {"client_header_timeout_seconds": 0.5, "client_body_timeout_seconds": 0.5}
+
+
+async def connect(gateway: RunningGateway) -> tuple[Any, Any]:
+    import asyncio
+
+    host, port = gateway.url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def closed_within(reader: Any, seconds: float) -> bytes:
+    """What the gateway sent before it closed the connection; fails if it is still open after `seconds`."""
+    import asyncio
+
+    try:
+        return await asyncio.wait_for(reader.read(-1), seconds)
+    except ConnectionResetError:
+        return b""
+
+
+async def test_head_sent_byte_by_byte_slower_than_the_limit_is_cut_off(large: StubUpstream) -> None:
+    import asyncio
+
+    payload = json.dumps({"model": "cascade", "messages": QUESTION}).encode()
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(payload))
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)], limits=SLOW)) as gateway:
+        reader, writer = await connect(gateway)
+        started = asyncio.get_running_loop().time()
+        cut_off = False
+        for byte in head:  # one byte every 50 ms: the head would take about 5 s
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                cut_off = True
+                break
+            if reader.at_eof():
+                cut_off = True
+                break
+            await asyncio.sleep(0.05)
+            if asyncio.get_running_loop().time() - started > 3:
+                break
+        if not cut_off:
+            assert await closed_within(reader, 1) == b""
+        assert asyncio.get_running_loop().time() - started < 3, "the slow head was not cut off"
+        writer.close()
+        assert large.requests == []
+        # A connection that never sends anything is closed too.
+        reader, writer = await connect(gateway)
+        assert await closed_within(reader, 2) == b""
+        writer.close()
+
+
+async def test_body_sent_slower_than_the_limit_gets_a_408(large: StubUpstream) -> None:
+    import asyncio
+
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)], limits=SLOW)) as gateway:
+        reader, writer = await connect(gateway)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{")
+
+        async def trickle() -> None:  # one byte of body every 50 ms: the body would take 50 s
+            try:
+                while True:
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                    writer.write(b" ")
+            except ConnectionError:
+                pass
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            body = await reader.readexactly(length)
+        finally:
+            trickling.cancel()
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert b"connection: close" in head.lower()
+        assert json.loads(body)["error"]["code"] == "request_timeout"
+        assert gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="none", status="408") == 1
+    assert large.requests == []
+
+
+async def test_normal_clients_are_not_cut_off(large: StubUpstream, http) -> None:
+    import asyncio
+
+    large.behaviour.delay_seconds = 1.0  # answers take longer than the client timeouts: those bound reading only
+    async with serve_gateway(make_config([openai_tier("large", large.base_url)], limits=SLOW)) as gateway:
+        for _ in range(2):  # the second request reuses the kept-alive connection
+            status, _, _ = await ask(http, gateway)
+            assert status == 200
+            await asyncio.sleep(0.2)
+        large.behaviour.delay_seconds = 0
+        async with http.post(gateway.base_url + "/chat/completions", data=json.dumps(
+                {"model": "cascade", "messages": [{"role": "user", "content": "x" * 500_000}]}).encode()) as response:
+            assert response.status == 200

@@ -63,7 +63,18 @@ def build_app(
 ) -> web.Application:
     """The application. `upstreams` replaces the adapters of the named tiers (tests inject stubbed AWS clients);
     `cache` replaces the one `config.cache` describes."""
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_errors])
+    # aiohttp closes a connection whose next request head is not complete when its keep-alive timer fires (the timer
+    # runs from the connection's start and from the end of each answer), which makes that timer the header timeout.
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[_errors],
+        handler_args={
+            "keepalive_timeout": config.limits.client_header_timeout_seconds,
+            # How long the unread rest of a refused body is drained so the client can read its answer (a 413, a
+            # 408) before the connection closes: no longer than the body timeout itself.
+            "lingering_time": min(10.0, config.limits.client_body_timeout_seconds),
+        },
+    )
     app[STATE] = GatewayState(config, metrics or GatewayMetrics(), cache, upstreams or {})
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/v1/completions", _completions)
@@ -190,7 +201,10 @@ def _error_response(request: web.Request, error: Exception) -> web.Response:
     if isinstance(error, web.HTTPException) and error.status < 400:
         raise error
     openai_error = _as_openai_error(request, error)
-    return web.json_response(openai_error.body(), status=openai_error.status, headers=openai_error.headers)
+    response = web.json_response(openai_error.body(), status=openai_error.status, headers=openai_error.headers)
+    if openai_error.status == 408:
+        response.force_close()  # the rest of a slow body is not waited for
+    return response
 
 
 async def _end_stream(request: web.Request, stream: web.StreamResponse, error: Exception) -> None:
@@ -255,7 +269,7 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     assert state.cascade is not None
     started = time.perf_counter()
     request[ENDPOINT] = endpoint
-    parsed = parse_request(endpoint, await request.read())
+    parsed = parse_request(endpoint, await _read_body(request))
     config = state.config
     tier_hint = request.headers.get(config.escalation.tier_header)
     max_tier_hint = request.headers.get(config.escalation.max_tier_header)
@@ -290,6 +304,15 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         await cache.store(endpoint, parsed.body, scope, served.response)
     _observe(request, started, first_byte=True, done=True)
     return web.json_response(served.response, headers=_headers(served.tier, cache_status, served.escalations))
+
+
+async def _read_body(request: web.Request) -> bytes:
+    limit = request.app[STATE].config.limits.client_body_timeout_seconds
+    try:
+        async with asyncio.timeout(limit):
+            return await request.read()
+    except TimeoutError:
+        raise OpenAIError(408, f"The request body did not arrive within {limit:g} seconds.", code="request_timeout") from None
 
 
 def _headers(tier: str, cache_status: str, escalations: list[tuple[str, Reason]]) -> dict[str, str]:

@@ -115,6 +115,21 @@ class Limits(_Strict):
     max_error_body_bytes: int = Field(
         default=64 << 10, ge=1 << 10, le=1 << 20, description="Most bytes of a tier's error answer read (for the log)."
     )
+    client_header_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A client must send a complete request head within this time of connecting, or of its previous "
+        "answer ending on a kept-alive connection; otherwise the connection is closed. Idle kept-alive connections "
+        "close after it too.",
+    )
+    client_body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="A client must send its whole request body within this time of its request head; otherwise it "
+        "gets a 408 and the connection is closed.",
+    )
 
 
 class EscalationPolicy(_Strict):
