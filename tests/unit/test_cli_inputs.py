@@ -6,19 +6,26 @@ in process through `neuroscale.cli.main` (one case also as a subprocess, as user
 asserted as refusals (an over-size file is refused before it is parsed), never by timing.
 
 Covers: the shared mechanism (InputError caught in `main`, argparse errors on one line, the shared number
-validators); `size --params-billions nan|inf|1e308` and other out-of-range numbers.
+validators); `size --params-billions nan|inf|1e308` and other out-of-range numbers; `plan` on deeply nested YAML
+(flow and block, and through aliases), alias bombs, recursive aliases, over-size files and stdin (refused before
+parsing, budgets over a whole run), unreadable files, and invalid documents (exit 2, not 1).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from neuroscale import cli
+from neuroscale import cli, yamlio
 from neuroscale.api import cli as crds_cli
+from neuroscale.render import cli as render_cli
+from tests.support.factories import make_model_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,3 +138,147 @@ def test_size_as_users_run_it(tmp_path):
     assert proc.stderr.splitlines() == [
         "neuroscale size: argument --params-billions: expected a finite number > 0 and <= 100000, got 'nan' "
         "(see neuroscale size --help)"]
+
+
+# --- plan ------------------------------------------------------------------------------------------------------
+
+
+def plan(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+         stdin: str | io.StringIO = "") -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "stdin", stdin if isinstance(stdin, io.StringIO) else io.StringIO(stdin))
+    return run(["plan", *argv], capsys)
+
+
+def nested(depth: int) -> Any:
+    """A value `depth` YAML nodes deep (the scalar at the bottom counts)."""
+    value: Any = "leaf"
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def config_map(data: Any) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": data}
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, "".join(f"{' ' * i}k:\n" for i in range(1_000)) + " " * 1_000 + "x",
+                                  "- " * 50_000 + "x\n"], ids=["flow", "block-mapping", "block-sequence"])
+def test_plan_deeply_nested_input_is_refused_without_recursion_error(text, capsys, monkeypatch, tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    assert_input_error(plan(["-f", str(path)], capsys, monkeypatch), "plan",
+                       f"{path}: line ", f"nested more than {render_cli.MAX_DEPTH} levels deep")
+
+
+def test_plan_nesting_up_to_the_bound_is_read(capsys, monkeypatch):
+    # The document is level 1; the value of `data` starts at level 2, so this reaches level MAX_DEPTH exactly.
+    doc = config_map(nested(render_cli.MAX_DEPTH - 1))
+    code, out, err = plan(["-f", "-"], capsys, monkeypatch, stdin=json.dumps(doc))
+    assert (code, out) == (0, "") and "ConfigMap cm: not a neuroscale resource" in err
+    doc = config_map(nested(render_cli.MAX_DEPTH))
+    assert_input_error(plan(["-f", "-"], capsys, monkeypatch, stdin=json.dumps(doc)), "plan", "nested more than")
+
+
+def test_plan_aliases_count_as_deep_as_what_they_stand_for(capsys, monkeypatch):
+    # Each anchor holds the previous one a level deeper; written out, the last is 150 levels deep.
+    lines = ["- &a0 " + "[" * 50 + "]" * 50] + [f"- &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]" for i in range(1, 11)]
+    assert_input_error(plan(["-f", "-"], capsys, monkeypatch, stdin="\n".join(lines)), "plan",
+                       "line 6, column", "nested more than 100 levels deep")
+
+
+def test_plan_billion_laughs_is_refused_by_the_node_budget(capsys, monkeypatch):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9**10 nodes
+    assert_input_error(plan(["-f", "-"], capsys, monkeypatch, stdin="\n".join(lines)), "plan",
+                       f"more than {render_cli.MAX_NODES} YAML nodes in one run (aliases counted as expanded)")
+
+
+def test_plan_a_recursive_alias_is_refused(capsys, monkeypatch):
+    assert_input_error(plan(["-f", "-"], capsys, monkeypatch, stdin="a: &loop [1, *loop]\n"), "plan",
+                       "<stdin>: line 1, column 14: alias *loop refers to a node that contains it")
+
+
+def test_plan_aliases_within_the_bounds_still_work(capsys, monkeypatch):
+    doc = "apiVersion: v1\nkind: ConfigMap\nmetadata: &m {name: cm}\ndata: {copy: *m, more: *m}\n"
+    code, _, err = plan(["-f", "-"], capsys, monkeypatch, stdin=doc)
+    assert code == 0 and "ConfigMap cm: not a neuroscale resource" in err
+
+
+def test_plan_node_budget_covers_every_file_of_a_run(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(render_cli, "MAX_NODES", 1_000)
+    (tmp_path / "a.yaml").write_text(json.dumps(config_map(list(range(600)))))
+    (tmp_path / "b.yaml").write_text(json.dumps(config_map(list(range(600)))))
+    code, _, err = plan(["-f", str(tmp_path / "a.yaml")], capsys, monkeypatch)
+    assert code == 0, err
+    assert_input_error(plan(["-f", str(tmp_path)], capsys, monkeypatch), "plan",
+                       "b.yaml: line 1, column", "more than 1000 YAML nodes in one run")
+
+
+def test_plan_an_over_size_file_is_refused_before_it_is_read(capsys, monkeypatch, tmp_path):
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as handle:  # sparse: 17 MiB on paper, no disk and no memory
+        handle.truncate(render_cli.MAX_INPUT_BYTES + 2**20)
+    opened: list[Path] = []
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self) or real_open(self, *a, **k))
+    assert_input_error(plan(["-f", str(big)], capsys, monkeypatch), "plan",
+                       f"{big}: 17 MiB, more than the 16 MiB of manifests plan reads in one run")
+    assert big not in opened
+
+
+def test_plan_reads_at_most_the_budget_from_stdin_or_a_device(capsys, monkeypatch):
+    class Endless(io.StringIO):
+        sizes: list[int] = []
+
+        def read(self, size: int | None = -1) -> str:
+            assert size is not None and size >= 0, "an unbounded read"
+            self.sizes.append(size)
+            return "#" * size
+
+    assert_input_error(plan(["-f", "-"], capsys, monkeypatch, stdin=Endless()), "plan",
+                       "<stdin>: more than the 16 MiB of manifests plan reads in one run")
+    assert Endless.sizes == [render_cli.MAX_INPUT_BYTES + 1]
+
+
+def test_plan_byte_budget_covers_every_file_of_a_run(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(render_cli, "MAX_INPUT_BYTES", 1_000)
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text("# comment\n" * 60)
+    assert_input_error(plan(["-f", str(tmp_path)], capsys, monkeypatch), "plan",
+                       "b.yaml: 0.000572 MiB with the input before it, more than the 0.000954 MiB")
+
+
+@pytest.mark.parametrize("content, phrase", [
+    (b"kind: [unclosed", "not valid YAML or JSON: line 1, column 16: expected ',' or ']'"),
+    (b"a: \x01", "not valid YAML or JSON: character 4: unacceptable character #x0001"),
+    (b"\xff\xfe", "cannot read: 'utf-8' codec can't decode byte 0xff"),
+    (b"a: *nowhere", "not valid YAML or JSON: line 1, column 4: found undefined alias 'nowhere'"),
+])
+def test_plan_unreadable_files_are_one_line_with_exit_2(content, phrase, capsys, monkeypatch, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    assert_input_error(plan(["-f", str(path)], capsys, monkeypatch), "plan", f"{path}: {phrase}")
+
+
+def test_plan_a_bad_file_after_good_ones_prints_only_its_error(capsys, monkeypatch, tmp_path):
+    (tmp_path / "a.yaml").write_text(yamlio.dump(make_model_deployment(name="good")))
+    (tmp_path / "b.yaml").write_text("[" * 1000)
+    assert_input_error(plan(["-f", str(tmp_path)], capsys, monkeypatch), "plan", "b.yaml: line 1, column 101")
+
+
+def test_plan_an_invalid_document_exits_2_like_the_other_subcommands(capsys, monkeypatch):
+    doc = yamlio.dump(make_model_deployment(name="bad", model={"source": "ftp://nope"}))
+    code, out, err = plan(["-f", "-"], capsys, monkeypatch, stdin=doc)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [line for line in err.splitlines() if line.startswith("<stdin>: error: ")]
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_plan_deep_nesting_as_users_run_it(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("[" * 100_000)
+    proc = subprocess.run([sys.executable, "-m", "neuroscale", "plan", "-f", str(path)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.splitlines() == [f"neuroscale plan: {path}: line 1, column 101: nested more than 100 levels "
+                                        "deep; Kubernetes manifests never are"]

@@ -5,12 +5,13 @@ ones start at minReplicas; non-neuroscale kinds are passed over with a note; neu
 renderer are still validated; unknown neuroscale kinds are errors; invalid documents (not a mapping, no kind, no name, bad spec, model that fits nowhere, name too long) get a
 one-line error and never a traceback; `kind: List` is opened; every example in examples/ plans cleanly and its
 ModelDeployments validate against the generated CRD schema; the CLI reads files, directories and stdin, writes YAML or
-a JSON List, reports errors on stderr with exit 1, and has --help with an example.
+a JSON List, reports errors on stderr with exit status 2 (as every subcommand does for input errors; the hostile inputs
+are in tests/unit/test_cli_inputs.py), and has --help with an example.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import io
 import json
 import subprocess
@@ -21,10 +22,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from neuroscale import yamlio
+from neuroscale import cli, yamlio
 from neuroscale.api.crds import crd
 from neuroscale.api.registry import MODEL_DEPLOYMENT
-from neuroscale.render import cli
 from neuroscale.render.plan import plan_documents
 from tests.support.factories import make_model_deployment
 
@@ -39,11 +39,14 @@ def model_doc(name: str = "llama", namespace: str | None = None, **spec: Any) ->
 
 
 def run_cli(*argv: str, stdin: str = "") -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["plan", *argv])
+    """`neuroscale plan ARGV` through the entry point, in process: (exit status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    code = args.func(args, stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    saved, sys.stdin = sys.stdin, io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["plan", *argv])
+    finally:
+        sys.stdin = saved
     return code, out.getvalue(), err.getvalue()
 
 
@@ -169,18 +172,19 @@ def test_cli_reads_stdin_and_writes_a_json_list():
     assert [o["kind"] for o in listing["items"]] == ["Deployment", "Service", "PodDisruptionBudget"]
 
 
-def test_cli_errors_go_to_stderr_with_exit_1(tmp_path: Path):
+def test_cli_errors_go_to_stderr_with_exit_2(tmp_path: Path):
     code, out, err = run_cli("-f", str(tmp_path / "missing.yaml"))
-    assert (code, out) == (1, "")
-    assert "missing.yaml: no such file or directory" in err
+    assert (code, out) == (2, "")
+    assert err == f"neuroscale plan: {tmp_path / 'missing.yaml'}: no such file or directory\n"
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("kind: [unclosed")
     code, _, err = run_cli("-f", str(broken))
-    assert code == 1 and "broken.yaml: not valid YAML or JSON" in err
+    assert code == 2 and "broken.yaml: not valid YAML or JSON: line 1, column 16: expected ',' or ']'" in err
+    assert len(err.splitlines()) == 1
 
     code, out, err = run_cli("-f", "-", stdin=yamlio.dump_all([model_doc("ok"), model_doc("bad", model={"source": "x"})]))
-    assert code == 1
+    assert code == 2
     assert "error: ModelDeployment default/bad: spec.model.source" in err
     assert "name: ok" in out
 
