@@ -318,6 +318,9 @@ class ControlPlane:
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={'='.join(FAKE_NODE_ANNOTATION)}",
                 f"--server-address=127.0.0.1:{p['kwok']}", "--cidr=10.244.0.0/16", "--node-ip=10.244.0.1",
+                # The lease stages renew node leases only when a lease duration is set; without one the node
+                # status is refreshed every 10-20 minutes and the controller-manager sees every node NotReady.
+                "--node-lease-duration-seconds=40",
             ]
         raise ValueError(f"unknown component {name}")
 
