@@ -1,13 +1,18 @@
 """Cache over a real redis-server on loopback: exact hits shared between two gateway replicas, tenant isolation,
 TTL expiry, LRU entry bound with touch-on-hit, byte bound, eviction metrics, semantic lookups with MiniLM over Redis
-buckets, cleanup of evicted candidates, and an unreachable Redis turning into misses."""
+buckets, cleanup of evicted candidates, an unreachable Redis turning into misses, and a hung Redis (paused with
+SIGSTOP) opening the circuit breaker so it costs nothing until it answers again."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as redis_asyncio
 
@@ -162,3 +167,91 @@ async def test_password_from_the_named_environment_variable(monkeypatch: pytest.
         await anonymous.close()
     finally:
         server.stop()
+
+
+@pytest.fixture
+def hung_redis() -> Iterator[Callable[[bool], None]]:
+    """A redis-server of its own (the session's shared one must never be paused) and a switch: pause(True) stops it
+    with SIGSTOP, so it still accepts connections but answers nothing; pause(False) lets it go on."""
+    server = start_redis()
+
+    def pause(paused: bool) -> None:
+        os.kill(server.process.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
+    try:
+        yield server.url, pause  # type: ignore[misc]
+    finally:
+        pause(False)
+        server.stop()
+
+
+async def timed(operation: Awaitable[Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = await operation
+    return result, time.perf_counter() - started
+
+
+async def test_hung_redis_opens_the_breaker_then_costs_nothing_and_recovers(hung_redis) -> None:
+    url, pause = hung_redis
+    timeout, reset = 0.5, 1.5
+    settings = CacheSettings(backend="redis", redis_url=url, redis_timeout_seconds=timeout, breaker_failures=2,
+                             breaker_reset_seconds=reset)
+    cache = build_cache(settings)
+    backend: RedisBackend = cache.backend  # type: ignore[attr-defined]
+    await cache.store("chat", make_request("stored"), "t", make_response())
+    pause(True)
+    # Two failures, each bounded by the timeout, open the breaker...
+    for _ in range(2):
+        hit, took = await timed(cache.lookup("chat", make_request("stored"), "t"))
+        assert hit is None and took < timeout * 2
+    assert backend.breaker.state == "open"
+    # ...after which lookups and stores do not wait for Redis at all.
+    for index in range(20):
+        hit, took = await timed(cache.lookup("chat", make_request(f"q{index}"), "t"))
+        assert hit is None and took < timeout / 5
+        _, took = await timed(cache.store("chat", make_request(f"q{index}"), "t", make_response()))
+        assert took < timeout / 5
+    # Once the open period is over, one request tries Redis while the others still skip it.
+    await asyncio.sleep(reset + 0.1)
+    trial = asyncio.create_task(cache.lookup("chat", make_request("stored"), "t"))
+    await asyncio.sleep(0.05)
+    _, took = await timed(cache.lookup("chat", make_request("other"), "t"))
+    assert took < timeout / 5
+    assert await trial is None and backend.breaker.state == "open"
+    # Redis answers again: after the next open period the trial succeeds and the cache serves as before.
+    pause(False)
+    await asyncio.sleep(reset + 0.1)
+    hit = await cache.lookup("chat", make_request("stored"), "t")
+    assert hit is not None and backend.breaker.state == "closed"
+    await cache.store("chat", make_request("after"), "t", make_response("5"))
+    assert (await cache.lookup("chat", make_request("after"), "t")) is not None
+    await cache.close()
+
+
+async def test_hung_redis_adds_at_most_one_timeout_to_a_gateway_request_and_then_nothing(hung_redis) -> None:
+    from tests.support.gateway_harness import make_config, openai_tier, serve_gateway
+    from tests.support.stub_upstream import StubUpstream
+
+    url, pause = hung_redis
+    timeout = 1.0  # the defaults: a 1 s Redis timeout, the breaker opening after 3 failures
+    cache = {"mode": "exact", "backend": "redis", "redis_url": url}
+    body = {"model": "cascade", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
+    async with StubUpstream("large") as stub, serve_gateway(
+            make_config([openai_tier("large", stub.base_url)], cache=cache)) as gateway:
+        async with aiohttp.ClientSession() as http:
+            async def ask() -> float:
+                started = time.perf_counter()
+                async with http.post(gateway.base_url + "/chat/completions", json=body) as response:
+                    assert response.status == 200
+                    await response.read()
+                return time.perf_counter() - started
+
+            pause(True)
+            # Each lookup waits for the timeout until the breaker opens; the store runs after the answer went out,
+            # so it adds nothing to the request (and its failure counts towards opening the breaker).
+            assert await ask() < timeout * 1.6
+            await asyncio.sleep(timeout)
+            assert await ask() < timeout * 1.6
+            for _ in range(10):
+                assert await ask() < timeout / 4
+    assert len(stub.requests) == 12

@@ -157,3 +157,28 @@ async def test_lone_surrogate_in_an_answer_is_cached_as_valid_json() -> None:
     await cache.store("chat", make_request(), "t", make_response("\ud800"))
     hit = await cache.lookup("chat", make_request(), "t")
     assert hit is not None and hit.response["choices"][0]["message"]["content"] == "\ud800"
+
+
+async def test_an_answer_being_stored_is_already_a_hit() -> None:
+    """The gateway stores answers after they went out; the next identical request must not miss meanwhile."""
+    import asyncio
+
+    class SlowBackend(MemoryBackend):
+        def __init__(self) -> None:
+            super().__init__(ttl_seconds=60, max_entries=10, max_bytes=1 << 20)
+            self.release = asyncio.Event()
+
+        async def put(self, key: str, value: bytes, **kwargs: Any) -> int:
+            await self.release.wait()
+            return await super().put(key, value, **kwargs)
+
+    backend = SlowBackend()
+    cache = KeyedResponseCache(CacheSettings(), backend)
+    storing = asyncio.create_task(cache.store("chat", make_request(), "t", make_response("4")))
+    await asyncio.sleep(0)
+    hit = await cache.lookup("chat", make_request(), "t")
+    assert hit is not None and hit.kind == "exact" and hit.response["choices"][0]["message"]["content"] == "4"
+    assert await cache.lookup("chat", make_request(), "other-scope") is None
+    backend.release.set()
+    await storing
+    assert len(backend) == 1 and await cache.lookup("chat", make_request(), "t") is not None

@@ -12,6 +12,10 @@ from typing import Protocol
 _ENTRY_OVERHEAD_BYTES = 256
 
 
+class CacheUnavailable(Exception):
+    """The backend is known to be down (its circuit breaker is open): the caller serves uncached without waiting."""
+
+
 class Backend(Protocol):
     """Byte storage with TTL and size bounds; keys arrive already scoped and hashed.
 

@@ -16,15 +16,61 @@ bucket, compared in the gateway (see semantic.py).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
-
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis.asyncio as redis_asyncio
+import redis.exceptions
+from circuitbreaker import STATE_HALF_OPEN, STATE_OPEN, CircuitBreaker
 
+from neuroscale.cache.backends import CacheUnavailable
 from neuroscale.cache.settings import CacheSettings
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+# What says Redis is unreachable or hung (as opposed to answering with an error): only these trip the breaker.
+_OUTAGES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, asyncio.TimeoutError)
+
+
+class RedisBreaker:
+    """The circuit breaker in front of Redis (the `circuitbreaker` package), plus one rule it lacks: once the open
+    period is over, a single request tries Redis (half-open) while the others keep skipping it, so a Redis that is
+    still hung delays one request per period, not every request that arrives during the trial."""
+
+    def __init__(self, failures: int, reset_seconds: float) -> None:
+        self._breaker = CircuitBreaker(
+            failure_threshold=failures, recovery_timeout=reset_seconds, expected_exception=_OUTAGES, name="redis-cache"
+        )
+        self._trial_running = False
+
+    @property
+    def state(self) -> str:
+        return str(self._breaker.state)
+
+    async def call(self, operation: Callable[[], Awaitable[_T]]) -> _T:
+        state = self._breaker.state
+        if state == STATE_OPEN or (state == STATE_HALF_OPEN and self._trial_running):
+            raise CacheUnavailable("the Redis cache is unavailable (circuit open)")
+        trial = state == STATE_HALF_OPEN
+        self._trial_running = self._trial_running or trial
+        try:
+            return await self._breaker.call_async(operation)
+        finally:
+            if trial:
+                self._trial_running = False
+            self._report(state)
+
+    def _report(self, before: str) -> None:
+        after = self._breaker.state
+        if after == STATE_OPEN and before != STATE_OPEN:
+            log.warning("Redis cache unreachable after %d failures (last: %r); serving uncached, next try in %s s",
+                        self._breaker.failure_count, self._breaker.last_failure, self._breaker._recovery_timeout)
+        elif before == STATE_HALF_OPEN and after != STATE_OPEN:
+            log.warning("Redis cache reachable again")
 
 ENTRY_OVERHEAD_BYTES = 256
 
@@ -118,8 +164,10 @@ class RedisBackend:
         max_bytes: int | None = None,
         bucket_size: int = 64,
         clock: Callable[[], float] = time.time,
+        breaker: RedisBreaker | None = None,
     ) -> None:
         self._client = client
+        self._breaker = breaker or RedisBreaker(failures=3, reset_seconds=10.0)
         self._prefix = "{" + key_prefix + "}"
         self._ttl_ms = int(ttl_seconds * 1000)
         self._max_entries = max_entries
@@ -131,14 +179,16 @@ class RedisBackend:
         self._put = client.register_script(_PUT)
 
     @classmethod
-    def from_settings(cls, settings: CacheSettings, *, timeout_seconds: float = 1.0) -> RedisBackend:
-        # Short timeouts: a slow cache must turn into a miss quickly, not hold the request.
+    def from_settings(cls, settings: CacheSettings) -> RedisBackend:
+        # Short timeouts: a slow cache must turn into a miss quickly, not hold the request; the breaker then stops
+        # asking a Redis that keeps failing. No client-side retries: the breaker is the retry policy.
         client = redis_asyncio.from_url(
             settings.redis_url or "",
             password=os.environ.get(settings.password_env) if settings.password_env else None,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
             health_check_interval=30,
+            retry=None,
         )
         return cls(
             client,
@@ -147,16 +197,23 @@ class RedisBackend:
             max_entries=settings.max_entries,
             max_bytes=settings.max_memory_bytes,
             bucket_size=settings.semantic_bucket_size,
+            breaker=RedisBreaker(settings.breaker_failures, settings.breaker_reset_seconds),
         )
 
+    @property
+    def breaker(self) -> RedisBreaker:
+        return self._breaker
+
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._get(keys=[self._rkey(key), self._index, self._seq], args=[self._now_ms()])
+        value: bytes | None = await self._breaker.call(
+            lambda: self._get(keys=[self._rkey(key), self._index, self._seq], args=[self._now_ms()])
+        )
         return value
 
     async def get_with_candidates(self, key: str, bucket: str) -> tuple[bytes | None, list[tuple[str, bytes]]]:
-        reply: list[Any] = await self._get_with_candidates(
+        reply: list[Any] = await self._breaker.call(lambda: self._get_with_candidates(
             keys=[self._rkey(key), self._index, self._bkey(bucket), self._seq], args=[self._now_ms(), self._prefix]
-        )
+        ))
         if reply[0] == 1:
             return reply[1], []
         pairs = reply[1:]
@@ -168,13 +225,13 @@ class RedisBackend:
         if semantic:
             keys.append(self._bkey(bucket or ""))
         keys.append(self._seq)
-        evicted: int = await self._put(
+        evicted: int = await self._breaker.call(lambda: self._put(
             keys=keys,
             args=[
                 self._now_ms(), self._ttl_ms, value, vector if semantic else b"", key,
                 self._max_entries, self._max_bytes, self._bucket_size, self._prefix, ENTRY_OVERHEAD_BYTES,
             ],
-        )
+        ))
         return int(evicted)
 
     async def close(self) -> None:

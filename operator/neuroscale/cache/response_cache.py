@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from neuroscale.cache.backends import Backend
+from neuroscale.cache.backends import Backend, CacheUnavailable
 from neuroscale.cache.keys import RequestKeys, request_keys
 from neuroscale.cache.metrics import CacheMetrics, NoMetrics
 from neuroscale.cache.policy import is_cacheable_request, is_storable_response, servable_semantically
@@ -52,6 +52,9 @@ class KeyedResponseCache:
         self.backend = backend
         self._matcher = matcher if settings.mode == "semantic" else None
         self._metrics = metrics or NoMetrics()
+        # Answers whose store is under way, by exact key: a lookup sees them at once (read your own writes), so a
+        # store may run after the answer went out without the next identical request missing.
+        self._pending: dict[str, bytes] = {}
 
     def cacheable(self, endpoint: str, request: dict[str, Any]) -> bool:
         return is_cacheable_request(endpoint, request, self.settings.cacheable_temperature_max)
@@ -62,6 +65,8 @@ class KeyedResponseCache:
             return None
         try:
             hit = await self._lookup(request_keys(endpoint, request, scope))
+        except CacheUnavailable:
+            hit = None  # the backend's breaker is open: a miss at once, logged when it opened
         except Exception:
             log.warning("cache lookup failed; serving from upstream", exc_info=True)
             hit = None
@@ -85,6 +90,11 @@ class KeyedResponseCache:
             return
         try:
             keys = request_keys(endpoint, request, scope)
+        except Exception:
+            log.warning("cache key failed; answer not cached", exc_info=True)
+            return
+        self._pending[keys.exact] = value
+        try:
             bucket = vector = None
             if self._matcher is not None and keys.context is not None and servable_semantically(response):
                 try:
@@ -93,9 +103,14 @@ class KeyedResponseCache:
                 except Exception:
                     log.warning("embedding failed; answer cached for exact matches only", exc_info=True)
             evicted = await self.backend.put(keys.exact, value, bucket=bucket, vector=vector)
+        except CacheUnavailable:
+            return
         except Exception:
             log.warning("cache store failed; answer not cached", exc_info=True)
             return
+        finally:
+            if self._pending.get(keys.exact) is value:
+                del self._pending[keys.exact]
         for _ in range(evicted):
             self._metrics.eviction(self.settings.mode)
 
@@ -107,6 +122,9 @@ class KeyedResponseCache:
                 await self._matcher.close()
 
     async def _lookup(self, keys: RequestKeys) -> CacheHit | None:
+        pending = self._pending.get(keys.exact)
+        if pending is not None:
+            return CacheHit(json.loads(pending), "exact")
         if self._matcher is None or keys.context is None:
             value = await self.backend.get(keys.exact)
             return None if value is None else CacheHit(json.loads(value), "exact")

@@ -64,6 +64,12 @@ class CacheSettings:
     max_memory_mb: int | None = 256
     # Largest single cached answer (serialised); a larger answer is served but not cached.
     max_entry_bytes: int = 1 << 20
+    # Redis: how long one command may take, and the circuit breaker in front of it. After `breaker_failures`
+    # consecutive failures (timeouts, refused connections) the gateway stops asking Redis for
+    # `breaker_reset_seconds`, then lets one request try again.
+    redis_timeout_seconds: float = 1.0
+    breaker_failures: int = 3
+    breaker_reset_seconds: float = 10.0
     similarity_threshold: float = DEFAULT_SIMILARITY_THRESHOLD
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     cacheable_temperature_max: float = 0.0
@@ -83,13 +89,16 @@ class CacheSettings:
             raise CacheConfigError(f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
         if not isinstance(self.key_prefix, str) or not self.key_prefix or any(c in self.key_prefix for c in "{}: "):
             raise CacheConfigError(f"key_prefix must be a non-empty string without braces, colons or spaces, got {self.key_prefix!r}")
-        for name in ("ttl_seconds", "max_entries", "semantic_bucket_size", "max_entry_bytes"):
+        for name in ("ttl_seconds", "max_entries", "semantic_bucket_size", "max_entry_bytes", "breaker_failures"):
             if not _positive_int(getattr(self, name)):
                 raise CacheConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.max_memory_mb is not None and not _positive_int(self.max_memory_mb):
             raise CacheConfigError(f"max_memory_mb must be a positive integer or null, got {self.max_memory_mb!r}")
         if self.max_memory_mb is None and self.backend == "memory":
             raise CacheConfigError("max_memory_mb must be set for the memory backend (it bounds the gateway's memory)")
+        for name in ("redis_timeout_seconds", "breaker_reset_seconds"):
+            if not _positive_number(getattr(self, name)):
+                raise CacheConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not _number(self.similarity_threshold) or not 0.0 < self.similarity_threshold <= 1.0:
             raise CacheConfigError(f"similarity_threshold must be in (0, 1], got {self.similarity_threshold!r}")
         if not _number(self.cacheable_temperature_max) or self.cacheable_temperature_max < 0:

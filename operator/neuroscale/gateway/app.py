@@ -45,6 +45,28 @@ class GatewayState:
         self.session: aiohttp.ClientSession | None = None
         self.cascade: Cascade | None = None
         self.ready = False
+        # Cache writes run after the answer went out; tracked so shutdown lets them finish.
+        self.stores: set[asyncio.Task[None]] = set()
+
+    def store_soon(self, cache: Any, endpoint: Endpoint, body: dict[str, Any], scope: str, response: dict[str, Any]) -> None:
+        """Write an answer to the cache off the response path: a slow or hung cache never delays an answer. Past
+        MAX_PENDING_STORES writes in flight (a cache that stopped answering), further answers are not cached."""
+        if len(self.stores) >= MAX_PENDING_STORES:
+            log.debug("cache writes backed up (%d in flight); answer not cached", len(self.stores))
+            return
+        task = asyncio.create_task(cache.store(endpoint, body, scope, response))
+        self.stores.add(task)
+        task.add_done_callback(self.stores.discard)
+
+    async def drain_stores(self, timeout: float) -> None:
+        if self.stores:
+            _, late = await asyncio.wait(set(self.stores), timeout=timeout)
+            for task in late:
+                task.cancel()
+
+
+MAX_PENDING_STORES = 256
+STORE_DRAIN_SECONDS = 5.0
 
 
 STATE = web.AppKey("neuroscale_gateway", GatewayState)
@@ -122,6 +144,7 @@ async def _stop_accepting(app: web.Application) -> None:
 
 async def _clean_up(app: web.Application) -> None:
     state = app[STATE]
+    await state.drain_stores(STORE_DRAIN_SECONDS)
     if state.cascade is not None:
         for upstream in state.cascade.upstreams:
             await upstream.close()
@@ -301,7 +324,7 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     served = await state.cascade.complete(parsed, plan)
     request[SERVED_BY] = served.tier
     if cache is not None:
-        await cache.store(endpoint, parsed.body, scope, served.response)
+        state.store_soon(cache, endpoint, parsed.body, scope, served.response)
     _observe(request, started, first_byte=True, done=True)
     return web.json_response(served.response, headers=_headers(served.tier, cache_status, served.escalations))
 
@@ -376,7 +399,7 @@ async def _relay(
         await served.chunks.aclose()
     _observe(request, started, done=True)
     if cache is not None and served.complete:
-        await cache.store(parsed.endpoint, parsed.body, scope, served.assembler.response())
+        request.app[STATE].store_soon(cache, parsed.endpoint, parsed.body, scope, served.assembler.response())
     return response
 
 
