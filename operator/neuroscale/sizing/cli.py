@@ -41,15 +41,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("model", metavar="MODEL", help="model source, e.g. hf://org/name or s3://bucket/prefix/")
     parser.add_argument(
-        "--params-billions", type=params_billions_type, help="parameter count in billions, when MODEL names no known model"
+        "--params-billions", type=params_billions_type,
+        help="parameter count in billions, when MODEL names no known model"
     )
     parser.add_argument("--architecture", help="a known architecture to size as, e.g. Llama-3.1-8B")
     parser.add_argument("--dtype", choices=("bf16", "fp16", "fp8", "int8"), default="bf16", help="weight dtype")
     parser.add_argument(
         "--kv-cache-dtype", choices=("auto", "fp8"), default="auto", help="KV-cache dtype (auto: bf16)"
     )
-    parser.add_argument("--max-model-len", type=max_model_len_type, default=4096, help="tokens per sequence (default 4096)")
-    parser.add_argument("--max-num-seqs", type=max_num_seqs_type, default=8, help="concurrent sequences (default 8)")
+    parser.add_argument("--max-model-len", type=max_model_len_type, default=4096,
+                        help="tokens per sequence (default 4096)")
+    parser.add_argument("--max-num-seqs", type=max_num_seqs_type, default=8,
+                        help="concurrent sequences (default 8)")
     parser.add_argument("--instance-type", choices=tuple(CATALOG), metavar="TYPE", help="pin the instance type")
     parser.add_argument("--tp", type=tensor_parallel_type, dest="tensor_parallel", help="pin the tensor-parallel degree")
     parser.add_argument(
