@@ -5,12 +5,12 @@ auto-detection, bad files named with line numbers) and the shared traces' known 
 under-provisioned, starts a cold start early, never dearer than static peak, keeps short gaps); the simulator's
 accounting (paid vs ready replicas, cold start, queue that drains later, rate metric that saturates at capacity);
 HPA-style (tolerance, +100 %/+4 limit, 300 s scale-down stabilization) and KPA-style (panic mode) behaviour;
-`simulate` writing simulation.json and simulation.png and failing with exit code 2 on bad input.
+`simulate` writing simulation.json and simulation.png and failing with exit code 2 on bad input (the hostile inputs
+are in tests/unit/test_cli_inputs.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from neuroscale.autoscale.baselines import HpaScaler, KpaScaler, StaticScaler, oracle_plan
-from neuroscale.autoscale.cli import add_parser
+from neuroscale import cli as neuroscale_cli
 from neuroscale.autoscale.policy import Observation
 from neuroscale.autoscale.simulator import SimulationSettings, compare, run_oracle, simulate
 from neuroscale.autoscale.traces import DemandTrace, TraceError, load_trace, synthetic_trace
@@ -206,10 +206,7 @@ def test_compare_runs_every_scaler_on_the_same_trace():
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="neuroscale")
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return neuroscale_cli.main(argv)
 
 
 def test_simulate_command_writes_json_and_png(tmp_path, capsys):

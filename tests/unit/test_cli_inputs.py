@@ -8,7 +8,10 @@ asserted as refusals (an over-size file is refused before it is parsed), never b
 Covers: the shared mechanism (InputError caught in `main`, argparse errors on one line, the shared number
 validators); `size --params-billions nan|inf|1e308` and other out-of-range numbers; `plan` on deeply nested YAML
 (flow and block, and through aliases), alias bombs, recursive aliases, over-size files and stdin (refused before
-parsing, budgets over a whole run), unreadable files, and invalid documents (exit 2, not 1).
+parsing, budgets over a whole run), unreadable files, and invalid documents (exit 2, not 1); `simulate` on a CSV
+mixing time zones, rows years apart and aggregate windows 1e13 s apart (refused before the series is built, the
+week-long bound itself), inf/nan/overflowing token counts, over-long lines and over-size files (refused before
+reading).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import pytest
 
 from neuroscale import cli, yamlio
 from neuroscale.api import cli as crds_cli
+from neuroscale.autoscale import traces
+from neuroscale.autoscale.traces import load_trace
 from neuroscale.render import cli as render_cli
 from tests.support.factories import make_model_deployment
 
@@ -282,3 +287,113 @@ def test_plan_deep_nesting_as_users_run_it(tmp_path):
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr.splitlines() == [f"neuroscale plan: {path}: line 1, column 101: nested more than 100 levels "
                                         "deep; Kubernetes manifests never are"]
+
+
+# --- simulate --------------------------------------------------------------------------------------------------
+
+AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+AGGREGATE_HEADER = "window_start_s,window_s,req_per_s,exp_gen_tok_per_s\n"
+
+
+def simulate(trace: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, str, str]:
+    return run(["simulate", "--trace", str(trace), "--capacity", "100", "--no-plot", "--out",
+                str(trace.parent / "out"), *flags], capsys)
+
+
+def write(tmp_path: Path, text: str, name: str = "trace.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_simulate_a_csv_mixing_time_zones_names_the_line(tmp_path, capsys):
+    trace = write(tmp_path, AZURE_HEADER + "2023-11-16 18:00:00.1234567,1,20\n2023-11-16 18:00:01.5+00:00,1,20\n")
+    assert_input_error(simulate(trace, capsys), "simulate", f"{trace}:3: TIMESTAMP '2023-11-16 18:00:01.5+00:00' "
+                       "has a time zone but line 2's has none; give every row a time zone or none")
+
+
+def test_simulate_time_zones_on_every_row_are_read(tmp_path):
+    trace = write(tmp_path, AZURE_HEADER + "".join(f"2023-11-16 18:{m:02d}:00.1234567+01:00,1,20\n" for m in range(9))
+                  + "2023-11-16 17:09:00Z,1,20\n")
+    loaded = load_trace(trace)
+    assert loaded.requests == 10 and 500 < loaded.duration_s <= 600
+
+
+def test_simulate_two_rows_years_apart_are_refused_before_the_series_is_built(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(traces, "_from_requests", lambda *a: pytest.fail("the per-second series was built"))
+    trace = write(tmp_path, AZURE_HEADER + "2003-11-16 18:00:00,1,20\n2023-11-16 18:00:10,1,20\n")
+    assert_input_error(simulate(trace, capsys), "simulate", f"{trace}: the requests from line 2 to line 3 span "
+                       "7,305.0 days; simulate replays at most 7 days of trace: cut it into pieces")
+
+
+@pytest.mark.parametrize("rows", [["1e13,600,1,1", "0,600,1,1"], ["0,600,1,1", "1e13,600,1,1"], ["0,1e13,1,1"],
+                                  ["-1e308,600,1,1", "1e308,600,1,1"]])
+def test_simulate_aggregate_windows_far_apart_are_refused(rows, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(traces.np, "arange", lambda *a: pytest.fail("the per-second series was built"))
+    trace = write(tmp_path, AGGREGATE_HEADER + "\n".join(rows) + "\n")
+    assert_input_error(simulate(trace, capsys), "simulate", f"{trace}: the windows from the start of line ",
+                       "simulate replays at most 7 days of trace")
+
+
+def test_simulate_an_aggregate_start_of_1e13_alone_is_only_an_offset(tmp_path):
+    trace = write(tmp_path, AGGREGATE_HEADER + "".join(f"{1e13 + 600 * i:.0f},600,1,{100 + i}\n" for i in range(6)))
+    assert len(load_trace(trace).tokens_per_s) == 3600
+
+
+def test_simulate_a_week_of_trace_is_the_longest_read(tmp_path):
+    week = int(traces.MAX_SPAN_S // 600)
+    trace = write(tmp_path, AGGREGATE_HEADER + "".join(f"{600 * i},600,1,100\n" for i in range(week)))
+    assert load_trace(trace).duration_s == traces.MAX_SPAN_S
+    with pytest.raises(traces.TraceError, match="span 7.0 days; simulate replays at most 7 days"):
+        load_trace(write(tmp_path, trace.read_text() + f"{600 * week},601,1,100\n", "longer.csv"))
+
+
+@pytest.mark.parametrize("text, phrase", [
+    (AZURE_HEADER + "2023-11-16 18:00:00,1,inf\n", ":2: GeneratedTokens must be a finite number >= 0, got 'inf'"),
+    (AZURE_HEADER + "2023-11-16 18:00:00,1,nan\n", ":2: GeneratedTokens must be a finite number >= 0, got 'nan'"),
+    (AZURE_HEADER + "2023-11-16 18:00:00,1,-1\n", ":2: GeneratedTokens must be a finite number >= 0, got '-1'"),
+    (AGGREGATE_HEADER + "0,600,1,inf\n", ":2: expected finite numbers in window_start_s, window_s, req_per_s, "
+                                         "exp_gen_tok_per_s, got ['0', '600', '1', 'inf']"),
+    (AGGREGATE_HEADER + "nan,600,1,1\n", ":2: expected finite numbers in"),
+    (AGGREGATE_HEADER + "0,600,-inf,1\n", ":2: expected finite numbers in"),
+    (AZURE_HEADER + "".join(f"2023-11-16 18:00:0{i},1,1e308\n" for i in range(4)),
+     ": the token counts are too large to add up (the demand overflows a float)"),
+    (AGGREGATE_HEADER + "0,600,1e308,1e308\n600,600,1e308,1e308\n",
+     ": the rates are too large to add up (the demand overflows a float)"),
+    (AZURE_HEADER + '"' + "x" * 60_000 + "\n" * 3 + "x" * 80_000 + "\n", ":5: line longer than 65536 characters"),
+    (AZURE_HEADER + '"' + "x\n" * 70_000, ":65538: not a CSV row (field larger than field limit (131072))"),
+    (AZURE_HEADER + "2023-11-16 18:00:00," + "1" * 10_000 + ",x\n",
+     ":2: expected TIMESTAMP,ContextTokens,GeneratedTokens, got ['2023-11-16 18:00:00', '1111"),
+])
+def test_simulate_bad_numbers_and_rows_in_a_trace_are_one_line(text, phrase, tmp_path, capsys):
+    trace = write(tmp_path, text)
+    line = assert_input_error(simulate(trace, capsys), "simulate", f"{trace}{phrase}")
+    assert len(line) < 600, "a hostile row is quoted cut short"
+
+
+def test_simulate_an_over_size_trace_is_refused_before_it_is_read(tmp_path, capsys, monkeypatch):
+    trace = tmp_path / "big.csv"
+    with trace.open("wb") as handle:  # sparse: 65 MiB on paper, no disk and no memory
+        handle.truncate(traces.MAX_TRACE_BYTES + 2**20)
+    opened: list[Path] = []
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self) or real_open(self, *a, **k))
+    assert_input_error(simulate(trace, capsys), "simulate", f"{trace} is 65 MiB, more than the 64 MiB simulate "
+                       "reads from a trace file: cut it into pieces")
+    assert trace not in opened
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_simulate_reads_a_bounded_amount_from_a_device(capsys):
+    assert_input_error(run(["simulate", "--trace", "/dev/zero", "--capacity", "100"], capsys), "simulate",
+                       "/dev/zero:1: line longer than 65536 characters; not a trace CSV")
+
+
+def test_simulate_mixed_time_zones_as_users_run_it(tmp_path):
+    trace = write(tmp_path, AZURE_HEADER + "2023-11-16 18:00:00,1,20\n2023-11-16 18:00:01+00:00,1,20\n")
+    proc = subprocess.run([sys.executable, "-m", "neuroscale", "simulate", "--trace", str(trace), "--capacity", "100",
+                           "--no-plot", "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.splitlines() == [f"neuroscale simulate: {trace}:3: TIMESTAMP '2023-11-16 18:00:01+00:00' has a "
+                                        "time zone but line 2's has none; give every row a time zone or none"]

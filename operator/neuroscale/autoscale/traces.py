@@ -1,28 +1,46 @@
 """Request-trace readers: turn a trace file into a generated-tokens/s demand series on a fixed time step.
 
 Every format is one `TraceFormat` in `FORMATS`: a header test and a reader. To add a format, write a reader that
-returns a `DemandTrace` and register it; `load_trace(path, "auto")` then recognises it by its header.
+returns a `DemandTrace` and register it; `load_trace(path, "auto")` then recognises it by its header. A reader gets
+the rows as they are read (the header first), never the whole file at once.
+
+Inputs are bounded before they cost memory: a file over MAX_TRACE_BYTES is refused from its size, a line over
+MAX_LINE_CHARS is refused, and a trace spanning more than MAX_SPAN_S is refused before its series is built (the
+series has a value per second, ten per second while requests are spread).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import math
-from collections.abc import Callable, Sequence
+import re
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
-__all__ = ["DEFAULT_DECODE_TOKENS_PER_S", "FORMATS", "SYNTHETIC_SHAPES", "DemandTrace", "TraceError", "TraceFormat",
-           "load_trace", "synthetic_trace"]
+__all__ = ["DEFAULT_DECODE_TOKENS_PER_S", "FORMATS", "MAX_SPAN_S", "MAX_TRACE_BYTES", "SYNTHETIC_SHAPES", "DemandTrace",
+           "TraceError", "TraceFormat", "load_trace", "synthetic_trace"]
 
 # One sequence decodes at ~25 tok/s (40 ms between tokens), between the per-sequence speeds NEURON.md implies for
 # Llama-3.1-8B on inf2 (320 tok/s / batch 8 = 40, 510 / batch 32 = 16). A request's tokens are asked for at that
 # speed from its arrival, not all in the second it arrives.
 DEFAULT_DECODE_TOKENS_PER_S = 25.0
 _FINE_STEP_S = 0.1
+
+# The shared traces are 0.7 MB (an hour of Azure requests) and 7 KB (a day of ServeGen windows). 64 MiB holds about
+# 1.8 million Azure rows, a week at 3 requests/s; reading keeps ~16 bytes a request, plus the series below.
+MAX_TRACE_BYTES = 64 * 1024 * 1024
+MAX_LINE_CHARS = 64 * 1024  # a trace row is under 100 characters; csv's own field limit is 128 KiB
+# A week: the longest public LLM traces (Azure 2024) cover one. Time and memory grow with the span: the simulator
+# steps every scaler through each second (~8 s a simulated day here), and the Azure reader spreads requests on a
+# 0.1 s grid (80 bytes a second of span). A week is ~1 minute and a few hundred MB at most.
+MAX_SPAN_S = 7 * 24 * 3600.0
 
 
 class TraceError(ValueError):
@@ -66,98 +84,139 @@ class TraceFormat:
     name: str
     description: str
     matches_header: Callable[[Sequence[str]], bool]
-    read: Callable[[Path, list[list[str]], float], DemandTrace]
+    read: Callable[[Path, Iterable[list[str]], float], DemandTrace]  # rows: the header, then each row as read
+
+
+def _show(value: object) -> str:
+    """A row or header for an error message, cut short: a hostile row may be 64 KiB."""
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _check_span(path: Path, span_s: float, what: str) -> None:
+    """Refuse a trace longer than MAX_SPAN_S before its per-second series is allocated."""
+    if not span_s <= MAX_SPAN_S:
+        raise TraceError(f"{path}: {what} span {span_s / 86400:,.1f} days; simulate replays at most "
+                         f"{MAX_SPAN_S / 86400:g} days of trace: cut it into pieces")
 
 
 def _parse_azure_time(text: str) -> datetime:
-    # Azure writes 7 fractional digits; datetime takes at most 6.
-    stamp = text.strip()
-    if "." in stamp:
-        whole, fraction = stamp.split(".", 1)
-        stamp = f"{whole}.{fraction[:6]}"
-    return datetime.fromisoformat(stamp)
+    # Azure writes 7 fractional digits; older Pythons take at most 6. Cut the digits only, keeping a time zone.
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text.strip()))
 
 
-def _read_azure(path: Path, rows: list[list[str]], decode_tokens_per_s: float) -> DemandTrace:
-    header = [h.strip() for h in rows[0]]
+def _read_azure(path: Path, rows: Iterable[list[str]], decode_tokens_per_s: float) -> DemandTrace:
+    rows = iter(rows)
+    header = [h.strip() for h in next(rows)]
     t_col, g_col = header.index("TIMESTAMP"), header.index("GeneratedTokens")
-    arrivals: list[float] = []
-    generated: list[float] = []
+    arrivals = array("d")
+    generated = array("d")
     first: datetime | None = None
-    for line_no, row in enumerate(rows[1:], start=2):
+    first_line = 0
+    earliest = latest = (0.0, 0)  # (seconds after the first row, line)
+    for line_no, row in enumerate(rows, start=2):
         if not row or not "".join(row).strip():
             continue
         try:
             at = _parse_azure_time(row[t_col])
             tokens = float(row[g_col])
         except (IndexError, ValueError) as exc:
-            raise TraceError(f"{path}:{line_no}: expected TIMESTAMP,ContextTokens,GeneratedTokens, got {row!r} "
+            raise TraceError(f"{path}:{line_no}: expected TIMESTAMP,ContextTokens,GeneratedTokens, got {_show(row)} "
                              f"({exc})") from None
-        if tokens < 0:
-            raise TraceError(f"{path}:{line_no}: GeneratedTokens must be >= 0, got {tokens:g}")
-        first = at if first is None else first
-        arrivals.append((at - first).total_seconds())
+        if not (math.isfinite(tokens) and tokens >= 0):
+            raise TraceError(f"{path}:{line_no}: GeneratedTokens must be a finite number >= 0, got {row[g_col]!r}")
+        if first is None:
+            first, first_line = at, line_no
+        elif (at.tzinfo is None) != (first.tzinfo is None):
+            raise TraceError(f"{path}:{line_no}: TIMESTAMP {row[t_col].strip()!r} has "
+                             f"{'no time zone' if at.tzinfo is None else 'a time zone'} but line {first_line}'s "
+                             f"{'has one' if at.tzinfo is None else 'has none'}; give every row a time zone or none")
+        offset = (at - first).total_seconds()
+        earliest = (offset, line_no) if not arrivals or offset < earliest[0] else earliest
+        latest = (offset, line_no) if not arrivals or offset > latest[0] else latest
+        arrivals.append(offset)
         generated.append(tokens)
     if not arrivals:
         raise TraceError(f"{path}: no requests after the header")
-    return _from_requests(path.name, "azure", np.asarray(arrivals), np.asarray(generated), decode_tokens_per_s)
+    _check_span(path, latest[0] - earliest[0], f"the requests from line {earliest[1]} to line {latest[1]}")
+    return _from_requests(path.name, "azure", np.asarray(arrivals), np.asarray(generated), decode_tokens_per_s,
+                          str(path))
 
 
 def _from_requests(name: str, fmt: str, arrivals: np.ndarray, generated: np.ndarray,
-                   decode_tokens_per_s: float) -> DemandTrace:
+                   decode_tokens_per_s: float, source: str | None = None) -> DemandTrace:
     start = arrivals.astype(float)
     tokens = generated.astype(float)
     if np.any(np.diff(start) < 0):
         order = np.argsort(start, kind="stable")
         start, tokens = start[order], tokens[order]
     start -= start.min()
-    duration = tokens / decode_tokens_per_s
-    span_s = max(1.0, math.ceil(float(start.max())))
-    # A request is served at decode speed from its arrival; what runs past the last arrival is cut off so the
-    # series covers the span the trace was recorded over.
-    fine = np.zeros(int(round(span_s / _FINE_STEP_S)) + 1)
-    first_bin = np.minimum((start / _FINE_STEP_S).astype(int), len(fine) - 1)
-    last_bin = np.minimum(((start + duration) / _FINE_STEP_S).round().astype(int), len(fine) - 1)
-    last_bin = np.maximum(last_bin, first_bin + 1)
-    rate = np.where(tokens > 0, tokens / ((last_bin - first_bin) * _FINE_STEP_S), 0.0)
-    np.add.at(fine, first_bin, rate)
-    np.add.at(fine, np.minimum(last_bin, len(fine) - 1), -rate)
-    per_fine = np.cumsum(fine)[:-1]
-    per_second = per_fine.reshape(-1, int(round(1 / _FINE_STEP_S))).mean(axis=1)
+    # Finite inputs can still add up past a float (1e300 tokens a request): numpy's warnings would be extra lines on
+    # stderr, so they are silenced and the result is checked instead.
+    with np.errstate(over="ignore", invalid="ignore"):
+        duration = tokens / decode_tokens_per_s
+        span_s = max(1.0, math.ceil(float(start.max())))
+        # A request is served at decode speed from its arrival; what runs past the last arrival is cut off so the
+        # series covers the span the trace was recorded over.
+        fine = np.zeros(int(round(span_s / _FINE_STEP_S)) + 1)
+        first_bin = np.minimum((start / _FINE_STEP_S).astype(int), len(fine) - 1)
+        end = np.minimum(start + duration, span_s)  # the same bins; an end far past the span cannot overflow an int
+        last_bin = np.minimum((end / _FINE_STEP_S).round().astype(int), len(fine) - 1)
+        last_bin = np.maximum(last_bin, first_bin + 1)
+        rate = np.where(tokens > 0, tokens / ((last_bin - first_bin) * _FINE_STEP_S), 0.0)
+        np.add.at(fine, first_bin, rate)
+        np.add.at(fine, np.minimum(last_bin, len(fine) - 1), -rate)
+        per_fine = np.cumsum(fine)[:-1]
+        per_second = per_fine.reshape(-1, int(round(1 / _FINE_STEP_S))).mean(axis=1)
+        tokens_per_request = float(tokens.mean())
+    if not (np.isfinite(per_second).all() and math.isfinite(tokens_per_request)):
+        raise TraceError(f"{source or name}: the token counts are too large to add up (the demand overflows a float)")
     # Requests that started before the recording are missing from its first seconds, so demand ramps up from
     # zero for as long as the longest request lasts; that ramp is an artefact and is cut off.
-    warm_up = min(int(math.ceil(float(duration.max()))), len(per_second) // 10)
-    return DemandTrace(name, fmt, 1.0, np.clip(per_second[warm_up:], 0, None), float(tokens.mean()), len(tokens))
+    warm_up = min(int(math.ceil(min(float(duration.max()), len(per_second)))), len(per_second) // 10)
+    return DemandTrace(name, fmt, 1.0, np.clip(per_second[warm_up:], 0, None), tokens_per_request, len(tokens))
 
 
-def _read_aggregate(path: Path, rows: list[list[str]], _decode: float) -> DemandTrace:
-    header = [h.strip() for h in rows[0]]
+def _read_aggregate(path: Path, rows: Iterable[list[str]], _decode: float) -> DemandTrace:
+    rows = iter(rows)
+    header = [h.strip() for h in next(rows)]
     cols = {name: header.index(name) for name in ("window_start_s", "window_s", "req_per_s", "exp_gen_tok_per_s")}
-    starts, widths, requests, tokens = [], [], [], []
-    for line_no, row in enumerate(rows[1:], start=2):
+    starts, widths, requests, tokens = array("d"), array("d"), array("d"), array("d")
+    lines = array("q")
+    for line_no, row in enumerate(rows, start=2):
         if not row or not "".join(row).strip():
             continue
         try:
             values = {name: float(row[i]) for name, i in cols.items()}
         except (IndexError, ValueError) as exc:
-            raise TraceError(f"{path}:{line_no}: expected numbers in {', '.join(cols)}, got {row!r} ({exc})") from None
+            raise TraceError(f"{path}:{line_no}: expected numbers in {', '.join(cols)}, got {_show(row)} "
+                             f"({exc})") from None
+        if not all(math.isfinite(v) for v in values.values()):
+            raise TraceError(f"{path}:{line_no}: expected finite numbers in {', '.join(cols)}, got {_show(row)}")
         if values["window_s"] <= 0 or values["exp_gen_tok_per_s"] < 0 or values["req_per_s"] < 0:
-            raise TraceError(f"{path}:{line_no}: window_s must be > 0 and rates >= 0, got {row!r}")
+            raise TraceError(f"{path}:{line_no}: window_s must be > 0 and rates >= 0, got {_show(row)}")
         starts.append(values["window_start_s"])
         widths.append(values["window_s"])
         requests.append(values["req_per_s"])
         tokens.append(values["exp_gen_tok_per_s"])
+        lines.append(line_no)
     if not starts:
         raise TraceError(f"{path}: no windows after the header")
-    start = np.asarray(starts) - min(starts)
-    width = np.asarray(widths)
-    rate = np.asarray(tokens)
-    seconds = np.arange(0.5, float((start + width).max()), 1.0)
-    # Each value is a window's mean; fleet demand does not jump at window edges, so the series runs linearly
-    # between window midpoints (and flat before the first and after the last).
-    per_second = np.interp(seconds, start + width / 2, rate)
-    total_requests = float(np.sum(np.asarray(requests) * width))
-    per_request = float(np.sum(rate * width)) / total_requests if total_requests > 0 else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below, as in _from_requests
+        start = np.asarray(starts) - min(starts)
+        width = np.asarray(widths)
+        rate = np.asarray(tokens)
+        ends = start + width
+        _check_span(path, float(ends.max()), f"the windows from the start of line {lines[int(np.argmin(start))]} "
+                                             f"to the end of line {lines[int(np.argmax(ends))]}")
+        seconds = np.arange(0.5, float(ends.max()), 1.0)
+        # Each value is a window's mean; fleet demand does not jump at window edges, so the series runs linearly
+        # between window midpoints (and flat before the first and after the last).
+        per_second = np.interp(seconds, start + width / 2, rate)
+        total_requests = float(np.sum(np.asarray(requests) * width))
+        per_request = float(np.sum(rate * width)) / total_requests if total_requests > 0 else 0.0
+    if not (np.isfinite(per_second).all() and math.isfinite(total_requests) and math.isfinite(per_request)):
+        raise TraceError(f"{path}: the rates are too large to add up (the demand overflows a float)")
     return DemandTrace(path.name, "aggregate", 1.0, per_second, per_request, int(round(total_requests)))
 
 
@@ -181,27 +240,63 @@ def load_trace(path: str | Path, fmt: str = "auto", *, scale: float = 1.0,
     if not (math.isfinite(decode_tokens_per_s) and decode_tokens_per_s > 0):
         raise TraceError(f"decode speed must be a positive number of tokens/s, got {decode_tokens_per_s}")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
+        size = path.stat().st_size
+        if size > MAX_TRACE_BYTES:  # refused from its size, before a byte is read
+            raise _too_big(path, f"is {size / 2**20:,.0f} MiB, more than")
+        handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
         raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
+    with handle:
+        rows = _rows(path, handle)
+        first = next(rows, None)
+        if first is None:
+            raise TraceError(f"{path} is empty")
+        header = [h.strip() for h in first]
+        shown = _show(",".join(header))
+        if fmt == "auto":
+            found = [f for f in FORMATS.values() if f.matches_header(header)]
+            if not found:
+                known = "; ".join(f"{f.name} ({f.description})" for f in FORMATS.values())
+                raise TraceError(f"{path}: header {shown} matches no known trace format: {known}")
+            trace_format = found[0]
+        else:
+            trace_format = FORMATS[fmt]
+            if not trace_format.matches_header(header):
+                raise TraceError(f"{path}: header {shown} is not a {fmt} trace ({trace_format.description})")
+        trace = trace_format.read(path, itertools.chain([first], rows), decode_tokens_per_s)
+    return trace if scale == 1.0 else trace.scaled(scale)
+
+
+def _too_big(path: Path, what: str) -> TraceError:
+    return TraceError(f"{path} {what} the {MAX_TRACE_BYTES // 2**20} MiB simulate reads from a trace file: cut it "
+                      "into pieces")
+
+
+def _rows(path: Path, handle: TextIO) -> Iterator[list[str]]:
+    """The CSV rows of ``handle`` as they are read; every way reading can fail is a TraceError naming the line."""
+
+    def lines() -> Iterator[str]:
+        read = 0
+        for line_no in itertools.count(1):
+            line = handle.readline(MAX_LINE_CHARS + 1)
+            if not line:
+                return
+            read += len(line)
+            if read > MAX_TRACE_BYTES:  # a device or a growing file: its size said nothing
+                raise _too_big(path, "holds more than")
+            if len(line) > MAX_LINE_CHARS:
+                raise TraceError(f"{path}:{line_no}: line longer than {MAX_LINE_CHARS} characters; not a trace CSV")
+            yield line
+
+    reader = csv.reader(lines())
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise TraceError(f"{path}:{reader.line_num}: not a CSV row ({exc})") from None
     except UnicodeDecodeError:
         raise TraceError(f"{path} is not a UTF-8 text CSV file") from None
-    if not rows:
-        raise TraceError(f"{path} is empty")
-    header = [h.strip() for h in rows[0]]
-    if fmt == "auto":
-        found = [f for f in FORMATS.values() if f.matches_header(header)]
-        if not found:
-            known = "; ".join(f"{f.name} ({f.description})" for f in FORMATS.values())
-            raise TraceError(f"{path}: header {','.join(header)!r} matches no known trace format: {known}")
-        trace_format = found[0]
-    else:
-        trace_format = FORMATS[fmt]
-        if not trace_format.matches_header(header):
-            raise TraceError(f"{path}: header {','.join(header)!r} is not a {fmt} trace ({trace_format.description})")
-    trace = trace_format.read(path, rows, decode_tokens_per_s)
-    return trace if scale == 1.0 else trace.scaled(scale)
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
 
 
 def _shape(name: str, t: np.ndarray, duration_s: float) -> np.ndarray:
