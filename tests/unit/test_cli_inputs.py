@@ -11,7 +11,7 @@ validators); `size --params-billions nan|inf|1e308` and other out-of-range numbe
 parsing, budgets over a whole run), unreadable files, and invalid documents (exit 2, not 1); `simulate` on a CSV
 mixing time zones, rows years apart and aggregate windows 1e13 s apart (refused before the series is built, the
 week-long bound itself), inf/nan/overflowing token counts, over-long lines and over-size files (refused before
-reading).
+reading), `--capacity 0` and every other number flag, a scale needing more replicas than the simulator models.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pytest
 
 from neuroscale import cli, yamlio
 from neuroscale.api import cli as crds_cli
+from neuroscale.autoscale import cli as autoscale_cli
 from neuroscale.autoscale import traces
 from neuroscale.autoscale.traces import load_trace
 from neuroscale.render import cli as render_cli
@@ -387,6 +388,40 @@ def test_simulate_an_over_size_trace_is_refused_before_it_is_read(tmp_path, caps
 def test_simulate_reads_a_bounded_amount_from_a_device(capsys):
     assert_input_error(run(["simulate", "--trace", "/dev/zero", "--capacity", "100"], capsys), "simulate",
                        "/dev/zero:1: line longer than 65536 characters; not a trace CSV")
+
+
+@pytest.mark.parametrize("flag, value, phrase", [
+    ("--capacity", "0", "expected a finite number > 0 and <= 1e+09, got '0'"),
+    ("--capacity", "nan", "got 'nan'"),
+    ("--capacity", "-5", "got '-5'"),
+    ("--cold-start", "inf", "expected a finite number >= 0 and <= 86400"),
+    ("--utilization", "1.5", "expected a finite number > 0 and <= 1"),
+    ("--scale", "inf", "expected a finite number > 0 and <= 1e+12, got 'inf' (or 'auto')"),
+    ("--scale", "0", "(or 'auto')"),
+    ("--decode-speed", "0", "expected a finite number > 0 and <= 1e+06"),
+    ("--scrape-interval", "1e-9", "expected a finite number >= 1 and <= 60"),
+    ("--control-interval", "nan", "expected a finite number >= 1 and <= 3600"),
+    ("--price-per-hour", "inf", "expected a finite number >= 0 and <= 1e+06"),
+    ("--min-replicas", "1000000000", "expected a whole number >= 0 and <= 1000"),
+    ("--max-replicas", "0", "expected a whole number >= 1 and <= 1000"),
+    ("--max-num-seqs", "0", "expected a whole number >= 1 and <= 65536"),
+])
+def test_simulate_numbers_are_checked_while_parsing_arguments(flag, value, phrase, tmp_path, capsys):
+    trace = write(tmp_path, AGGREGATE_HEADER + "0,600,1,100\n")
+    assert_input_error(simulate(trace, capsys, f"{flag}={value}"), "simulate", f"argument {flag}: ", phrase)
+
+
+def test_simulate_a_scale_needing_more_replicas_than_the_bound_is_refused(tmp_path, capsys):
+    trace = write(tmp_path, AGGREGATE_HEADER + "0,600,1,100\n600,600,1,300\n")
+    assert_input_error(simulate(trace, capsys, "--scale", "1e6"), "simulate",
+                       "at demand ×1e+06 the busiest second of trace.csv needs 3,000,000 replicas of 100 tok/s; "
+                       f"simulate models at most {autoscale_cli.MAX_REPLICAS}: lower --scale or raise --capacity")
+
+
+def test_simulate_errors_from_the_settings_are_one_line_too(tmp_path, capsys):
+    trace = write(tmp_path, AGGREGATE_HEADER + "0,600,1,100\n")
+    assert_input_error(simulate(trace, capsys, "--min-replicas", "5", "--max-replicas", "2"), "simulate",
+                       "max_replicas must be >= max(min_replicas, 1)")
 
 
 def test_simulate_mixed_time_zones_as_users_run_it(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,28 @@ from neuroscale.autoscale.policy import default_config
 from neuroscale.autoscale.report import format_table, to_document, write_json, write_plot
 from neuroscale.autoscale.simulator import SimulationSettings, compare, peak_replicas
 from neuroscale.autoscale.traces import DEFAULT_DECODE_TOKENS_PER_S, FORMATS, load_trace
+from neuroscale.cli import (InputError, float_in, int_in, max_num_seqs_type, price_per_hour_type,
+                            tokens_per_s_type)
 from neuroscale.sizing import SizingRequest, get_instance, size
 
 __all__ = ["add_parser", "main"]
 
 AUTO_SCALE_PEAK_REPLICAS = 20
+# The simulator's work grows with replicas: the oracle plans one level per replica over the whole trace, and every
+# scaler keeps a list of its replicas. `--scale auto` asks for 20 at the busiest minute; 1000 is fifty times that.
+MAX_REPLICAS = 1000
+
+# Bounds checked while the command line is parsed; the trace's own bounds (size, span) are in traces.py.
+_cold_start_type = float_in(0.0, 86_400.0)  # a day; a Neuron replica's cold start is minutes
+_utilization_type = float_in(0.0, 1.0, low_open=True)
+_replicas_type = int_in(0, MAX_REPLICAS)
+_max_replicas_type = int_in(1, MAX_REPLICAS)
+_decode_speed_type = float_in(0.0, 1e6, low_open=True)  # one sequence; real ones decode at tens of tokens/s
+# The simulator steps once a second and the policy's rate window is 120 s, which needs at least two scrapes in it;
+# a scrape below a second would also make the opening history 120 / interval samples long.
+_scrape_interval_type = float_in(1.0, 60.0)
+_control_interval_type = float_in(1.0, 3_600.0)
+_positive_scale = float_in(0.0, 1e12, low_open=True)
 
 EXAMPLE = """example:
   neuroscale simulate --trace AzureLLMInferenceTrace_conv.csv --cold-start 300 \\
@@ -29,12 +45,9 @@ def _scale(text: str) -> float | None:
     if text == "auto":
         return None
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}")
-    return value
+        return _positive_scale(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err} (or 'auto')") from None
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -47,27 +60,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trace", required=True, type=Path, help="trace CSV file")
     parser.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="trace format (default: auto)")
-    parser.add_argument("--cold-start", type=float, default=300.0, metavar="SECONDS",
+    parser.add_argument("--cold-start", type=_cold_start_type, default=300.0, metavar="SECONDS",
                         help="seconds from asking for a replica to it serving (default: 300)")
-    parser.add_argument("--capacity", type=float, metavar="TOK_PER_S",
+    parser.add_argument("--capacity", type=tokens_per_s_type, metavar="TOK_PER_S",
                         help="generated tokens/s one replica serves at full batch")
     parser.add_argument("--model", help="model source (e.g. hf://org/name) to derive capacity and price via sizing")
     parser.add_argument("--instance-type", help="instance type for --model, or the price of --capacity")
-    parser.add_argument("--max-num-seqs", type=int, default=8, help="batch size for --model sizing (default: 8)")
-    parser.add_argument("--price-per-hour", type=float, help="price of one replica per hour in $ (overrides sizing)")
+    parser.add_argument("--max-num-seqs", type=max_num_seqs_type, default=8,
+                        help="batch size for --model sizing (default: 8)")
+    parser.add_argument("--price-per-hour", type=price_per_hour_type,
+                        help="price of one replica per hour in $ (overrides sizing)")
     parser.add_argument("--scale", type=_scale, default=None, metavar="FACTOR|auto",
                         help=f"multiply demand by FACTOR; 'auto' (default) makes the busiest minute need "
                              f"{AUTO_SCALE_PEAK_REPLICAS} replicas")
-    parser.add_argument("--utilization", type=float, default=0.85,
+    parser.add_argument("--utilization", type=_utilization_type, default=0.85,
                         help="target share of capacity each replica carries (default: 0.85)")
-    parser.add_argument("--min-replicas", type=int, default=1)
-    parser.add_argument("--max-replicas", type=int, help="default: twice the replicas static peak needs")
+    parser.add_argument("--min-replicas", type=_replicas_type, default=1)
+    parser.add_argument("--max-replicas", type=_max_replicas_type,
+                        help=f"default: twice the replicas static peak needs (at most {MAX_REPLICAS})")
     parser.add_argument("--no-predictive", action="store_true", help="turn the policy's forecast term off")
-    parser.add_argument("--decode-speed", type=float, default=DEFAULT_DECODE_TOKENS_PER_S, metavar="TOK_PER_S",
+    parser.add_argument("--decode-speed", type=_decode_speed_type, default=DEFAULT_DECODE_TOKENS_PER_S,
+                        metavar="TOK_PER_S",
                         help=f"tokens/s one sequence decodes at, to spread per-request traces "
                              f"(default: {DEFAULT_DECODE_TOKENS_PER_S:g})")
-    parser.add_argument("--scrape-interval", type=float, default=15.0, metavar="SECONDS")
-    parser.add_argument("--control-interval", type=float, default=15.0, metavar="SECONDS")
+    parser.add_argument("--scrape-interval", type=_scrape_interval_type, default=15.0, metavar="SECONDS")
+    parser.add_argument("--control-interval", type=_control_interval_type, default=15.0, metavar="SECONDS")
     parser.add_argument("--out", type=Path, default=Path("simulation-out"), metavar="DIR",
                         help="directory for simulation.json and simulation.png (default: ./simulation-out)")
     parser.add_argument("--no-plot", action="store_true", help="skip simulation.png")
@@ -93,18 +110,22 @@ def _capacity_and_price(args: argparse.Namespace) -> tuple[float, float | None, 
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the comparison; errors a user can fix go to stderr with exit code 2."""
+    """Run the comparison; errors a user can fix are raised as InputError (one line on stderr, exit code 2)."""
     try:
         return _run(args)
-    except (ValueError, OSError) as exc:
-        print(f"neuroscale simulate: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as exc:  # TraceError, SizingError, the settings' and policy's own checks, --out
+        raise InputError(str(exc)) from None
 
 
 def _run(args: argparse.Namespace) -> int:
     capacity, price, capacity_note = _capacity_and_price(args)
     trace = load_trace(args.trace, args.format, decode_tokens_per_s=args.decode_speed)
     scale = args.scale or AUTO_SCALE_PEAK_REPLICAS * capacity / max(trace.peak(60), 1e-9)
+    busiest = float(trace.tokens_per_s.max()) * scale / capacity  # Python floats: inf, not an overflow warning
+    if not busiest <= MAX_REPLICAS:
+        raise InputError(f"at demand ×{scale:.3g} the busiest second of {trace.name} needs {busiest:,.0f} replicas of "
+                         f"{capacity:,.0f} tok/s; simulate models at most {MAX_REPLICAS}: lower --scale or raise "
+                         "--capacity")
     trace = trace.scaled(scale)
     settings = SimulationSettings(capacity_tokens_per_s=capacity, cold_start_s=args.cold_start,
                                   scrape_interval_s=args.scrape_interval, control_interval_s=args.control_interval,
