@@ -134,6 +134,7 @@ async def throughput(session: aiohttp.ClientSession, url: str, body: dict, secon
 async def hit_latency(session: aiohttp.ClientSession, url: str, store: dict, asks: list[dict]) -> dict[str, list[float]]:
     """Latencies grouped by the x-neuroscale-cache header (exact, semantic, miss)."""
     await call(session, url, store)
+    await asyncio.sleep(0.5)  # the gateway writes an answer to the cache after it went out
     by_kind: dict[str, list[float]] = {}
     for ask in asks:
         started = time.perf_counter()
