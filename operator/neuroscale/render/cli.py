@@ -20,12 +20,13 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # What one `plan` run reads, in total over every file and stdin. Memory and time grow with these, not with what
 # a hostile input asks for: the pure-Python YAML loader keeps ~0.7 KB per node while it composes a document (a
 # 2-byte `1,` in a flow list is a node), so the node budget is what bounds memory; the byte budget bounds reading
-# and long scalars. Real manifests are far below both: a ModelDeployment is ~50 nodes and ~1.5 KB, and
-# `kubectl get ... -o yaml` of a thousand objects with managedFields is a few MiB.
+# and long scalars. Real manifests are far below both: the examples' ModelDeployments are 30-60 nodes and under
+# 1 KB, and the Deployment, Service and PodDisruptionBudget rendered for one are ~500 nodes in 7 KB.
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 MAX_NODES = 250_000  # counted as expanded: an alias counts every node it stands for
-# Kubernetes objects nest a few tens of levels at most (a pod template with managedFields is ~15); Python's
-# recursion limit (1000 frames) must keep room for the composer (3 frames a level) and for what renders the result.
+# Kubernetes objects nest a few tens of levels at most (the Deployments rendered from the examples: 11; deep CRD
+# schemas: a few tens); Python's recursion limit (1000 frames) must keep room for the composer (3 frames a level)
+# and for what renders the result.
 MAX_DEPTH = 100
 
 EXAMPLES = """\
