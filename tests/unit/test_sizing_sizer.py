@@ -1,5 +1,6 @@
 """Covers `size()`: the known mappings in NEURON.md (Llama-3-8B TP 2, on inf2.8xlarge when only inf2 is
-allowed because inf2.xlarge's 16 GiB host memory cannot load it; Llama-3.1-70B on 24 inf2 / 16 trn1 cores;
+allowed because inf2.xlarge's 16 GiB host memory cannot load it; fp8/int8 on NxD Inference needing host memory for
+the fp32 model it quantizes at load, trn2 reading FP8 checkpoints; Llama-3.1-70B on 24 inf2 / 16 trn1 cores;
 405B on trn2 with no price), the memory formulas (weights, KV cache, dtype effects, KV replication and head
 padding past the KV-head count), pinned instance/TP validation, every SizingError message (plain words with a
 fix), unknown models with a parameter count, and the result's derived fields (devices, cost per million tokens)."""
@@ -46,6 +47,34 @@ def test_pinning_inf2_xlarge_for_8b_explains_host_memory() -> None:
     message = str(err.value)
     assert "inf2.xlarge has 16 GiB of host memory" in message
     assert "smallest fit: trn1.2xlarge with TP 2" in message
+
+
+def test_quantizing_at_load_needs_host_memory_for_the_fp32_model() -> None:
+    # NxD Inference quantizes fp8/int8 weights at load from `from_pretrained` with no dtype: fp32 in the
+    # transformers 4.57 it pins. int8 Llama-3.1-8B used to land on inf2.xlarge (16 GiB of host memory).
+    for dtype in ("int8", "fp8"):
+        result = size(make_request(source="hf://meta-llama/Llama-3.1-8B-Instruct", dtype=dtype))
+        assert result.instance.name == "inf2.8xlarge"
+        assert result.host_memory_gib == pytest.approx(8.03e9 * 4 / GIB + 4)
+        assert f"fp32 model NxD Inference quantizes to {dtype} at load" in result.explanation
+    bf16 = size(make_request())
+    assert bf16.host_memory_gib == pytest.approx(bf16.weights_gib + 4)
+
+
+def test_pinning_inf2_xlarge_for_int8_8b_explains_the_fp32_load() -> None:
+    with pytest.raises(SizingError) as err:
+        size(make_request(dtype="int8", instance_type="inf2.xlarge"))
+    message = str(err.value)
+    assert "inf2.xlarge has 16 GiB of host memory" in message
+    assert "GiB for the fp32 model NxD Inference quantizes to int8 at load" in message
+    assert "smallest fit: inf2.8xlarge with TP 1" in message
+
+
+def test_trn2_fp8_weights_come_from_an_fp8_checkpoint() -> None:
+    # The vLLM Neuron plugin on trn2 quantizes nothing at load: it reads a calibrated FP8 checkpoint.
+    result = size(make_request(source=LLAMA_405B, dtype="fp8"))
+    assert result.instance.family == "trn2"
+    assert result.host_memory_gib == pytest.approx(result.weights_gib + 4)
 
 
 def test_small_model_fits_the_cheapest_instance() -> None:

@@ -33,6 +33,32 @@ RUNTIME_OVERHEAD_GIB_PER_CORE = 1.0
 # rather than on inf2.xlarge, which has 16 GiB of host memory (NEURON.md "Known mappings", "Cold start").
 HOST_PROCESS_GIB = 4.0
 
+# fp8/int8 weights on NxD Inference (the inf2/trn1 image) are quantized when the model compiles: vllm-neuron's NxDI
+# loader (`_compile_and_load_model`) calls `save_quantized_state_dict`, whose `generate_quantized_state_dict` runs
+# `load_hf_model` = `LlamaForCausalLM.from_pretrained(model_path)` on the CPU with no dtype
+# (neuronx-distributed-inference models/application_base.py, models/llama/modeling_llama.py; NEURON.md "Engine
+# fidelity findings" 4). NxDI pins transformers 4.57 (setup.py), whose from_pretrained loads "in torch.float (fp32)"
+# when no dtype is given, so the host holds the whole model at 4 bytes per parameter before quantizing it.
+# ⚠ A real image confirms the transformers version. Sizing takes this worst case (a compile miss) even when a
+# restored compile cache holds the quantized checkpoint, since a miss can always happen.
+QUANTIZE_LOAD_BYTES_PER_PARAM = 4
+QUANTIZED_DTYPES = frozenset({"fp8", "int8"})
+# Families served by the vLLM Neuron plugin image (no NxD Inference): its FP8 weights come from a calibrated
+# checkpoint and nothing is quantized at load (vllm-neuron features-guide.md "FP8 static weight quantization").
+# trn3 is not in the catalog yet.
+PLUGIN_FAMILIES = frozenset({"trn2", "trn3"})
+
+
+def quantizes_at_load(dtype: str, family: str) -> bool:
+    """Whether the engine on `family` builds `dtype` weights from a full-precision checkpoint when it starts."""
+    return dtype in QUANTIZED_DTYPES and family not in PLUGIN_FAMILIES
+
+
+def host_load_gib(arch: ModelArchitecture, dtype: Dtype, family: str) -> float:
+    """Host memory the weights take while the model loads: the fp32 model when quantizing at load, else the weights."""
+    per_param = QUANTIZE_LOAD_BYTES_PER_PARAM if quantizes_at_load(dtype, family) else BYTES_PER_PARAM[dtype]
+    return arch.params_billions * 1e9 * per_param / GIB
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:
@@ -111,7 +137,7 @@ def estimate_memory(
         kv_cache_gib=kv,
         overhead_gib=overhead,
         capacity_gib=tensor_parallel * instance.hbm_per_core_gib,
-        host_required_gib=weights + HOST_PROCESS_GIB,
+        host_required_gib=host_load_gib(arch, dtype, instance.family) + HOST_PROCESS_GIB,
         host_capacity_gib=float(instance.memory_gib),
         padded_heads=padded_heads(arch, tensor_parallel),
         kv_heads_stored=stored_kv_heads(arch, tensor_parallel),

@@ -23,6 +23,7 @@ from neuroscale.sizing.memory import (
     estimate_memory,
     kv_bytes_per_token,
     padding_bytes,
+    quantizes_at_load,
 )
 from neuroscale.sizing.throughput import decode_tokens_per_second
 
@@ -190,9 +191,16 @@ def _misfit(arch: ModelArchitecture, req: SizingRequest, instance: InstanceType,
         )
     return (
         f"{instance.name} has {instance.memory_gib} GiB of host memory but loading {what} needs "
-        f"~{est.host_required_gib:.0f} GiB ({est.weights_gib:.0f} GiB of weights + {HOST_PROCESS_GIB:.0f} GiB "
+        f"~{est.host_required_gib:.0f} GiB ({_host_load(req, instance, est)} + {HOST_PROCESS_GIB:.0f} GiB "
         f"for the serving process); {_suggestion(arch, req)}"
     )
+
+
+def _host_load(req: SizingRequest, instance: InstanceType, est: MemoryEstimate) -> str:
+    loaded = est.host_required_gib - HOST_PROCESS_GIB
+    if quantizes_at_load(req.dtype, instance.family):
+        return f"{loaded:.0f} GiB for the fp32 model NxD Inference quantizes to {req.dtype} at load"
+    return f"{loaded:.0f} GiB of weights"
 
 
 def _no_fit_error(arch: ModelArchitecture, req: SizingRequest, instances: list[InstanceType]) -> SizingError:
@@ -254,7 +262,10 @@ def _explain(
         uneven.append(f"{arch.kv_heads} KV heads are replicated to {est.kv_heads_stored}")
     if uneven:
         lines.append(f"At TP {tp}, {' and '.join(uneven)} (counted in the memory above).")
-    lines.append(f"Host memory: ~{est.host_required_gib:.0f} GiB to load, {instance.memory_gib} GiB available.")
+    loading = f" ({_host_load(req, instance, est)})" if quantizes_at_load(req.dtype, instance.family) else ""
+    lines.append(
+        f"Host memory: ~{est.host_required_gib:.0f} GiB to load{loading}, {instance.memory_gib} GiB available."
+    )
     if req.instance_type is not None:
         how = "" if req.tensor_parallel else f"; TP {tp} is the smallest allowed degree that fits on it"
         lines.append(f"{instance.name} was pinned{how}.")
