@@ -11,10 +11,13 @@ from typing import Any
 @contextlib.asynccontextmanager
 async def running_operator(
     namespace: str, *, resync_seconds: float = 3.0, api: Any = None, login: Callable[..., Any] | None = None,
+    config: Any = None,
 ) -> AsyncIterator[Any]:
     """The real operator (kopf + our registry) as a task in this loop, watching `namespace` of the real cluster.
 
     `api` and `login` default to the current kubeconfig's credentials; the RBAC test passes a ServiceAccount's.
+    `config` (an OperatorConfig) replaces the default one, and with it `resync_seconds`: the autoscaling test
+    passes its Prometheus URL and a short control interval.
     """
     import kopf
 
@@ -22,7 +25,7 @@ async def running_operator(
     from neuroscale.runtime import OperatorConfig, Runtime
     from tests.support.kube import operator_task
 
-    config = OperatorConfig(resync_seconds=resync_seconds, autoscale_interval_seconds=5.0)
+    config = config or OperatorConfig(resync_seconds=resync_seconds, autoscale_interval_seconds=5.0)
     api = api or load_config()
     runtime = Runtime(kube=KubeClient(api), config=config)
     async with operator_task(runtime, login or login_as(api), [namespace], start_timeout=30) as running:
