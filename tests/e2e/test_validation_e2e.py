@@ -168,7 +168,7 @@ MODEL_DEPLOYMENT_ROWS = [
             "spec.accelerator.families: Too many: 5: must have at most 4 items"),
     Invalid("md: prometheus url not http", md(autoscaling={"metrics": {"prometheusUrl": "prometheus:9090"}}),
             'spec.autoscaling.metrics.prometheusUrl: Invalid value: "prometheus:9090": '
-            "spec.autoscaling.metrics.prometheusUrl in body should match '^https?://'"),
+            "spec.autoscaling.metrics.prometheusUrl in body should match '^https?://"),
     Invalid("md: two Ready conditions in status",
             deep_merge(md(), {"status": {"conditions": [
                 {"type": "Ready", "status": "True", "reason": "Serving", "lastTransitionTime": "2025-01-02T03:04:05Z"},

@@ -276,7 +276,9 @@ def test_cache_tier_spec_that_cannot_work_is_degraded():
     problem = ConditionUpdate(R.RESOLVED, "False", R.INVALID_SPEC, describe(invalid.value))
     ready = cache_tier(cache_observed())["status"]
     result = health(cache_tier(CacheObserved(spec_problem=problem), generation=2, previous=ready))
-    assert result["status"] == "Degraded" and result["message"].startswith("spec.backend.external.url: String should")
+    assert result["status"] == "Degraded"
+    assert result["message"].startswith("spec.backend.external.url: a URL must not carry credentials")
+    assert "secret" not in result["message"]
 
 
 def test_cache_tier_apply_failure_is_degraded():

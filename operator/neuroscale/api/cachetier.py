@@ -6,15 +6,22 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from neuroscale.api.common import CONDITIONS_FIELD, Condition, SecretKeyRef, default_object
-from neuroscale.api.inferencecascade import AWS_REGION, HTTP_URL
+from neuroscale.api.common import (
+    CONDITIONS_FIELD, REDIS_URL, Condition, HttpUrl, RedisUrl, SecretKeyRef, default_object,
+)
+from neuroscale.api.inferencecascade import AWS_REGION
 from neuroscale.api.modeldeployment import QUANTITY
-from neuroscale.api.schema import ApiModel
+from neuroscale.api.schema import ApiModel, Rule, crd_rules
 
-# Credentials never travel in the URL: the password comes from passwordSecretRef.
-REDIS_URL = r"^rediss?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[0-9]{1,2})?$"
+__all__ = ["REDIS_URL"]  # the shared pattern (neuroscale.api.common), still importable from here
+
 DEFAULT_SIMILARITY_THRESHOLD = 0.86  # the cache's measured default (neuroscale.cache.settings)
-
+ONE_BACKEND_RULE = Rule("has(self.inCluster) != has(self.external)", "set exactly one of inCluster or external")
+OPENAI_EMBEDDING_RULE = Rule("self.kind != 'openai' || has(self.url)", "embedding kind openai needs url")
+BEDROCK_EMBEDDING_RULE = Rule("self.kind != 'bedrock' || (has(self.model) && has(self.region))",
+                              "embedding kind bedrock needs model (a Titan model id) and region")
+SEMANTIC_ONLY_RULE = Rule("self.mode == 'semantic' || !has(self.semantic)",
+                          "semantic settings apply only to mode semantic")
 
 
 class InClusterRedis(ApiModel):
@@ -27,9 +34,11 @@ class InClusterRedis(ApiModel):
 class ExternalRedis(ApiModel):
     """An existing Redis or Amazon ElastiCache (Redis OSS / Valkey) endpoint."""
 
-    url: str = Field(
+    # Credentials never travel in the URL (the shared URL pattern has no userinfo): the password comes from
+    # passwordSecretRef.
+    url: RedisUrl = Field(
         description="redis://host:port/db, or rediss:// for TLS (ElastiCache in-transit encryption). No credentials.",
-        max_length=512, pattern=REDIS_URL,
+        max_length=512,
     )
     password_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding the Redis AUTH password, mounted into gateways as env."
@@ -39,13 +48,7 @@ class ExternalRedis(ApiModel):
 class CacheBackend(ApiModel):
     """Where entries live: exactly one of inCluster or external."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "has(self.inCluster) != has(self.external)", "message": "set exactly one of inCluster or external"}
-            ]
-        }
-    }
+    model_config = crd_rules(ONE_BACKEND_RULE)
 
     in_cluster: InClusterRedis | None = Field(default=None, description="Run Redis in the cluster.")
     external: ExternalRedis | None = Field(default=None, description="Use an existing Redis / ElastiCache endpoint.")
@@ -54,30 +57,31 @@ class CacheBackend(ApiModel):
     def _exactly_one(self) -> CacheBackend:
         # The CRD's CEL rule says the same; this catches it where no API server ran (plan, tests).
         if (self.in_cluster is None) == (self.external is None):
-            raise ValueError("set exactly one of inCluster or external")
+            raise ONE_BACKEND_RULE.refused()
         return self
 
 
 class EmbeddingSpec(ApiModel):
     """The model that embeds prompts for semantic matching."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "self.kind != 'openai' || has(self.url)", "message": "embedding kind openai needs url"},
-                {"rule": "self.kind != 'bedrock' || (has(self.model) && has(self.region))",
-                 "message": "embedding kind bedrock needs model (a Titan model id) and region"},
-            ]
-        }
-    }
+    model_config = crd_rules(OPENAI_EMBEDDING_RULE, BEDROCK_EMBEDDING_RULE)
 
     kind: Literal["local", "openai", "bedrock"] = Field(
         default="local", description="local (MiniLM in the gateway), openai (/v1/embeddings) or bedrock (Titan)."
     )
     model: str | None = Field(default=None, max_length=256, description="Model name or id; local default all-MiniLM-L6-v2.")
-    url: str | None = Field(default=None, max_length=2048, pattern=HTTP_URL, description="Embeddings base URL (openai).")
+    url: HttpUrl | None = Field(default=None, max_length=2048,
+                                description="Embeddings base URL (openai). No credentials: see apiKeySecretRef.")
     api_key_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key with the embeddings API key.")
     region: str | None = Field(default=None, max_length=32, pattern=AWS_REGION, description="AWS region (bedrock).")
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> EmbeddingSpec:
+        if self.kind == "openai" and self.url is None:
+            raise OPENAI_EMBEDDING_RULE.refused()
+        if self.kind == "bedrock" and (self.model is None or self.region is None):
+            raise BEDROCK_EMBEDDING_RULE.refused()
+        return self
 
 
 class SemanticSpec(ApiModel):
@@ -111,14 +115,7 @@ class IsolationSpec(ApiModel):
 class CacheTierSpec(ApiModel):
     """Desired state of a CacheTier."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "self.mode == 'semantic' || !has(self.semantic)",
-                 "message": "semantic settings apply only to mode semantic"}
-            ]
-        }
-    }
+    model_config = crd_rules(SEMANTIC_ONLY_RULE)
 
     mode: Literal["exact", "semantic"] = Field(
         default="exact", description="exact (same request) or semantic (same meaning, by embedding similarity)."
@@ -136,6 +133,12 @@ class CacheTierSpec(ApiModel):
     semantic: SemanticSpec | None = Field(default=None, description="Semantic matching settings (mode semantic).")
     cacheable: CacheableSpec = Field(**default_object(CacheableSpec, "Which requests are cached."))
     isolation: IsolationSpec = Field(**default_object(IsolationSpec, "Isolation scope."))
+
+    @model_validator(mode="after")
+    def _semantic_only_in_semantic_mode(self) -> CacheTierSpec:
+        if self.mode != "semantic" and self.semantic is not None:
+            raise SEMANTIC_ONLY_RULE.refused()
+        return self
 
 
 class CacheTierStatus(ApiModel):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from neuroscale.api.schema import ApiModel
 
@@ -15,6 +17,46 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # RFC 1123 label: what Kubernetes accepts for names of Services, Secrets and most objects.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+# Every URL field of every kind shares one authority: a host name or IP literal and an optional port in 1..65535,
+# and never userinfo (`user:password@`). URLs are copied into status, the gateway ConfigMap, Events and logs;
+# credentials travel in Secret references instead. The host's characters leave out `@` and `:`, so no userinfo
+# can match (the way the Redis URL always refused it).
+URL_HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
+URL_PORT = r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+
+
+def url_pattern(scheme: str, rest: str) -> str:
+    """`^scheme://host[:port]rest$` with the shared authority (no userinfo, port 1..65535)."""
+    return f"^{scheme}://{URL_HOST}{URL_PORT}{rest}$"
+
+
+HTTP_URL = url_pattern("https?", r"([/?#][^\s]*)?")
+REDIS_URL = url_pattern("rediss?", r"(/[0-9]{1,2})?")
+_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#\s]*)")
+
+
+def _check_authority(value: Any) -> Any:
+    """Say plainly what is wrong with a URL's authority (the pattern refuses the same, with its regex as the
+    message). The value is never echoed: it may hold a password, and messages end up in status."""
+    if not isinstance(value, str) or (found := _AUTHORITY.match(value)) is None:
+        return value
+    authority = found.group(1)
+    if "@" in authority:
+        raise PydanticCustomError(
+            "url_credentials",
+            "a URL must not carry credentials (user:password@); reference a Secret for them instead",
+        )
+    port = re.search(r":([0-9]+)$", authority)
+    if port and not 1 <= int(port.group(1)) <= 65535:
+        raise PydanticCustomError("url_port", "the URL's port must be between 1 and 65535")
+    return value
+
+
+# Annotated string types for URL fields: the pattern goes into the CRD, the check into the model.
+# (The check comes after the pattern so that it wraps it: the JSON schema then keeps the pattern.)
+HttpUrl = Annotated[str, Field(pattern=HTTP_URL), BeforeValidator(_check_authority)]
+RedisUrl = Annotated[str, Field(pattern=REDIS_URL), BeforeValidator(_check_authority)]
 
 
 def default_object(model: type[BaseModel], description: str) -> dict[str, Any]:

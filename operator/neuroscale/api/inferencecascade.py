@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from neuroscale.api.common import CONDITIONS_FIELD, DNS_LABEL, Condition, SecretKeyRef, default_object
+from neuroscale.api.common import (
+    CONDITIONS_FIELD, DNS_LABEL, HTTP_URL, Condition, HttpUrl, SecretKeyRef, default_object,
+)
 from neuroscale.api.modeldeployment import QUANTITY, ServiceAccountSpec
-from neuroscale.api.schema import ApiModel
+from neuroscale.api.schema import ApiModel, Rule, crd_rules, refused
+
+__all__ = ["AWS_REGION", "HTTP_URL", "TIER_KINDS"]  # HTTP_URL: the shared pattern, still importable from here
 
 AWS_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
-HTTP_URL = r"^https?://[^\s]+$"
 TIER_KINDS = ("modelDeployment", "openai", "bedrock", "sagemaker")
 
 # Structural schemas have no unions: a tier is an object with one optional member per kind, and CEL keeps exactly one.
-_ONE_KIND_RULE = " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in TIER_KINDS) + " == 1"
-
+ONE_KIND_RULE = Rule(
+    " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in TIER_KINDS) + " == 1",
+    "set exactly one of modelDeployment, openai, bedrock or sagemaker",
+)
+DEFAULT_MAX_TIER_RULE = Rule(
+    "!has(self.escalation) || !has(self.escalation.defaultMaxTier) || "
+    "self.tiers.exists(t, t.name == self.escalation.defaultMaxTier)",
+    "escalation.defaultMaxTier must name one of the tiers",
+)
+MODEL_NAME_RULE = Rule(
+    "!has(self.modelName) || self.tiers.all(t, t.name != self.modelName)",
+    "modelName must differ from every tier name",
+)
 
 
 class ModelDeploymentTier(ApiModel):
@@ -28,9 +42,9 @@ class ModelDeploymentTier(ApiModel):
 class OpenAITier(ApiModel):
     """An external OpenAI-compatible endpoint."""
 
-    url: str = Field(
-        description="Base URL including the API prefix, e.g. https://api.example.com/v1.", max_length=2048,
-        pattern=HTTP_URL,
+    url: HttpUrl = Field(
+        description="Base URL including the API prefix, e.g. https://api.example.com/v1. No credentials: the key "
+        "comes from apiKeySecretRef.", max_length=2048,
     )
     model: str = Field(description="Model name the endpoint expects in requests.", min_length=1, max_length=256)
     api_key_secret_ref: SecretKeyRef | None = Field(
@@ -46,9 +60,8 @@ class BedrockTier(ApiModel):
         min_length=1, max_length=2048,
     )
     region: str = Field(description="AWS region of the Bedrock runtime.", max_length=32, pattern=AWS_REGION)
-    endpoint_url: str | None = Field(
+    endpoint_url: HttpUrl | None = Field(
         default=None, description="Runtime endpoint override (a VPC interface endpoint).", max_length=2048,
-        pattern=HTTP_URL,
     )
 
 
@@ -66,9 +79,8 @@ class SageMakerTier(ApiModel):
         default="messages",
         description="Request schema: messages (OpenAI chat, what LMI accepts) or inputs ({inputs, parameters}).",
     )
-    endpoint_url: str | None = Field(
+    endpoint_url: HttpUrl | None = Field(
         default=None, description="Runtime endpoint override (a VPC interface endpoint).", max_length=2048,
-        pattern=HTTP_URL,
     )
 
 
@@ -83,14 +95,7 @@ class TierTimeouts(ApiModel):
 class CascadeTier(ApiModel):
     """One tier of the cascade: exactly one of modelDeployment, openai, bedrock or sagemaker."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": _ONE_KIND_RULE,
-                 "message": "set exactly one of modelDeployment, openai, bedrock or sagemaker"},
-            ]
-        }
-    }
+    model_config = crd_rules(ONE_KIND_RULE)
 
     name: str = Field(
         description="Tier name: clients may send it as `model` to target this tier; reported in status and metrics.",
@@ -110,7 +115,7 @@ class CascadeTier(ApiModel):
     def _exactly_one_kind(self) -> CascadeTier:
         # The CRD's CEL rule says the same; this catches it where no API server ran (plan, tests).
         if sum(getattr(self, _snake(k)) is not None for k in TIER_KINDS) != 1:
-            raise ValueError("set exactly one of modelDeployment, openai, bedrock or sagemaker")
+            raise ONE_KIND_RULE.refused()
         return self
 
     @property
@@ -129,10 +134,9 @@ class EscalationSpec(ApiModel):
     on_upstream_error: bool = Field(default=True, description="Escalate on connection errors, timeouts, 429 and 5xx.")
     on_empty_answer: bool = Field(default=True, description="Escalate when the answer is empty.")
     on_refusal: bool = Field(default=True, description="Escalate when the answer matches a refusal pattern.")
-    refusal_patterns: list[str] | None = Field(
+    refusal_patterns: list[Annotated[str, Field(max_length=512)]] | None = Field(
         default=None, max_length=32,
         description="Case-insensitive regular expressions for refusals; omitted → the gateway's built-in list.",
-        json_schema_extra={"items": {"type": "string", "maxLength": 512}},
     )
     min_mean_logprob: float | None = Field(
         default=None, le=0, ge=-100,
@@ -183,21 +187,7 @@ class CacheTierRef(ApiModel):
 class InferenceCascadeSpec(ApiModel):
     """Desired state of an InferenceCascade."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.escalation) || !has(self.escalation.defaultMaxTier) || "
-                    "self.tiers.exists(t, t.name == self.escalation.defaultMaxTier)",
-                    "message": "escalation.defaultMaxTier must name one of the tiers",
-                },
-                {
-                    "rule": "!has(self.modelName) || self.tiers.all(t, t.name != self.modelName)",
-                    "message": "modelName must differ from every tier name",
-                },
-            ]
-        }
-    }
+    model_config = crd_rules(DEFAULT_MAX_TIER_RULE, MODEL_NAME_RULE)
 
     tiers: list[CascadeTier] = Field(
         min_length=1, max_length=8, description="Ordered cheapest first; the last tier is the fallback.",
@@ -212,6 +202,19 @@ class InferenceCascadeSpec(ApiModel):
         default=None, description="Response cache; while the CacheTier is missing the gateway serves uncached."
     )
     gateway: GatewaySpec = Field(**default_object(GatewaySpec, "Gateway Deployment and Service."))
+
+    @model_validator(mode="after")
+    def _tiers_agree(self) -> InferenceCascadeSpec:
+        names = [tier.name for tier in self.tiers]
+        # The CRD's list-map key: the API server refuses a second tier with a name already used.
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise refused(f"tier names must be unique; more than one tier is named {', '.join(duplicates)}")
+        if self.escalation.default_max_tier is not None and self.escalation.default_max_tier not in names:
+            raise DEFAULT_MAX_TIER_RULE.refused()
+        if self.model_name is not None and self.model_name in names:
+            raise MODEL_NAME_RULE.refused()
+        return self
 
 
 class TierStatus(ApiModel):

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from neuroscale.api.common import (
     CONDITIONS_FIELD,
     DNS_LABEL,
     Condition,
     EnvVar,
+    HttpUrl,
     SecretKeyRef,
     Toleration,
     default_object,
 )
-from neuroscale.api.schema import ApiModel
+from neuroscale.api.schema import ApiModel, Rule, crd_rules, refused
 from neuroscale.sizing.catalog import CATALOG
 
 InstanceTypeName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
@@ -26,6 +27,8 @@ WeightDtype = Literal["bf16", "fp16", "fp8", "int8"]
 MODEL_SOURCE = r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?)$"
 S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+# TGI's and DJL-LMI's Neuron backends run on Inferentia2 and Trainium1 only (NEURON.md "Serving engines").
+LEGACY_ENGINE_FAMILIES = ("inf2", "trn1", "trn1n")
 
 
 def _allowed_tp_rule() -> str:
@@ -35,6 +38,20 @@ def _allowed_tp_rule() -> str:
         "!has(self.instanceType) || !has(self.tensorParallelDegree) || "
         f"self.tensorParallelDegree in {{{entries}}}[self.instanceType]"
     )
+
+
+TP_RULE = Rule(_allowed_tp_rule(), "tensorParallelDegree is not supported on this instance type")
+REPLICAS_RULE = Rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas")
+ENGINE_FEATURES_RULE = Rule(
+    "self.engine.name == 'vllm' || (self.model.kvCacheDtype == 'auto' && "
+    "(self.model.dtype == 'bf16' || self.model.dtype == 'fp16') && !self.engine.prefixCaching)",
+    "fp8/int8 weights, an fp8 KV cache and prefix caching need engine vllm",
+)
+TRN2_RULE = Rule(
+    "self.engine.name == 'vllm' || !has(self.accelerator.instanceType) || "
+    "!self.accelerator.instanceType.startsWith('trn2')",
+    "trn2 instances need engine vllm (TGI and DJL-LMI support inf2 and trn1 only)",
+)
 
 
 class ModelSpec(ApiModel):
@@ -79,11 +96,10 @@ class EngineSpec(ApiModel):
         description="vllm (recommended, NxD Inference), tgi (Neuron backend in maintenance), djl-lmi (legacy).",
     )
     image: str | None = Field(default=None, max_length=512, description="Container image override.")
-    args: list[str] = Field(
+    args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list,
         max_length=64,
         description="Extra engine arguments, appended as a list (never through a shell).",
-        json_schema_extra={"items": {"type": "string", "maxLength": 1024}},
     )
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra literal environment variables.")
     hub_token_secret_ref: SecretKeyRef | None = Field(
@@ -97,13 +113,7 @@ class EngineSpec(ApiModel):
 class AcceleratorSpec(ApiModel):
     """Instance and NeuronCores; anything left out is chosen by sizing."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": _allowed_tp_rule(), "message": "tensorParallelDegree is not supported on this instance type"}
-            ]
-        }
-    }
+    model_config = crd_rules(TP_RULE)
 
     instance_type: InstanceTypeName | None = Field(  # type: ignore[valid-type]
         default=None, description="EC2 instance type; omitted → the cheapest that fits."
@@ -122,6 +132,13 @@ class AcceleratorSpec(ApiModel):
         description="Scheduler for the pods, e.g. the Neuron scheduler extension (needed for multi-device pods).",
     )
 
+    @model_validator(mode="after")
+    def _tp_supported(self) -> AcceleratorSpec:
+        if (self.instance_type is not None and self.tensor_parallel_degree is not None
+                and self.tensor_parallel_degree not in CATALOG[self.instance_type].allowed_tp):
+            raise TP_RULE.refused()
+        return self
+
 
 class BatchingSpec(ApiModel):
     """Continuous batching (fixed at compile time on Neuron)."""
@@ -139,21 +156,17 @@ class CompileCacheSpec(ApiModel):
 class MetricsSpec(ApiModel):
     """Per-resource override of where the autoscaler reads engine metrics."""
 
-    prometheus_url: str | None = Field(
-        default=None, max_length=1024, pattern=r"^https?://", description="Prometheus (or AMP workspace) query URL."
+    prometheus_url: HttpUrl | None = Field(
+        default=None, max_length=1024,
+        description="Prometheus (or AMP workspace) query URL. Queried without the operator's credentials (bearer "
+        "token, SigV4): those go only to the operator's own --prometheus-url. No credentials in the URL.",
     )
 
 
 class AutoscalingSpec(ApiModel):
     """Token-throughput autoscaling. When enabled the operator owns the replica count."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
-            ]
-        }
-    }
+    model_config = crd_rules(REPLICAS_RULE)
 
     enabled: bool = Field(default=True, description="Scale on generated tokens/s and queue depth.")
     min_replicas: int = Field(default=1, ge=1, le=1000, description="Never fewer replicas (Neuron cold starts are minutes).")
@@ -179,6 +192,12 @@ class AutoscalingSpec(ApiModel):
     metrics: MetricsSpec = Field(
         default_factory=MetricsSpec, description="Metrics source override.", json_schema_extra={"default": {}}
     )
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise REPLICAS_RULE.refused()
+        return self
 
 
 class ServiceSpec(ApiModel):
@@ -223,22 +242,7 @@ class SchedulingSpec(ApiModel):
 class ModelDeploymentSpec(ApiModel):
     """Desired state of a ModelDeployment."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.engine.name == 'vllm' || (self.model.kvCacheDtype == 'auto' && "
-                    "(self.model.dtype == 'bf16' || self.model.dtype == 'fp16') && !self.engine.prefixCaching)",
-                    "message": "fp8/int8 weights, an fp8 KV cache and prefix caching need engine vllm",
-                },
-                {
-                    "rule": "self.engine.name == 'vllm' || !has(self.accelerator.instanceType) || "
-                    "!self.accelerator.instanceType.startsWith('trn2')",
-                    "message": "trn2 instances need engine vllm (TGI and DJL-LMI support inf2 and trn1 only)",
-                },
-            ]
-        }
-    }
+    model_config = crd_rules(ENGINE_FEATURES_RULE, TRN2_RULE)
 
     model: ModelSpec = Field(description="The model to serve.")
     engine: EngineSpec = Field(**default_object(EngineSpec, "Serving engine."))
@@ -253,6 +257,24 @@ class ModelDeploymentSpec(ApiModel):
     service_account: ServiceAccountSpec = Field(**default_object(ServiceAccountSpec, "Pod identity."))
     resources: ResourcesSpec = Field(**default_object(ResourcesSpec, "Host CPU and memory."))
     scheduling: SchedulingSpec = Field(**default_object(SchedulingSpec, "Placement."))
+
+    @model_validator(mode="after")
+    def _engine_supports(self) -> ModelDeploymentSpec:
+        if self.engine.name == "vllm":
+            return self
+        if (self.model.kv_cache_dtype != "auto" or self.model.dtype not in ("bf16", "fp16")
+                or self.engine.prefix_caching):
+            raise ENGINE_FEATURES_RULE.refused()
+        if (self.accelerator.instance_type or "").startswith("trn2"):
+            raise TRN2_RULE.refused()
+        # Not in the CRD (sizing narrows the families an engine may use); refused here rather than as a sizing failure.
+        chosen = self.accelerator.families
+        if chosen and not any(f in LEGACY_ENGINE_FAMILIES for f in chosen):
+            raise refused(
+                f"engine {self.engine.name} runs on {', '.join(LEGACY_ENGINE_FAMILIES)} only, but "
+                f"accelerator.families allows {', '.join(chosen)}; use engine vllm or add an inf2/trn1 family"
+            )
+        return self
 
 
 class SizingStatus(ApiModel):

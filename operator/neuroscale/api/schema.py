@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 # JSON-Schema keywords a structural schema accepts; everything else pydantic emits (title, $defs, ...) is dropped.
 _KEPT = {
@@ -24,11 +26,58 @@ class ApiModel(BaseModel):
         extra="forbid",
         frozen=True,
         use_enum_values=True,
+        # Types as the CRD's schema has them: "2" is not an integer, nor "true" a boolean (an int is a number).
+        strict=True,
     )
 
     def to_wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase, defaults omitted where unset."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One CRD validation rule: the CEL the API server runs and the message both it and the model give.
+
+    A model carries its rules in the CRD (`crd_rules`) and checks each in a validator that raises `refused()`,
+    so an object the API server never checked (an older CRD, a direct etcd write) meets the same rule, worded the
+    same (tests/unit/test_api_parity.py holds every rule of the CRDs to that).
+    """
+
+    rule: str
+    message: str
+
+    def refused(self) -> PydanticCustomError:
+        return refused(self.message, "crd_rule")
+
+
+def refused(message: str, kind: str = "invalid") -> PydanticCustomError:
+    """A validator's error whose message is exactly `message` (no "Value error, " before it, no formatting)."""
+    return PydanticCustomError(kind, "{message}", {"message": message})
+
+
+def crd_rules(*rules: Rule) -> ConfigDict:
+    """ApiModel's config with these rules as the schema's `x-kubernetes-validations`."""
+    return ApiModel.model_config | {  # type: ignore[return-value]
+        "json_schema_extra": {"x-kubernetes-validations": [{"rule": r.rule, "message": r.message} for r in rules]}
+    }
+
+
+class ObjectProblem(ValidationError):
+    """What is wrong with an object outside its spec (its name, which names its children), as a ValidationError.
+
+    Everything that reports an invalid spec reports it the same way (`InvalidSpec`, never as a sizing failure), and
+    `describe` gives its own path, e.g. `metadata.name: ...`. `str()` is that line too, for callers that catch
+    ValueError.
+    """
+
+    @classmethod
+    def at(cls, path: tuple[str, ...], kind: str, message: str, value: Any = None) -> ObjectProblem:
+        error = {"type": refused(message, "invalid_object"), "loc": path, "input": value}
+        return cls.from_exception_data(kind, [error])  # type: ignore[list-item]
+
+    def __str__(self) -> str:
+        return describe(self)
 
 
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -97,9 +146,14 @@ def _collapse_optional(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe(error: ValidationError, prefix: str = "spec") -> str:
-    """One line per problem, with the wire (camelCase) path, e.g. `spec.model.maxModelLen: ...`."""
+    """One line per problem, with the wire (camelCase) path, e.g. `spec.model.maxModelLen: ...`.
+
+    An ObjectProblem's path is the object's own (e.g. `metadata.name`), not under `prefix`.
+    """
     lines = []
+    absolute = isinstance(error, ObjectProblem)
     for problem in error.errors():
-        path = ".".join([prefix, *(to_camel(p) if isinstance(p, str) else f"[{p}]" for p in problem["loc"])])
+        steps = (to_camel(p) if isinstance(p, str) else f"[{p}]" for p in problem["loc"])
+        path = ".".join([*(() if absolute else (prefix,)), *steps])
         lines.append(f"{path.replace('.[', '[')}: {problem['msg']}")
     return "; ".join(lines)
