@@ -161,7 +161,7 @@ def render_cache_tier(name: str, namespace: str, spec: CacheTierSpec) -> Rendere
 
     Raises ValueError for names that cannot name the children. Objects carry no ownerReferences (the caller adopts).
     """
-    validate_names(redis_name(name), namespace)
+    validate_names(name, namespace, kind="CacheTier", suffix=SUFFIX, child="Redis Service")
     url = endpoint(name, namespace, spec)
     backend = spec.backend.in_cluster
     if backend is None:

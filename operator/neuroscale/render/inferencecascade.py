@@ -295,7 +295,7 @@ def render_inference_cascade(
 
     Raises ValueError for names or settings that cannot work. Objects carry no ownerReferences (the caller adopts).
     """
-    validate_names(gateway_name(name), namespace)
+    validate_names(name, namespace, kind="InferenceCascade", suffix=SUFFIX, child="gateway Service")
     config = gateway_config(name, spec, tiers, cache)
     config_json = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
     config_hash = hashlib.sha256(config_json.encode()).hexdigest()[:16]

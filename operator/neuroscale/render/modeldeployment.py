@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.api.schema import ObjectProblem
 from neuroscale.render import labels
 from neuroscale.render.engines import EngineImages, EngineInputs, get_engine
 from neuroscale.render.pod import PORT_NAME, S3_WEIGHTS_DIR, PodInputs, pod_template
@@ -96,20 +97,29 @@ def served_model_name(spec: ModelDeploymentSpec) -> str:
     return spec.model.source.split("://", 1)[1].rstrip("/").rsplit("/", 1)[-1]
 
 
-def validate_names(name: str, namespace: str) -> None:
-    """Children are named after the CR: a ValueError the operator turns into a condition when they cannot be."""
-    if len(name) > labels.MAX_NAME_LENGTH:
-        raise ValueError(
-            f"name {name!r} is {len(name)} characters; the Service named after it allows at most "
-            f"{labels.MAX_NAME_LENGTH}: use a shorter ModelDeployment name"
-        )
-    if not _DNS_1035.match(name):
-        raise ValueError(
-            f"name {name!r} cannot name a Service: use lowercase letters, digits and '-', starting with a letter "
-            "and ending with a letter or digit"
-        )
+def validate_names(name: str, namespace: str, *, kind: str = "ModelDeployment", suffix: str = "",
+                   child: str = "Service") -> None:
+    """Children are named after the resource (`name` + `suffix`, e.g. a cascade's `-gateway`): when they cannot
+    be, an ObjectProblem (a ValueError too) naming the resource's kind, which the operator reports as an invalid
+    object rather than a sizing failure."""
+    service = f"{name}{suffix}"
+    named = f"the {child} named after it" if not suffix else f"its {child} {service!r}"
+    object_kind = child.split()[-1]  # "gateway Service": the limit is a Service name's
+    if len(service) > labels.MAX_NAME_LENGTH:
+        longest = labels.MAX_NAME_LENGTH - len(suffix)
+        limit = (f"{named} allows at most {labels.MAX_NAME_LENGTH}: use a shorter {kind} name" if not suffix else
+                 f"{named} would be {len(service)}, and a {object_kind} name allows at most {labels.MAX_NAME_LENGTH}: "
+                 f"use a shorter {kind} name (at most {longest} characters)")
+        raise ObjectProblem.at(("metadata", "name"), kind, f"{kind} name {name!r} is {len(name)} characters; {limit}",
+                               name)
+    if not _DNS_1035.match(service):
+        raise ObjectProblem.at(("metadata", "name"), kind, (
+            f"{kind} name {name!r} cannot name {named}: use lowercase letters, digits and '-', starting with a "
+            f"letter and ending with a letter or digit (rename the {kind})"
+        ), name)
     if not namespace or len(namespace) > labels.MAX_NAME_LENGTH or not _DNS_1123.match(namespace):
-        raise ValueError(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
+        raise ObjectProblem.at(("metadata", "namespace"), kind,
+                               f"namespace {namespace!r} is not a valid Kubernetes namespace name", namespace)
 
 
 def _engine_model(spec: ModelDeploymentSpec) -> str:

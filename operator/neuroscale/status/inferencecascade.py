@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from neuroscale import reasons as R
 from neuroscale.conditions import ConditionUpdate, merge_conditions
@@ -19,6 +20,7 @@ CACHE_TIER_INVALID = "CacheTierInvalid"
 CACHE_TIER_NOT_READY = "CacheTierNotReady"
 CACHE_TIER_READY = "CacheTierReady"
 TIERS_RESOLVED = "TiersResolved"
+TIER_LOOPS_BACK = "TierLoopsBack"
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,52 @@ class CascadeObserved:
     apply_error: str | None = None
 
 
-def tiers_condition(tiers: list[dict[str, Any]]) -> ConditionUpdate:
-    """False naming every tier whose readiness is known to be False; external tiers (Unknown) do not block."""
+def _service_of(url: str | None) -> tuple[str, str] | None:
+    """(Service, namespace) of a `http://<service>.<namespace>.svc...` URL, as the gateway's endpoint is built."""
+    host = (urlsplit(url).hostname or "") if url else ""
+    labels = host.rstrip(".").split(".")
+    return (labels[0], labels[1]) if len(labels) >= 3 and labels[2] == "svc" else None
+
+
+def _reaches(url: str, service: str, namespace: str) -> bool:
+    """Whether `url` reaches Service `service` of `namespace` from a pod in that namespace: by its short name,
+    `<service>.<namespace>`, or `<service>.<namespace>.svc[.<cluster domain>]` (whatever the port: one Service)."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return False
+    labels = host.split(".")
+    return labels[0] == service and (len(labels) == 1 or (
+        labels[1] == namespace and (len(labels) == 2 or labels[2] == "svc")))
+
+
+def looping_tiers(tiers: list[dict[str, Any]], gateway_endpoint: str | None) -> tuple[str, list[str]]:
+    """(the gateway's Service, names of the tiers pointing at it). Such a tier sends each request back into the
+    gateway serving it, so it can never answer."""
+    own = _service_of(gateway_endpoint)
+    if own is None:
+        return "", []
+    return own[0], [t["name"] for t in tiers if _reaches(t.get("endpoint") or "", *own)]
+
+
+def flag_loops(tiers: list[dict[str, Any]], gateway_endpoint: str | None) -> list[dict[str, Any]]:
+    """The tiers as status reports them: one that points at the cascade's own gateway is not ready, saying why."""
+    service, loops = looping_tiers(tiers, gateway_endpoint)
+    message = f"points at this cascade's own gateway Service {service}: requests would loop back into the gateway"
+    return [{**t, "ready": "False", "message": message} if t["name"] in loops else t for t in tiers]
+
+
+def tiers_condition(tiers: list[dict[str, Any]], gateway_endpoint: str | None = None) -> ConditionUpdate:
+    """False naming every tier whose readiness is known to be False; external tiers (Unknown) do not block.
+
+    A tier pointing at the cascade's own gateway (`gateway_endpoint`) makes it False with its own reason.
+    """
+    service, loops = looping_tiers(tiers, gateway_endpoint)
+    if loops:
+        one = len(loops) == 1
+        return ConditionUpdate(TIERS_READY, "False", TIER_LOOPS_BACK, (
+            f"{', '.join(loops)} {'points' if one else 'point'} at this cascade's own gateway Service {service}: "
+            f"requests would loop back into the gateway; point {'it' if one else 'them'} at a model instead"))
     waiting = [f"{t['name']} ({t['message']})" if t.get("message") else t["name"]
                for t in tiers if t["ready"] == "False"]
     if waiting:
@@ -76,7 +122,7 @@ def cascade_status(
     if observed.spec_problem is not None:
         return spec_problem_status(current, observed.spec_problem, generation=generation, now=now)
 
-    tiers = tiers_condition(observed.tiers)
+    tiers = tiers_condition(observed.tiers, observed.endpoint)
     updates = [ConditionUpdate(R.RESOLVED, "True", TIERS_RESOLVED, f"{len(observed.tiers)} tiers resolved"), tiers]
     if observed.apply_error:
         updates.append(ConditionUpdate(R.DEGRADED, "True", R.APPLY_FAILED, observed.apply_error))
@@ -91,7 +137,7 @@ def cascade_status(
     dep_status = (observed.deployment or {}).get("status") or {}
     status: dict[str, Any] = {
         "conditions": conditions,
-        "tiers": observed.tiers,
+        "tiers": flag_loops(observed.tiers, observed.endpoint),
         "endpoint": observed.endpoint,
         "modelName": observed.model_name,
         "replicas": dep_status.get("replicas", 0),
