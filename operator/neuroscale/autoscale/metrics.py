@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,10 +27,14 @@ __all__ = [
     "MetricsSource",
     "MetricsTarget",
     "PrometheusSettings",
+    "same_endpoint",
 ]
 
+log = logging.getLogger(__name__)
 AMP_SIGNING_SERVICE = "aps"
 _MAX_CAUSE_CHARS = 300
+_MAX_LOGGED_BODY_CHARS = 2000
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class MetricsProblem(StrEnum):
@@ -66,6 +72,45 @@ class PrometheusSettings:
         if self.timeout_s <= 0 or self.max_sample_age_s <= 0:
             raise ValueError("timeout_s and max_sample_age_s must be positive")
         check_rate_window(self.rate_window)
+
+
+def _endpoint_key(url: str) -> tuple[str, str, int | None, str, str, str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return (scheme, (parts.hostname or "").rstrip("."), parts.port or _DEFAULT_PORTS.get(scheme),
+            parts.path.rstrip("/"), parts.query, parts.username or "")
+
+
+def same_endpoint(a: str, b: str) -> bool:
+    """Whether two Prometheus URLs are the same endpoint: scheme, host, port (explicit or default), path (trailing
+    slash aside), query and user. Anything else is another server, or another tenant (an AMP workspace) on it."""
+    try:
+        return _endpoint_key(a) == _endpoint_key(b)
+    except ValueError:  # an unparsable port
+        return False
+
+
+def display_url(url: str) -> str:
+    """The URL as messages show it: no userinfo and no query (either may hold a secret)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+class _BadAnswer(Exception):
+    """Prometheus answered, but not with a query result. `public` goes into status; `detail` (which may hold what
+    the server sent) only into the operator's log."""
+
+    def __init__(self, public: str, detail: str = "") -> None:
+        super().__init__(public)
+        self.public = public
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -147,6 +192,7 @@ class MetricsSource:
             self._auth = SigV4RequestAuth(settings.sigv4_region)
         elif settings.bearer_token_file:
             self._auth = BearerTokenFileAuth(settings.bearer_token_file)
+        self._where = display_url(settings.url)
 
     def read(self, target: MetricsTarget, now: float) -> MetricsReading:
         """Read at Unix time `now`; never raises for Prometheus down, empty or stale answers."""
@@ -158,11 +204,23 @@ class MetricsSource:
         except CredentialsUnavailable as error:
             return _failed(now, MetricsProblem.CREDENTIALS_UNAVAILABLE, str(error))
         except (requests.ConnectionError, requests.Timeout) as error:
-            message = f"Prometheus at {self.settings.url} unreachable: {_cause(error)}"
+            message = f"Prometheus at {self._where} unreachable: {_cause(error)}"
             return _failed(now, MetricsProblem.PROMETHEUS_UNREACHABLE, message)
+        except requests.TooManyRedirects as error:
+            # Only sessions that carry credentials refuse redirects: they must not follow one to another server.
+            code = getattr(error.response, "status_code", "3xx")
+            message = (f"Prometheus at {self._where} redirected (HTTP {code}); the operator sends its credentials "
+                       "only to the configured URL and does not follow redirects: configure the final URL")
+            return _failed(now, MetricsProblem.PROMETHEUS_QUERY_FAILED, message)
+        except _BadAnswer as error:
+            # What the server sent stays out of status (anyone who may read the ModelDeployment reads it there).
+            log.warning("Prometheus at %s %s%s", self._where, error.public,
+                        f": {error.detail}" if error.detail else "")
+            return _failed(now, MetricsProblem.PROMETHEUS_QUERY_FAILED,
+                           f"Prometheus at {self._where} {error.public} (details in the operator log)")
         # OSError also covers a CA file that is not there (yet): requests raises it before connecting.
-        except (OSError, PrometheusApiClientException, ValueError, KeyError, TypeError) as error:
-            message = f"Prometheus at {self.settings.url} failed: {_cause(error)}"
+        except OSError as error:
+            message = f"Prometheus at {self._where} failed: {_cause(error)}"
             return _failed(now, MetricsProblem.PROMETHEUS_QUERY_FAILED, message)
         return _combine(target, now, self.settings.max_sample_age_s, tokens, queue, last_sample)
 
@@ -174,8 +232,23 @@ class MetricsSource:
             self._clients.clear()
 
     def _query(self, query: str, now: float) -> dict[str, float]:
-        result = self._client().custom_query(query, params={"time": f"{now:.3f}"})
-        return _per_pod(result)
+        try:
+            result = self._client().custom_query(query, params={"time": f"{now:.3f}"})
+        except PrometheusApiClientException as error:
+            text = str(error)
+            code = re.match(r"HTTP Status Code (\d+)", text)
+            raise _BadAnswer(f"answered HTTP {code.group(1)}" if code else "refused the query",
+                             _truncated(text, _MAX_LOGGED_BODY_CHARS)) from None
+        except (ValueError, KeyError, TypeError) as error:  # a 200 whose body is not a Prometheus answer
+            body = getattr(error, "doc", None)  # a JSONDecodeError keeps the document it could not decode
+            detail = f"{type(error).__name__}: {error}" + (f"; body {body!r}" if isinstance(body, str) else "")
+            raise _BadAnswer("answered with something other than a Prometheus query result",
+                             _truncated(detail, _MAX_LOGGED_BODY_CHARS)) from None
+        try:
+            return _per_pod(result)
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            raise _BadAnswer("answered with something other than an instant vector",
+                             f"{type(error).__name__}: {_truncated(str(error), _MAX_LOGGED_BODY_CHARS)}") from None
 
     def _client(self) -> PrometheusConnect:
         # requests sessions are not documented as thread-safe; the timer may read from several threads.
@@ -190,6 +263,11 @@ class MetricsSource:
     def _connect(self) -> PrometheusConnect:
         session = requests.Session()
         session.verify = False if self.settings.insecure_skip_verify else (self.settings.ca_file or True)
+        if self._auth is not None:
+            # Credentials go to the configured URL only: a redirect (to any other URL) is an error, never followed.
+            # requests would drop the Authorization header on a redirect to another host, but not SigV4's
+            # X-Amz-Security-Token.
+            session.max_redirects = 0
         # One quick retry for a dropped connection; the next timer tick is the real retry.
         retry = Retry(total=1, backoff_factor=0.1, status_forcelist=(502, 503, 504), raise_on_status=False)
         return PrometheusConnect(
@@ -204,8 +282,11 @@ class MetricsSource:
 def _cause(error: Exception) -> str:
     """The root cause without the full query URL that requests puts in its messages."""
     first = error.args[0] if error.args else None
-    text = str(getattr(first, "reason", None) or error)
-    return text if len(text) <= _MAX_CAUSE_CHARS else text[: _MAX_CAUSE_CHARS - 1] + "…"
+    return _truncated(str(getattr(first, "reason", None) or error), _MAX_CAUSE_CHARS)
+
+
+def _truncated(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _per_pod(result: object) -> dict[str, float]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from neuroscale import reasons as R
 from neuroscale.api.modeldeployment import AutoscalingSpec, ModelDeploymentSpec
-from neuroscale.autoscale.metrics import MetricsReading, MetricsSource, PrometheusSettings
+from neuroscale.autoscale.metrics import MetricsReading, MetricsSource, PrometheusSettings, same_endpoint
 from neuroscale.autoscale.policy import Observation, PolicyConfig, ScalerState, decide, default_config
 from neuroscale.autoscale.promql import MetricsTarget
 from neuroscale.conditions import ConditionUpdate, find, merge_conditions, rfc3339
@@ -65,11 +65,20 @@ def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interv
 
 
 def prometheus_settings(scaling: AutoscalingSpec, defaults: PrometheusSettings | None) -> PrometheusSettings | None:
-    """The per-resource URL override keeps the operator's auth options; None when no URL is configured at all."""
+    """Where this ModelDeployment's metrics are read; None when no URL is configured at all.
+
+    The operator's credentials (bearer token file, SigV4) go only to the URL they were configured for. Anyone who
+    may write a ModelDeployment chooses spec.autoscaling.metrics.prometheusUrl, so a URL other than the
+    operator's own is queried without them (the CA bundle, timeouts and rate window still apply).
+    """
     url = scaling.metrics.prometheus_url
     if url is None:
         return defaults
-    return replace(defaults, url=url) if defaults is not None else PrometheusSettings(url=url)
+    if defaults is None:
+        return PrometheusSettings(url=url)
+    if same_endpoint(url, defaults.url):
+        return defaults
+    return replace(defaults, url=url, bearer_token_file=None, sigv4_region=None)
 
 
 def step(
