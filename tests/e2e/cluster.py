@@ -19,8 +19,6 @@ async def running_operator(
     `config` (an OperatorConfig) replaces the default one, and with it `resync_seconds`: the autoscaling test
     passes its Prometheus URL and a short control interval.
     """
-    import kopf
-
     from neuroscale.k8s.client import KubeClient, load_config
     from neuroscale.runtime import OperatorConfig, Runtime
     from tests.support.kube import operator_task
@@ -72,3 +70,18 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 60.0, interva
             last = exc
         await asyncio.sleep(interval)
     raise AssertionError(f"not true within {timeout}s: {last}")
+
+
+class Apis:
+    """Typed views of the API groups the tests read, all on one ApiClient, for one test namespace."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        import kubernetes
+
+        self.api = api
+        self.namespace = namespace
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.apps = kubernetes.client.AppsV1Api(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.policy = kubernetes.client.PolicyV1Api(api)
+        self.networking = kubernetes.client.NetworkingV1Api(api)

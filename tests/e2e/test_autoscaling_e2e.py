@@ -30,7 +30,7 @@ import pytest
 import requests
 
 from neuroscale.runtime import OperatorConfig
-from tests.e2e.cluster import eventually, running_operator
+from tests.e2e.cluster import Apis, eventually, running_operator
 from tests.support.engine_exporter import EngineExporter
 from tests.support.factories import make_model_deployment
 from tests.support.prometheus_server import PrometheusServer, pod_target
@@ -112,13 +112,7 @@ class Fleet:
                 self.exporters.clear()
 
 
-class Cluster:
-    def __init__(self, api: Any, namespace: str) -> None:
-        self.namespace = namespace
-        self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.apps = kubernetes.client.AppsV1Api(api)
-        self.core = kubernetes.client.CoreV1Api(api)
-
+class Cluster(Apis):
     def md(self) -> dict[str, Any]:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, NAME)
 

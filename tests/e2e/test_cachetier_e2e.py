@@ -19,7 +19,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.e2e.cluster import eventually, running_operator
+from tests.e2e.cluster import Apis, eventually, running_operator
 from tests.support.factories import make_cache_tier
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -31,16 +31,8 @@ CPU_NODES = {"cpu-a", "cpu-b"}
 CHILD_KINDS = ("Deployment", "Service", "NetworkPolicy")
 
 
-class Cluster:
-    """Typed views of the API groups the tests read, all on one ApiClient; objects come back as camelCase dicts."""
-
-    def __init__(self, api: Any, namespace: str) -> None:
-        self.api = api
-        self.namespace = namespace
-        self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.apps = kubernetes.client.AppsV1Api(api)
-        self.core = kubernetes.client.CoreV1Api(api)
-        self.networking = kubernetes.client.NetworkingV1Api(api)
+class Cluster(Apis):
+    """The test namespace's API views, with shortcuts for this kind; objects come back as camelCase dicts."""
 
     def create(self, name: str = "answers", **spec: Any) -> dict[str, Any]:
         body = make_cache_tier(name, self.namespace, **spec)

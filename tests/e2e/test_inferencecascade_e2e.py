@@ -25,7 +25,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.e2e.cluster import eventually, running_operator
+from tests.e2e.cluster import Apis, eventually, running_operator
 from tests.support.factories import make_cache_tier, make_inference_cascade, make_model_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -42,16 +42,8 @@ CPU_NODES = {"cpu-a", "cpu-b"}
 USER = "e2e-user"  # the field manager of the hand edits
 
 
-class Cluster:
-    """Typed views of the API groups the tests read, all on one ApiClient; objects come back as camelCase dicts."""
-
-    def __init__(self, api: Any, namespace: str) -> None:
-        self.api = api
-        self.namespace = namespace
-        self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.apps = kubernetes.client.AppsV1Api(api)
-        self.core = kubernetes.client.CoreV1Api(api)
-        self.networking = kubernetes.client.NetworkingV1Api(api)
+class Cluster(Apis):
+    """The test namespace's API views, with shortcuts for this kind; objects come back as camelCase dicts."""
 
     def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         # A real server assigns uid, generation and resourceVersion; it refuses a resourceVersion on create.

@@ -28,11 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 import yaml
 
-from tests.e2e.cluster import eventually, running_operator, wait_for
+from tests.e2e.cluster import Apis, eventually, running_operator, wait_for
 from tests.support.factories import make_cache_tier, make_inference_cascade, make_model_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -87,13 +86,7 @@ def kubectl(control_plane: Any, crds: list[dict[str, Any]], tmp_path_factory: py
     return tool
 
 
-class Cluster:
-    def __init__(self, api: Any, namespace: str) -> None:
-        self.namespace = namespace
-        self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.apps = kubernetes.client.AppsV1Api(api)
-        self.core = kubernetes.client.CoreV1Api(api)
-
+class Cluster(Apis):
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         body = {**obj, "metadata": {"name": obj["metadata"]["name"], "namespace": self.namespace}}
         plural = CRDS[obj["kind"]]["spec"]["names"]["plural"]

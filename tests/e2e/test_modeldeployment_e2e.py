@@ -22,7 +22,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.e2e.cluster import eventually, running_operator
+from tests.e2e.cluster import Apis, eventually, running_operator
 from tests.support.factories import make_model_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -30,15 +30,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 GROUP, VERSION, PLURAL = "neuroscale.io", "v1alpha1", "modeldeployments"
 
 
-class Cluster:
-    """Typed views of the API groups the tests read, all on one ApiClient."""
-
-    def __init__(self, api: Any, namespace: str) -> None:
-        self.namespace = namespace
-        self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.apps = kubernetes.client.AppsV1Api(api)
-        self.core = kubernetes.client.CoreV1Api(api)
-        self.policy = kubernetes.client.PolicyV1Api(api)
+class Cluster(Apis):
+    """The test namespace's API views, with shortcuts for one ModelDeployment."""
 
     def create(self, name: str = "llama", **spec: Any) -> dict[str, Any]:
         body = make_model_deployment(name, self.namespace, **spec)
