@@ -4,21 +4,26 @@ Covers: the objects and their order; labels, the immutable selector and the endp
 ServiceAccount cases (none, existing, IRSA); Neuron device requests, toleration, instance-type node selection and
 the scheduler name; host CPU/memory derived from the instance or overridden (canonical quantities); /dev/shm;
 startup probe budget from model size and compile cache; S3 weights and compile-cache init containers (argument
-lists, no shell); hub token as a secret reference; non-root security context; Service, PDB; validation of every
-object against the Kubernetes 1.31 OpenAPI schema for each engine.
+lists, no shell); for every source kind and engine, the weights an init container writes are the path the engine is
+told to load (followed through the volume mounts); vLLM's hf:// download (token, revision) and the quantized
+checkpoint inside the restored compile cache; the vLLM image and flags per instance family (trn2: the vLLM Neuron
+plugin); scratch disk for quantizing at load; hub token as a secret reference; non-root security context; Service,
+PDB; validation of every object against the Kubernetes 1.31 OpenAPI schema for each engine.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
-from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.api.modeldeployment import MODEL_SOURCE, ModelDeploymentSpec
 from neuroscale.render import EngineImages, render_model_deployment
 from neuroscale.render.modeldeployment import RenderedModel, served_model_name
-from neuroscale.render.quantities import canonical_quantity
+from neuroscale.render.quantities import canonical_quantity, parse_quantity
 from neuroscale.render.resources import MAX_STARTUP_SECONDS
 from neuroscale.sizing.sizer import SizingError
 from tests.support.factories import make_model_deployment
@@ -294,15 +299,139 @@ def test_s3_weights_and_compile_cache_are_restored_by_init_containers():
     assert annotations["neuroscale.io/compile-cache"] == "s3://cache-bucket/neuron/llama"
 
 
-def test_hub_models_need_no_init_container():
-    assert "initContainers" not in pod_spec(render())
+def init_container(rendered: RenderedModel, name: str) -> dict | None:
+    found = [c for c in pod_spec(rendered).get("initContainers", []) if c["name"] == name]
+    return found[0] if found else None
+
+
+def on_volume(container: dict, path: str) -> tuple[str, str]:
+    """(volume, path within it) that `path` names in `container`, through its deepest matching volume mount."""
+    mounts = [m for m in container["volumeMounts"]
+              if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert mounts, f"{path} is on no volume of container {container['name']}"
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    return mount["name"], path[len(mount["mountPath"]):].strip("/")
+
+
+def download_target(init: dict) -> tuple[str, str | None]:
+    """(the directory a download init container writes, the Hub repo it fetches or None), read from its argv."""
+    if init["command"] == ["aws"]:
+        assert init["args"][:2] == ["s3", "sync"]
+        return init["args"][3], None
+    assert init["command"] == ["python3"] and init["args"][0] == "-c"
+    # `python3 -c SCRIPT a b c`: sys.argv[i] is args[i + 1].
+    script = init["args"][1]
+    target = int(re.search(r"local_dir=sys\.argv\[(\d)\]", script).group(1))
+    repo = int(re.search(r"repo_id=sys\.argv\[(\d)\]", script).group(1))
+    return init["args"][1 + target], init["args"][1 + repo]
+
+
+def model_argument(container: dict, engine_name: str) -> str:
+    """What the engine is told to load."""
+    if engine_name == "vllm":
+        assert container["args"][0] == "serve"
+        return container["args"][1]
+    if engine_name == "tgi":
+        return container["args"][container["args"].index("--model-id") + 1]
+    return env_of(container)["HF_MODEL_ID"]["value"]
+
+
+SOURCES = {"s3": "s3://weights-bucket/meta/llama-3.1-8b", "hf": "hf://meta-llama/Llama-3.1-8B-Instruct"}
+
+
+def test_every_source_kind_the_api_accepts_is_covered():
+    assert set(re.findall(r"([a-z0-9]+)://", MODEL_SOURCE)) == set(SOURCES)
+
+
+@pytest.mark.parametrize("engine_name", ["vllm", "tgi", "djl-lmi"])
+@pytest.mark.parametrize("kind", sorted(SOURCES))
+def test_weights_land_where_the_engine_reads_them(kind: str, engine_name: str):
+    rendered = render(make_spec(model={"source": SOURCES[kind]}, engine={"name": engine_name}))
+    container = engine(rendered)
+    model = model_argument(container, engine_name)
+    init = init_container(rendered, "download-model")
+    if kind == "hf" and engine_name != "vllm":
+        # TGI and DJL-LMI fetch from the Hub themselves (into HF_HOME on the models volume).
+        assert init is None
+        assert model == "meta-llama/Llama-3.1-8B-Instruct"
+        return
+    assert init is not None, f"{kind} weights for {engine_name} need a download init container"
+    target, repo = download_target(init)
+    if kind == "hf":
+        assert repo == "meta-llama/Llama-3.1-8B-Instruct"
+    written = on_volume(init, target)
+    read = on_volume(container, model)
+    assert written == read, f"{init['name']} writes {target} = {written}; the engine loads {model} = {read}"
+    volumes = {v["name"]: v for v in pod_spec(rendered)["volumes"]}
+    assert "emptyDir" in volumes[written[0]]
+
+
+def test_vllm_downloads_hub_weights_with_the_token_and_revision():
+    spec = make_spec(model={"revision": "abc123"}, engine={"hubTokenSecretRef": {"name": "hf-token", "key": "hf"}})
+    rendered = render(spec, images=EngineImages(vllm="mirror.example/vllm:1"))
+    init = init_container(rendered, "download-model")
+    assert init["image"] == "mirror.example/vllm:1"  # the engine's image, which ships huggingface_hub
+    assert init["args"][2:] == ["meta-llama/Llama-3.1-8B-Instruct", "abc123", "/models/weights"]
+    assert env_of(init)["HF_TOKEN"] == {"name": "HF_TOKEN",
+                                        "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "hf"}}}
+    container = engine(rendered)
+    # The engine loads the local copy: no token, no Hub, no revision.
+    assert "HF_TOKEN" not in env_of(container)
+    assert env_of(container)["HF_HUB_OFFLINE"]["value"] == "1"
+    assert "--revision" not in container["args"]
+    assert init_container(render(make_spec()), "download-model")["args"][3] == ""
 
 
 def test_hub_token_is_a_secret_reference_never_a_value():
-    spec = make_spec(engine={"hubTokenSecretRef": {"name": "hf-token", "key": "hf"}})
+    spec = make_spec(engine={"name": "tgi", "hubTokenSecretRef": {"name": "hf-token", "key": "hf"}})
     token = env_of(engine(render(spec)))["HF_TOKEN"]
     assert token == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "hf"}}}
-    assert "HF_TOKEN" not in env_of(engine(render()))
+    assert "HF_TOKEN" not in env_of(engine(render(make_spec(engine={"name": "tgi"}))))
+    assert "HF_TOKEN" not in env_of(init_container(render(), "download-model"))
+
+
+def test_quantized_checkpoint_is_restored_with_the_compile_cache():
+    spec = make_spec(model={"dtype": "int8"}, compileCache={"uri": "s3://cache-bucket/neuron/llama-int8"})
+    rendered = render(spec)
+    container = engine(rendered)
+    config = json.loads(container["args"][container["args"].index("--additional-config") + 1])
+    quantized = on_volume(container, config["override_neuron_config"]["quantized_checkpoints_path"])
+    restore = init_container(rendered, "restore-compile-cache")
+    restored = on_volume(restore, restore["args"][3])
+    assert quantized[0] == restored[0]
+    assert quantized[1].startswith(restored[1])
+
+
+def test_quantizing_at_load_gets_host_memory_and_disk_for_the_full_precision_model():
+    rendered = render(make_spec(model={"dtype": "int8"}))
+    # The fp32 CPU load does not fit inf2.xlarge's 16 GiB.
+    assert rendered.sizing.instance.name == "inf2.8xlarge"
+    volumes = {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod_spec(rendered)["volumes"]}
+    gib = 2**30
+    checkpoint_gib = 8.03e9 * 2 / gib  # bf16 checkpoint
+    assert parse_quantity(volumes["models"])[0] / gib >= checkpoint_gib * 1.5
+    assert parse_quantity(volumes["neuron-cache"])[0] / gib >= 2 * rendered.sizing.weights_gib + 10
+
+
+def test_trn2_runs_the_vllm_neuron_plugin_image_and_flags():
+    rendered = render(make_spec(accelerator={"families": ["trn2"]}, compileCache={"uri": "s3://cache-bucket/x"}))
+    assert rendered.sizing.instance.family == "trn2"
+    container = engine(rendered)
+    assert container["image"].endswith(":0.24.0.1.1.0-neuronx-py313-sdk2.32.0-ubuntu24.04")
+    assert "--block-size" not in container["args"] and "--num-gpu-blocks-override" not in container["args"]
+    env = env_of(container)
+    assert int(env["VLLM_NEURON_COMPILATION_TIMEOUT"]["value"]) >= 1200
+    # The plugin's compile cache root is where the compile cache is restored.
+    restore = init_container(rendered, "restore-compile-cache")
+    assert on_volume(container, env["VLLM_CACHE_ROOT"]["value"]) == on_volume(restore, restore["args"][3])
+    # The download uses the engine's (plugin) image too.
+    assert init_container(rendered, "download-model")["image"] == container["image"]
+    assert "vllm-neuronx:0.16.0" in engine(render())["image"]
+
+
+def test_int8_on_trn2_is_refused_in_plain_words():
+    with pytest.raises(ValueError, match="int8 weights on trn2"):
+        render(make_spec(model={"dtype": "int8"}, accelerator={"families": ["trn2"]}))
 
 
 def test_user_env_overrides_ours_by_name_and_is_appended_otherwise():
@@ -357,8 +486,8 @@ def test_served_model_name_defaults_to_the_last_source_segment():
 
 
 def test_revision_is_pinned_per_engine_and_refused_for_s3():
-    vllm_args = engine(render(make_spec(model={"revision": "abc123"})))["args"]
-    assert vllm_args[vllm_args.index("--revision") + 1] == "abc123"
+    vllm = render(make_spec(model={"revision": "abc123"}))
+    assert init_container(vllm, "download-model")["args"][3] == "abc123"
     tgi_args = engine(render(make_spec(model={"revision": "abc123"}, engine={"name": "tgi"})))["args"]
     assert tgi_args[tgi_args.index("--revision") + 1] == "abc123"
     djl = engine(render(make_spec(model={"revision": "abc123"}, engine={"name": "djl-lmi"})))

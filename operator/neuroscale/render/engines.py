@@ -1,8 +1,11 @@
 """How each serving engine is launched on Neuron: image, command, arguments, environment, health and metrics paths.
 
-vLLM with the NxD Inference plugin is the recommended engine (inf2, trn1, trn2). TGI's Neuron backend is in
-maintenance (inf2, trn1). DJL-LMI on transformers-neuronx is legacy: its last Neuron image ships SDK 2.20 and
-transformers-neuronx reached end of support in SDK 2.26; it is kept so existing deployments keep rendering.
+vLLM is the recommended engine, in two images (NEURON.md "Engine fidelity findings", "Support status"): on inf2 and
+trn1 the last NxD Inference vLLM image (vLLM 0.16, SDK 2.31.1: SDK 2.32 stopped publishing it, and the plugin that
+replaces it runs on trn2/trn3 only), and on trn2 the vLLM Neuron plugin image (0.24, SDK 2.32), whose settings and
+flags differ. TGI's Neuron backend is in maintenance (inf2, trn1). DJL-LMI on transformers-neuronx is legacy: its last
+Neuron image ships SDK 2.20 and transformers-neuronx reached end of support in SDK 2.26; it is kept so existing
+deployments keep rendering.
 Every value is passed as a list element or an environment variable, never through a shell: the TGI and DJL image
 entrypoint scripts (which word-split or `eval` their arguments) are bypassed by starting the server binary directly.
 
@@ -16,6 +19,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from neuroscale.sizing.memory import PLUGIN_FAMILIES
 
 EngineName = Literal["vllm", "tgi", "djl-lmi"]
 
@@ -33,18 +38,41 @@ _TORCH_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16", "int8"
 # vLLM's KV block size on Neuron: 32 tokens, as in the Neuron vLLM user guide and its prefix-caching examples.
 KV_BLOCK_SIZE = 32
 
+# vLLM's per-step timeout, as every vLLM Neuron plugin tutorial sets it next to the compilation timeout
+# (vllm-neuron docs: quickstart-online-serving.md, migration-nxdi-to-vllm-neuron.md, tutorial-llama3-70b.md).
+EXECUTE_MODEL_TIMEOUT_SECONDS = 1200
+# The plugin's compilation timeout defaults to 600 s, which large models exceed (tutorial-llama3-70b.md "Common
+# issues"); AWS's examples raise it to 1200-6000 s. Never below the tutorials' value.
+MIN_COMPILATION_TIMEOUT_SECONDS = 1200
+
+
+def uses_vllm_plugin(family: str) -> bool:
+    """Whether vLLM on this instance family runs the vLLM Neuron plugin image rather than NxD Inference."""
+    return family in PLUGIN_FAMILIES
+
 
 @dataclass(frozen=True)
 class EngineImages:
-    """Container images per engine, plus the AWS CLI image that restores artifacts from S3."""
+    """Container images per engine, plus the AWS CLI image that restores artifacts from S3.
+
+    vLLM images from the Neuron DLC README (aws-neuron/deep-learning-containers, "vllm-inference-neuronx" table):
+    `vllm` is the last NxD Inference image, for inf2/trn1 (the 0.16 rows list trn1, trn2, trn3, inf2; SDK 2.32 no
+    longer publishes it, release-notes/components/containers.rst); `vllm_plugin` is the vLLM Neuron plugin 0.24 image,
+    whose row lists trn2 and trn3 only.
+    """
 
     vllm: str = "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.16.0-neuronx-py312-sdk2.31.1-ubuntu24.04"
+    vllm_plugin: str = (
+        "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.24.0.1.1.0-neuronx-py313-sdk2.32.0-ubuntu24.04"
+    )
     tgi: str = "ghcr.io/huggingface/text-generation-inference:3.1.0-neuron"
     # The last DJL-LMI image with Neuron support, from the SageMaker DLC registry (us-east-1 mirror).
     djl_lmi: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.30.0-neuronx-sdk2.20.1"
     aws_cli: str = "public.ecr.aws/aws-cli/aws-cli:2.17.0"
 
-    def for_engine(self, engine: EngineName) -> str:
+    def for_engine(self, engine: EngineName, family: str = "inf2") -> str:
+        if engine == "vllm" and uses_vllm_plugin(family):
+            return self.vllm_plugin
         return {"vllm": self.vllm, "tgi": self.tgi, "djl-lmi": self.djl_lmi}[engine]
 
 
@@ -62,6 +90,15 @@ class EngineInputs:
     prefix_caching: bool
     compile_cache: bool
     revision: str | None = None
+    # The instance family: vLLM on trn2/trn3 runs the vLLM Neuron plugin image, elsewhere NxD Inference.
+    family: str = "inf2"
+    # Seconds a compilation may take (the replica's compile budget); the plugin's own default is 600.
+    compile_timeout_seconds: int = MIN_COMPILATION_TIMEOUT_SECONDS
+
+    @property
+    def local_model(self) -> bool:
+        """The model is a directory an init container filled, not a Hub id."""
+        return self.model.startswith("/")
 
 
 @dataclass(frozen=True)
@@ -86,12 +123,25 @@ def _env(**values: object) -> list[dict[str, str]]:
 
 
 class Vllm:
-    """`vllm serve` with the NxD Inference plugin; Neuron settings go through --additional-config."""
+    """`vllm serve`: NxD Inference on inf2/trn1, the vLLM Neuron plugin on trn2; Neuron settings go through
+    --additional-config."""
 
     name: EngineName = "vllm"
 
+    @staticmethod
+    def quantized_checkpoints_path(inputs: EngineInputs) -> str:
+        """Where NxD Inference writes the quantized checkpoint before compiling, and reads it on every load.
+
+        A load from compiled artifacts raises FileNotFoundError when this path does not exist, and the plugin then
+        re-quantizes and recompiles (NxDI `checkpoint_loader_fn`; NEURON.md findings 3). It sits inside the
+        compiled-artifacts directory, so a compile cache made from a pod's /var/cache/neuron holds it and the
+        restore brings it back: new pods then neither quantize nor compile. A loaded artifact keeps the path it
+        was compiled with, so it is the same with or without a compile cache.
+        """
+        return f"{COMPILED_ARTIFACTS_DIR}/quantized"
+
     def neuron_config(self, inputs: EngineInputs) -> dict[str, object]:
-        """override_neuron_config for what vLLM's own flags cannot say: quantized weights and an FP8 KV cache.
+        """NxD Inference's override_neuron_config for what vLLM's flags cannot say: quantized weights, FP8 KV cache.
 
         Never `--quantization neuron_quant` (Neuron vLLM user guide, "Quantization"). Prefix caching needs no entry:
         the plugin derives is_prefix_caching, the block layout and pa_num_blocks from vLLM's cache flags, and an
@@ -103,8 +153,7 @@ class Vllm:
                 quantized=True,
                 quantization_dtype=_QUANTIZATION_DTYPE[inputs.dtype],
                 quantization_type="per_channel_symmetric",
-                # NxD Inference writes the quantized checkpoint here before compiling and reads it afterwards.
-                quantized_checkpoints_path=f"{MODELS_DIR}/quantized",
+                quantized_checkpoints_path=self.quantized_checkpoints_path(inputs),
             )
         if inputs.kv_cache_dtype == "fp8":
             config["kv_cache_quant"] = True
@@ -116,10 +165,9 @@ class Vllm:
         per_sequence = -(-inputs.max_model_len // KV_BLOCK_SIZE)
         return per_sequence * inputs.max_num_seqs
 
-    def launch(self, inputs: EngineInputs) -> EngineLaunch:
-        # Without prefix caching NxD Inference keeps a contiguous KV cache of max_model_len per sequence and sizes
-        # it itself; the block size is only vLLM's bookkeeping (the Neuron vLLM guide serves with --block-size 32).
-        args = [
+    @staticmethod
+    def _common_args(inputs: EngineInputs) -> list[str]:
+        return [
             "serve",
             inputs.model,
             "--served-model-name", inputs.served_model_name,
@@ -129,29 +177,90 @@ class Vllm:
             "--max-num-seqs", str(inputs.max_num_seqs),
             "--max-model-len", str(inputs.max_model_len),
             "--dtype", _TORCH_DTYPE[inputs.dtype],
-            "--block-size", str(KV_BLOCK_SIZE),
         ]
+
+    @staticmethod
+    def _common_env(inputs: EngineInputs) -> list[dict[str, str]]:
+        # No EFA in a single-node serving pod; without this the runtime looks for EFA affinity and warns (and on
+        # trn2 fails to start: quickstart-deploy-dlc.rst).
+        env = _env(NEURON_SKIP_EFA_AFFINITY=1)
+        if inputs.local_model:
+            # The weights are on disk before the engine starts (init container), so neither a compile miss nor a
+            # hit needs the Hub; offline mode makes an accidental Hub call fail at once instead of hanging.
+            env += _env(HF_HUB_OFFLINE=1)
+        return env
+
+    def launch(self, inputs: EngineInputs) -> EngineLaunch:
+        if uses_vllm_plugin(inputs.family):
+            return self._launch_plugin(inputs)
+        return self._launch_nxdi(inputs)
+
+    def _launch_nxdi(self, inputs: EngineInputs) -> EngineLaunch:
+        """The NxD Inference vLLM image (inf2, trn1): NxDI vLLM user guide (vllm-user-guide-v1.rst)."""
+        args = [*self._common_args(inputs), "--block-size", str(KV_BLOCK_SIZE)]
         if inputs.prefix_caching:
             args += ["--enable-prefix-caching", "--num-gpu-blocks-override", str(self.prefix_cache_blocks(inputs))]
         else:
-            # vLLM V1 turns prefix caching on by default; on Neuron it changes the compiled KV layout.
-            args.append("--no-enable-prefix-caching")
-        if inputs.revision:
+            # vLLM V1 turns prefix caching on by default; on Neuron it changes the compiled KV layout. Without it
+            # NxDI keeps a contiguous KV cache and the plugin overrides the block size to max_model_len (vllm-neuron
+            # platform.py), so the 32 above is harmless; the block count must then be exactly max_num_seqs or the
+            # scheduler's blocks and the compiled cache disagree: "You must provide num_gpu_blocks_override to avoid
+            # out-of-bounds (OOB) errors ... set num_gpu_blocks_override to exactly max_num_seqs"
+            # (vllm-user-guide-v1.rst, Known Issues 2).
+            args += ["--no-enable-prefix-caching", "--num-gpu-blocks-override", str(inputs.max_num_seqs)]
+        if inputs.revision and not inputs.local_model:
             args += ["--revision", inputs.revision]
         neuron_config = self.neuron_config(inputs)
         if neuron_config:
             args += ["--additional-config", json.dumps({"override_neuron_config": neuron_config}, sort_keys=True)]
-        # No EFA in a single-node serving pod; without this the runtime looks for EFA affinity and warns.
-        env = _env(NEURON_SKIP_EFA_AFFINITY=1)
-        if inputs.compile_cache:
-            env += _env(NEURON_COMPILED_ARTIFACTS=COMPILED_ARTIFACTS_DIR)
-        return EngineLaunch(
-            command=["vllm"],
-            args=args,
-            env=env,
-            health_path="/health",
-            metrics_path="/metrics",
+        # Compiled artifacts (and the quantized checkpoint) on the sized neuron-cache volume, always: where a
+        # compile cache is restored, and otherwise where the plugin compiles to, so that a pod's /var/cache/neuron
+        # is a complete compile cache to upload (vllm-user-guide-v1.rst, "Loading pre-compiled models").
+        env = self._common_env(inputs) + _env(NEURON_COMPILED_ARTIFACTS=COMPILED_ARTIFACTS_DIR)
+        if inputs.dtype == "fp8" or inputs.kv_cache_dtype == "fp8":
+            # f8e4m3 weights and kv_cache_quant: "you must set the XLA_HANDLE_SPECIAL_SCALAR environment variable to
+            # 1" (NxDI feature-guide.rst, "Model Weight Quantization", "KV Cache Quantization"); NxDI's
+            # inference_demo.py and the FP8 tutorials (trn2-llama3.3-70b-fp8.rst, trn2-llama3.1-405b-speculative-
+            # tutorial.rst) also set UNSAFE_FP8FNCAST=1 so the compiler treats rescaled FP8FN weights as FP8_EXP4.
+            env += _env(XLA_HANDLE_SPECIAL_SCALAR=1, UNSAFE_FP8FNCAST=1)
+        return EngineLaunch(command=["vllm"], args=args, env=env, health_path="/health", metrics_path="/metrics")
+
+    def _launch_plugin(self, inputs: EngineInputs) -> EngineLaunch:
+        """The vLLM Neuron plugin image (trn2, trn3): vllm-neuron docs, migration-nxdi-to-vllm-neuron.md.
+
+        Neuron settings nest under `--additional-config '{"neuron_config": ...}'`; --num-gpu-blocks-override and
+        --block-size are dropped ("the plugin sizes the KV cache automatically"); prefix caching is on by default
+        and tuned for, so no prefix-caching flag is rendered (`engine.prefixCaching` only shapes NxD Inference; add
+        `--no-enable-prefix-caching` to engine.args to turn it off here). FP8 weights come from a calibrated
+        checkpoint's quantization_config, with no flag (features-guide.md, "FP8 static weight quantization"), and the
+        FP8 KV cache is vLLM's --kv-cache-dtype fp8 (reference-configuration.md, "KV cache options").
+        """
+        if inputs.dtype == "int8":
+            # The Llama 3 recipe lists BF16 and FP8 (static) only (vllm-neuron docs, model-recipes/llama-3.md).
+            raise ValueError(
+                f"int8 weights on {inputs.family}: the vLLM Neuron plugin there quantizes no weights at load (it "
+                "serves bf16 or FP8 from a calibrated checkpoint); use dtype fp8 with an FP8 checkpoint, bf16, or "
+                "accelerator.families inf2/trn1 for NxD Inference's int8"
+            )
+        args = self._common_args(inputs)
+        if inputs.kv_cache_dtype == "fp8":
+            args += ["--kv-cache-dtype", "fp8"]
+        if inputs.revision and not inputs.local_model:
+            args += ["--revision", inputs.revision]
+        # Nothing the spec says needs a `neuron_config` entry here: the plugin's defaults bucket by max_num_seqs
+        # and max_model_len (reference-configuration.md); engine.args can add `--additional-config` for tuning.
+        timeout = max(MIN_COMPILATION_TIMEOUT_SECONDS, inputs.compile_timeout_seconds)
+        env = self._common_env(inputs) + _env(
+            # The plugin's local NEFF cache ($VLLM_CACHE_ROOT/neuron/compile_cache/<hash>, keyed by graph, shapes,
+            # versions and target: compilation_cache.md) on the sized neuron-cache volume, where a compile cache
+            # from S3 is restored: a restored cache is a warm restart, and a stale shape is a miss, never a hit.
+            VLLM_CACHE_ROOT=COMPILED_ARTIFACTS_DIR,
+            VLLM_NEURON_COMPILATION_TIMEOUT=timeout,
+            # Another rank waits this long for the one compiling a graph (compilation_cache.md, default 600).
+            NEURON_LIBTORCH_COMPILATION_TIMEOUT=timeout,
+            VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=EXECUTE_MODEL_TIMEOUT_SECONDS,
         )
+        return EngineLaunch(command=["vllm"], args=args, env=env, health_path="/health", metrics_path="/metrics")
 
 
 class Tgi:

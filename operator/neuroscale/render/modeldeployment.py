@@ -9,8 +9,8 @@ from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.api.schema import ObjectProblem
 from neuroscale.render import labels
 from neuroscale.render.engines import EngineImages, EngineInputs, get_engine
-from neuroscale.render.pod import PORT_NAME, S3_WEIGHTS_DIR, PodInputs, pod_template
-from neuroscale.render.resources import replica_resources
+from neuroscale.render.pod import PORT_NAME, PodInputs, engine_model, pod_template
+from neuroscale.render.resources import compile_seconds, replica_resources
 from neuroscale.sizing.sizer import SizingRequest, SizingResult, size
 
 # Child objects take the CR's name; a Service name must be an RFC 1035 label.
@@ -122,14 +122,6 @@ def validate_names(name: str, namespace: str, *, kind: str = "ModelDeployment", 
                                f"namespace {namespace!r} is not a valid Kubernetes namespace name", namespace)
 
 
-def _engine_model(spec: ModelDeploymentSpec) -> str:
-    """The model as the engine loads it: a hub id, or the directory the init container synced S3 into."""
-    source = spec.model.source
-    if source.startswith("hf://"):
-        return source.removeprefix("hf://")
-    return S3_WEIGHTS_DIR
-
-
 def _metadata(name: str, namespace: str, engine: str, annotations: dict[str, str] | None = None) -> dict:
     meta: dict = {"name": name, "namespace": namespace, "labels": labels.common_labels(name, engine)}
     if annotations:
@@ -182,7 +174,7 @@ def render_model_deployment(
     served = served_model_name(spec)
     launch = engine.launch(
         EngineInputs(
-            model=_engine_model(spec),
+            model=engine_model(spec),
             served_model_name=served,
             tensor_parallel=sizing.tensor_parallel,
             max_num_seqs=spec.batching.max_num_seqs,
@@ -192,6 +184,8 @@ def render_model_deployment(
             prefix_caching=spec.engine.prefix_caching,
             compile_cache=spec.compile_cache is not None,
             revision=_revision(spec),
+            family=sizing.instance.family,
+            compile_timeout_seconds=compile_seconds(sizing),
         )
     )
     resources = replica_resources(spec, sizing)

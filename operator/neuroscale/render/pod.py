@@ -1,4 +1,5 @@
-"""The model server's pod template: engine container, S3 init containers, volumes, probes, placement, security."""
+"""The model server's pod template: engine container, download and restore init containers, volumes, probes,
+placement, security."""
 
 from __future__ import annotations
 
@@ -14,13 +15,24 @@ from neuroscale.render.engines import (
     EngineLaunch,
 )
 from neuroscale.render.resources import STARTUP_PROBE_PERIOD_SECONDS, NEURON_RESOURCE, ReplicaResources
+from neuroscale.sizing.catalog import CATALOG
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 PORT_NAME = "http"
 # The unprivileged user the pods run as (any non-zero id works: every writable path is a mounted volume).
 RUN_AS_USER = 1000
-S3_WEIGHTS_DIR = f"{MODELS_DIR}/weights"
+# The weights the engine loads, on the `models` volume: synced from S3, or downloaded from the Hub for vLLM. Keep the
+# path stable: NxD Inference records it in the compiled config (`_name_or_path`) and, on a compile hit, reloads the
+# weights from it only if it exists (NxDI `checkpoint_loader_fn`; NEURON.md findings 6).
+WEIGHTS_DIR = f"{MODELS_DIR}/weights"
 HF_HOME = f"{MODELS_DIR}/huggingface"
+# Downloads a Hub snapshot with huggingface_hub (shipped with vLLM in its image), arguments in argv, no shell.
+# `original/*` holds Meta's duplicate consolidated checkpoint, which vLLM never loads (its default ignore pattern).
+HUB_DOWNLOAD = (
+    "import sys; from huggingface_hub import snapshot_download; "
+    "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2] or None, local_dir=sys.argv[3], "
+    "ignore_patterns=['original/*'])"
+)
 # Credentials the engines read; they may only come from a Secret.
 TOKEN_VARIABLES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
 
@@ -50,30 +62,79 @@ def container_security() -> dict:
     }
 
 
-def _s3_sync(name: str, uri: str, target: str, volume: str, image: str) -> dict:
-    """An init container copying an S3 prefix into a volume: the AWS CLI, arguments as a list, no shell."""
+def _models_mount() -> dict:
+    """The `models` volume, at the same path in every container that touches weights."""
+    return {"name": "models", "mountPath": MODELS_DIR}
+
+
+def _init_container(name: str, image: str, command: list[str], args: list[str], env: list[dict],
+                    mounts: list[dict], memory: str = "1Gi") -> dict:
     return {
         "name": name,
         "image": image,
-        "command": ["aws"],
-        "args": ["s3", "sync", uri, target, "--only-show-errors", "--no-progress"],
-        # The CLI keeps its credential cache under HOME; the image's own HOME is not writable for this user.
-        "env": [{"name": "HOME", "value": "/tmp"}],
-        "volumeMounts": [{"name": volume, "mountPath": target}, {"name": "tmp", "mountPath": "/tmp"}],
+        "command": command,
+        "args": args,
+        # Credential and download caches live under HOME; the images' own HOME is not writable for this user.
+        "env": [{"name": "HOME", "value": "/tmp"}, *env],
+        "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": container_security(),
-        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+        "resources": {"requests": {"cpu": "1", "memory": memory}, "limits": {"memory": memory}},
     }
 
 
-def init_containers(spec: ModelDeploymentSpec, images: EngineImages) -> list[dict]:
-    """S3 weights and the compile cache are restored before the engine starts, so it neither downloads nor compiles."""
+def _s3_sync(name: str, uri: str, target: str, mount: dict, image: str) -> dict:
+    """An init container copying an S3 prefix to `target` inside `mount`: the AWS CLI, arguments as a list."""
+    return _init_container(name, image, ["aws"], ["s3", "sync", uri, target, "--only-show-errors", "--no-progress"],
+                           [], [mount])
+
+
+def downloads_hub_weights(spec: ModelDeploymentSpec) -> bool:
+    """vLLM gets hf:// weights from an init container: on a compile miss the plugin would otherwise save the model
+    under `local-models/<id>` relative to its working directory (vllm-neuron `_save_pretrained_model`), which in the
+    DLC is the root-owned /workspace/vllm while the pod runs as uid 1000; and a local path avoids the documented
+    shard-on-load failure of Hub ids (vllm-user-guide-v1.rst, Known Issues 3; NEURON.md findings 5-7). TGI and
+    DJL-LMI download into HF_HOME themselves (TGI's Neuron backend looks precompiled models up by Hub id)."""
+    return spec.model.source.startswith("hf://") and spec.engine.name == "vllm"
+
+
+def engine_model(spec: ModelDeploymentSpec) -> str:
+    """The model as the engine loads it: the directory an init container filled, or a Hub id."""
+    if spec.model.source.startswith("s3://") or downloads_hub_weights(spec):
+        return WEIGHTS_DIR
+    return spec.model.source.removeprefix("hf://")
+
+
+def _token_env(spec: ModelDeploymentSpec) -> list[dict]:
+    token = spec.engine.hub_token_secret_ref
+    if token is None:
+        return []
+    return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}}]
+
+
+def _hub_download(spec: ModelDeploymentSpec, image: str) -> dict:
+    """An init container downloading the Hub snapshot into WEIGHTS_DIR, with the hub token if the spec has one."""
+    repo = spec.model.source.removeprefix("hf://")
+    env = [{"name": "HF_HOME", "value": HF_HOME}, {"name": "HF_HUB_DISABLE_PROGRESS_BARS", "value": "1"},
+           *_token_env(spec)]
+    return _init_container("download-model", image, ["python3"],
+                           ["-c", HUB_DOWNLOAD, repo, spec.model.revision or "", WEIGHTS_DIR], env,
+                           [_models_mount()], memory="2Gi")
+
+
+def init_containers(spec: ModelDeploymentSpec, images: EngineImages, engine_image: str) -> list[dict]:
+    """Weights and the compile cache are in place before the engine starts, so it neither downloads nor compiles.
+
+    Every container mounts `models` at MODELS_DIR and the weights land in WEIGHTS_DIR, the engine's model argument.
+    """
     found = []
     if spec.model.source.startswith("s3://"):
-        found.append(_s3_sync("download-model", spec.model.source, S3_WEIGHTS_DIR, "models", images.aws_cli))
+        found.append(_s3_sync("download-model", spec.model.source, WEIGHTS_DIR, _models_mount(), images.aws_cli))
+    elif downloads_hub_weights(spec):
+        found.append(_hub_download(spec, engine_image))
     if spec.compile_cache is not None:
         found.append(
-            _s3_sync("restore-compile-cache", spec.compile_cache.uri, COMPILED_ARTIFACTS_DIR, "neuron-cache",
-                     images.aws_cli)
+            _s3_sync("restore-compile-cache", spec.compile_cache.uri, COMPILED_ARTIFACTS_DIR,
+                     {"name": "neuron-cache", "mountPath": COMPILED_ARTIFACTS_DIR}, images.aws_cli)
         )
     return found
 
@@ -84,9 +145,9 @@ def _env(spec: ModelDeploymentSpec, launch: EngineLaunch) -> list[dict]:
     A user variable with the same name as one of ours replaces it: the documented escape hatch for engine tuning.
     """
     env: list[dict] = [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HOME", "value": HF_HOME}, *launch.env]
-    token = spec.engine.hub_token_secret_ref
-    if token is not None:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}})
+    if not downloads_hub_weights(spec):
+        # With downloaded weights the token goes to the download init container only.
+        env += _token_env(spec)
     literal_tokens = sorted({var.name for var in spec.engine.env} & TOKEN_VARIABLES)
     if literal_tokens:
         raise ValueError(
@@ -108,12 +169,15 @@ def _probe(path: str, period: int, timeout: int, failures: int) -> dict:
     }
 
 
-def engine_container(spec: ModelDeploymentSpec, inputs: PodInputs) -> dict:
+def engine_image(spec: ModelDeploymentSpec, inputs: PodInputs, instance_type: str) -> str:
+    """The spec's image, else the engine's image for the instance family (vLLM differs on trn2)."""
+    return spec.engine.image or inputs.images.for_engine(inputs.engine,  # type: ignore[arg-type]
+                                                         CATALOG[instance_type].family)
+
+
+def engine_container(spec: ModelDeploymentSpec, inputs: PodInputs, image: str) -> dict:
     launch, res = inputs.launch, inputs.resources
-    container: dict = {
-        "name": "engine",
-        "image": spec.engine.image or inputs.images.for_engine(inputs.engine),  # type: ignore[arg-type]
-    }
+    container: dict = {"name": "engine", "image": image}
     container["command"] = list(launch.command)
     args = [*launch.args, *spec.engine.args]
     if args:
@@ -124,7 +188,7 @@ def engine_container(spec: ModelDeploymentSpec, inputs: PodInputs) -> dict:
         resources={"requests": res.requests(), "limits": res.limits()},
         volumeMounts=[
             {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "models", "mountPath": MODELS_DIR},
+            _models_mount(),
             {"name": "neuron-cache", "mountPath": COMPILED_ARTIFACTS_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
@@ -186,10 +250,11 @@ def pod_template(spec: ModelDeploymentSpec, inputs: PodInputs, instance_type: st
         # vLLM and TGI finish in-flight requests on SIGTERM; give long generations time to complete.
         terminationGracePeriodSeconds=120,
     )
-    inits = init_containers(spec, inputs.images)
+    image = engine_image(spec, inputs, instance_type)
+    inits = init_containers(spec, inputs.images, image)
     if inits:
         pod["initContainers"] = inits
-    pod.update(containers=[engine_container(spec, inputs)], volumes=_volumes(inputs.resources))
+    pod.update(containers=[engine_container(spec, inputs, image)], volumes=_volumes(inputs.resources))
     return {
         "metadata": {"labels": labels.common_labels(inputs.name, inputs.engine), "annotations": annotations},
         "spec": pod,

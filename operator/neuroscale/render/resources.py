@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.render.quantities import canonical_quantity, gibibytes, parse_quantity
+from neuroscale.sizing.memory import GIB, quantizes_at_load
 from neuroscale.sizing.sizer import SizingResult
 
 NEURON_RESOURCE = "aws.amazon.com/neuron"
@@ -78,6 +79,11 @@ def derived_memory_gib(sizing: SizingResult) -> int:
     return max(1, share, min(needed, math.floor(usable)))
 
 
+def compile_seconds(sizing: SizingResult) -> int:
+    """Seconds compiling the model may take (the engine's compilation timeout on trn2 is this budget)."""
+    return math.ceil(COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * sizing.weights_gib)
+
+
 def startup_seconds(spec: ModelDeploymentSpec, sizing: SizingResult) -> int:
     """Seconds a replica may take to serve: load, plus compile unless the artifacts are restored from S3."""
     weights = sizing.weights_gib
@@ -99,10 +105,14 @@ def replica_resources(spec: ModelDeploymentSpec, sizing: SizingResult) -> Replic
         memory_gib = derived_memory_gib(sizing)
         memory = gibibytes(memory_gib)
     shm_gib = min(SHM_MAX_GIB, max(SHM_MIN_GIB, memory_gib // 8))
-    # Weights (and a quantized copy) land on the node's disk; compiled artifacts and sharded checkpoints can
-    # reach the size of the weights again.
-    models_gib = math.ceil(sizing.weights_gib * 1.5) + 10
-    cache_gib = math.ceil(sizing.weights_gib) + 10
+    # The checkpoint lands on the models volume (with room for half of it again); compiled artifacts, which with
+    # sharded checkpoints reach the size of the weights, on the cache volume. Quantizing at load reads a
+    # full-precision checkpoint (taken as bf16) and writes the quantized one next to the compiled artifacts
+    # (engines.Vllm.quantized_checkpoints_path).
+    quantized = quantizes_at_load(spec.model.dtype, sizing.instance.family)
+    checkpoint_gib = sizing.architecture.params_billions * 1e9 * 2 / GIB if quantized else sizing.weights_gib
+    models_gib = math.ceil(checkpoint_gib * 1.5) + 10
+    cache_gib = math.ceil(sizing.weights_gib) * (2 if quantized else 1) + 10
     return ReplicaResources(
         cpu=cpu,
         memory=memory,
