@@ -866,7 +866,7 @@ async def main(args: argparse.Namespace) -> None:
     for backend, fleet in fleets.items():
         print(f"\nAPI requests per ModelDeployment during the timed fleet run, {backend}, as the server counted them:")
         print("\n".join(breakdown(fleet["server"], n, limit=20)))
-        print(f"  … of which the operator sent (its own count):")
+        print("  … of which the operator sent (its own count):")
         print("\n".join(breakdown(fleet["operator_sent"], n, limit=12)))
     for backend, fleet in fleets.items():
         if fleet["top"]:
