@@ -401,6 +401,8 @@ def control_plane(work: Path) -> Iterator[ControlPlane]:
 if __name__ == "__main__":
     directory = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/neuroscale-control-plane")
     shutil.rmtree(directory, ignore_errors=True)
+    # SIGTERM stops the components too (they run in their own sessions and would outlive this process).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with control_plane(directory) as plane:
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

@@ -9,9 +9,7 @@ Covers: the worst case the generated schemas allow, computed field by field (`wo
 bound on the spec can keep that copy small: a nodeSelector key has no length bound a structural schema can state
 (only CEL can), escaping multiplies every free-text character by up to 12, and users' own annotations are copied
 as well; a concrete schema-valid ModelDeployment (64 environment variables of 4096 characters) that the API server
-admits and whose copy, made by the operator's own configured kopf storage, is over the limit. That last check is
-an expected failure (strict: it turns into a failure once fixed, so the marker goes) until the diffbase storage in
-handlers/__init__.py stops storing the whole object — see the hardening report.
+admits, whose last-handled state, as the operator's own configured kopf storage writes it, is a small digest.
 """
 
 from __future__ import annotations
@@ -96,9 +94,6 @@ def test_the_schema_admits_a_spec_larger_than_the_annotation_limit() -> None:
     assert len(json.dumps(obj["spec"])) > ANNOTATIONS_LIMIT
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kopf's diffbase (operator/neuroscale/handlers/__init__.py) stores the whole spec and the user's labels and "
-    "annotations in one annotation; it must store a digest (or nothing) instead — see the hardening report"))
 def test_kopfs_copy_of_a_schema_valid_object_fits_the_operators_share_of_annotations() -> None:
     settings = kopf.OperatorSettings()
     configure(settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -14,13 +16,25 @@ from neuroscale.runtime import OperatorConfig
 PREFIX = "neuroscale.io"
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled state as a digest instead of a copy of the whole spec and the user's metadata.
+
+    kopf only needs it to tell a real change from a replayed event, and our handlers never read `old`, `new` or
+    `diff`. A copy could push a schema-valid object past the API server's 256 KiB bound on annotations, and then kopf
+    could never record that it handled it. After an upgrade each object gets one extra, idempotent reconcile.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        digest = hashlib.sha256(json.dumps(essence, sort_keys=True, default=str).encode()).hexdigest()
+        return {"sha256": digest}  # type: ignore[typeddict-unknown-key]
+
+
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Operator settings that matter for correctness and for a quiet API server."""
     # Our own annotations and no status.kopf: the status belongs to users, not to the framework.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration")
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     # Only our explicit Events and real warnings become Kubernetes Events, never "handler succeeded" chatter:
     # a no-op resync must write nothing.
