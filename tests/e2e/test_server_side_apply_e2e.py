@@ -146,7 +146,14 @@ def write_requests(api: Any) -> Counter:
     return counts
 
 
+def quiet(cluster: Cluster) -> bool:
+    """No other namespace is being deleted: the count has no namespace label, and earlier tests' namespaces are
+    deleted in the background (the namespace controller's DELETEs would be counted)."""
+    return not [ns for ns in cluster.core.list_namespace().items if ns.metadata.deletion_timestamp]
+
+
 async def test_settled_resync_sends_no_write_by_the_api_servers_count(api: Any, cluster: Cluster) -> None:
+    await eventually(lambda: quiet(cluster), timeout=120)
     async with running_operator(cluster.namespace, resync_seconds=1.0) as runtime:
         await asyncio.to_thread(cluster.create)
         await settled(cluster)
