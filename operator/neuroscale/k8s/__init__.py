@@ -1,1 +1,1 @@
-"""The operator's Kubernetes API adapter: resource paths, a JSON client, and apply-by-difference."""
+"""The operator's Kubernetes API adapter: resource paths, a JSON client, server-side apply and ownership."""
