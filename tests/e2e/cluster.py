@@ -85,3 +85,44 @@ class Apis:
         self.core = kubernetes.client.CoreV1Api(api)
         self.policy = kubernetes.client.PolicyV1Api(api)
         self.networking = kubernetes.client.NetworkingV1Api(api)
+
+
+def reconciles(kind: str) -> float:
+    """Successful reconciles of `kind` so far in this process (the operator's own metric)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("neuroscale_reconciles_total", {"kind": kind, "result": "ok"}) or 0.0
+
+
+def node_not_ready_events(cluster: Apis) -> list[str]:
+    """The node lifecycle controller's NodeNotReady Events on this namespace's pods: when a node misses its
+    heartbeat, its pods are marked not ready and the statuses that count them change (a reason to write)."""
+    events = cluster.core.list_namespaced_event(cluster.namespace, field_selector="reason=NodeNotReady").items
+    return [f"{e.involved_object.name}: {e.message}" for e in events]
+
+
+async def quiet(runtime: Any, seconds: float = 3.0, timeout: float = 60.0) -> None:
+    """Wait until the operator has made no API write for `seconds` (longer than one 2 s resync): the reconcile of
+    the last rollout event may still be on its way when the objects already look settled."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        before = runtime.kube.writes.total
+        await asyncio.sleep(seconds)
+        if runtime.kube.writes.total == before:
+            return
+    raise AssertionError(f"the operator kept writing for {timeout}s: {runtime.kube.writes.counts}")
+
+
+async def assert_settled_resync_writes_nothing(
+    runtime: Any, cluster: Apis, kind: str, versions: Callable[[], dict[str, str]],
+) -> None:
+    """Over at least three 2 s resyncs of a settled `kind`: no operator write, and no resourceVersion moves (a
+    completed rollout is not even touched by the Deployment controller)."""
+    await quiet(runtime)
+    writes, before, passes = runtime.kube.writes.total, await asyncio.to_thread(versions), reconciles(kind)
+    await asyncio.sleep(7)
+    after = await asyncio.to_thread(versions)
+    disrupted = await asyncio.to_thread(node_not_ready_events, cluster)
+    assert runtime.kube.writes.total == writes, (runtime.kube.writes.counts, disrupted)
+    assert reconciles(kind) - passes >= 3  # the resync did run, and found nothing to write
+    assert after == before, disrupted

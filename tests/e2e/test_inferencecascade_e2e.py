@@ -25,7 +25,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.e2e.cluster import Apis, eventually, running_operator
+from tests.e2e.cluster import Apis, assert_settled_resync_writes_nothing, eventually, running_operator
 from tests.support.factories import make_cache_tier, make_inference_cascade, make_model_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -112,13 +112,6 @@ class Cluster(Apis):
         patchers[kind](name, self.namespace, patch, field_manager=USER, _content_type=content_type)
 
 
-def reconciles(kind: str = "InferenceCascade") -> float:
-    """Successful reconciles of `kind` so far in this process (the operator's own metric)."""
-    from prometheus_client import REGISTRY
-
-    return REGISTRY.get_sample_value("neuroscale_reconciles_total", {"kind": kind, "result": "ok"}) or 0.0
-
-
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), None)
 
@@ -146,25 +139,6 @@ def admits(policy: dict[str, Any], pod: dict[str, Any]) -> bool:
                 if selects(peer["podSelector"], pod["metadata"].get("labels") or {}):
                     return True
     return False
-
-
-def node_not_ready_events(cluster: Cluster) -> list[str]:
-    """The node lifecycle controller's NodeNotReady Events on this namespace's pods: when a node misses its
-    heartbeat, its pods are marked not ready and the statuses that count them change (a reason to write)."""
-    events = cluster.core.list_namespaced_event(cluster.namespace, field_selector="reason=NodeNotReady").items
-    return [f"{e.involved_object.name}: {e.message}" for e in events]
-
-
-async def quiet(runtime: Any, seconds: float = 3.0, timeout: float = 60.0) -> None:
-    """Wait until the operator has made no API write for `seconds` (longer than one 2 s resync): the reconcile of
-    the last rollout event may still be on its way when the objects already look settled."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        before = runtime.kube.writes.total
-        await asyncio.sleep(seconds)
-        if runtime.kube.writes.total == before:
-            return
-    raise AssertionError(f"the operator kept writing for {timeout}s: {runtime.kube.writes.counts}")
 
 
 @pytest.fixture
@@ -405,15 +379,7 @@ async def test_settled_resync_writes_nothing(cluster: Cluster) -> None:
         def versions() -> dict[str, str]:
             return {"InferenceCascade": cluster.ic()["metadata"]["resourceVersion"],
                     **{kind: child["metadata"]["resourceVersion"] for kind, child in cluster.gateway().items()}}
-        await quiet(runtime)
-        writes, before, passes = runtime.kube.writes.total, await asyncio.to_thread(versions), reconciles()
-        await asyncio.sleep(7)  # at least three resyncs
-        after = await asyncio.to_thread(versions)
-        disrupted = await asyncio.to_thread(node_not_ready_events, cluster)
-        assert runtime.kube.writes.total == writes, (runtime.kube.writes.counts, disrupted)
-    assert reconciles() - passes >= 3  # the resync did run, and found nothing to write
-    # The gateway rollout is complete, so not even the Deployment controller moves the Deployment any more.
-    assert after == before, disrupted
+        await assert_settled_resync_writes_nothing(runtime, cluster, "InferenceCascade", versions)
 
 
 async def test_observed_generation_follows_an_update(cluster: Cluster) -> None:
