@@ -50,12 +50,6 @@ def moto_url() -> Iterator[str]:
 
 
 @pytest.fixture
-async def small() -> AsyncIterator[StubUpstream]:
-    async with StubUpstream("small", answer="Paris, small says.") as stub:
-        yield stub
-
-
-@pytest.fixture
 async def aws() -> AsyncIterator[EventStreamServer]:
     async with EventStreamServer() as server:
         yield server

@@ -24,24 +24,6 @@ def chunk(delta: Any, finish: str | None = None) -> str:
     return json.dumps({**CHUNK_HEAD, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
 
-@pytest.fixture
-async def small() -> AsyncIterator[StubUpstream]:
-    async with StubUpstream("small", answer="Paris, small says.") as stub:
-        yield stub
-
-
-@pytest.fixture
-async def large() -> AsyncIterator[StubUpstream]:
-    async with StubUpstream("large", answer="Paris, large says.") as stub:
-        yield stub
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def post(http: aiohttp.ClientSession, gateway: RunningGateway, body: dict[str, Any] | bytes,
                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
     kwargs: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": {"model": "cascade", **body}}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -24,24 +23,6 @@ from tests.support.gateway_harness import RunningGateway, make_config, openai_ti
 from tests.support.stub_upstream import StubUpstream
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture
-async def small() -> AsyncIterator[StubUpstream]:
-    async with StubUpstream("small", answer="Paris, small says.") as stub:
-        yield stub
-
-
-@pytest.fixture
-async def large() -> AsyncIterator[StubUpstream]:
-    async with StubUpstream("large", answer="Paris, large says.") as stub:
-        yield stub
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def two_tier_config(small: StubUpstream, large: StubUpstream, small_overrides: dict | None = None, **overrides: Any):

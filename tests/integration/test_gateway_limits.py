@@ -6,7 +6,6 @@ but larger than the cache's `max_entry_bytes` is served and not cached."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -22,18 +21,6 @@ LIMITS = {"max_response_bytes": 1 << 20, "max_event_bytes": 64 << 10}
 def big_answer(size: int) -> bytes:
     return json.dumps({"id": "x", "object": "chat.completion", "model": "m", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "x" * size}, "finish_reason": "stop"}]}).encode()
-
-
-@pytest.fixture
-async def large() -> AsyncIterator[StubUpstream]:
-    async with StubUpstream("large", answer="Paris, large says.") as stub:
-        yield stub
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def ask(http: aiohttp.ClientSession, gateway: RunningGateway, **body: Any) -> tuple[int, dict[str, str], str]:
