@@ -4,7 +4,8 @@ Covers: a non-object `spec.autoscaling` (a string, a list, null) neither raises 
 enrols the object for autoscaling; the autoscaler's periodic step on such an object returns quietly (no traceback
 every interval: the reconcile reports the invalid spec); the reconcile reports it as Sized=False / InvalidSpec with
 the field named, writes its status, and creates no children; minReplicas above maxReplicas is refused by the model
-as the CRD refuses it, and nothing is scaled.
+as the CRD refuses it, and nothing is scaled; a spec only the renderer refuses (a literal HF_TOKEN) is InvalidSpec
+too, without echoing the secret — SizingFailed is kept for a model that fits nowhere.
 """
 
 from __future__ import annotations
@@ -64,3 +65,12 @@ def test_min_above_max_is_refused_by_the_model_and_nothing_is_scaled() -> None:
     assert sized["status"] == "False" and "minReplicas must not exceed maxReplicas" in sized["message"]
     assert not kube.of_kind("Deployment")
     assert stored(kube, body)["status"]["observedGeneration"] == 1
+
+
+def test_a_spec_the_renderer_refuses_is_an_invalid_spec_not_a_sizing_failure() -> None:
+    body = make_model_deployment(engine={"name": "vllm", "env": [{"name": "HF_TOKEN", "value": "hf_plaintext"}]})
+    md, kube, events = reconcile(body)
+    sized = condition(md, "Sized")
+    assert (sized["status"], sized["reason"]) == ("False", "InvalidSpec")
+    assert "HF_TOKEN" in sized["message"] and "hf_plaintext" not in sized["message"]
+    assert not kube.of_kind("Deployment")

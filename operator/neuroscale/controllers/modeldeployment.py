@@ -61,11 +61,12 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
         replicas = replicas_to_render(spec, current_status, live)
         rendered = render_model_deployment(name, namespace, spec, replicas)
-    except ValidationError as exc:
-        problem = ConditionUpdate(R.SIZED, "False", R.INVALID_SPEC, describe(exc))
-        return _report(body, kube, Observed(0, live, spec_problem=problem), generation, now, emit, {})
-    except (SizingError, ValueError) as exc:
+    except SizingError as exc:  # a model that fits no instance the spec allows
         problem = ConditionUpdate(R.SIZED, "False", R.SIZING_FAILED, str(exc))
+        return _report(body, kube, Observed(0, live, spec_problem=problem), generation, now, emit, {})
+    except ValueError as exc:  # the spec cannot work: the models' rules (pydantic's errors) or the renderer's
+        message = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        problem = ConditionUpdate(R.SIZED, "False", R.INVALID_SPEC, message)
         return _report(body, kube, Observed(0, live, spec_problem=problem), generation, now, emit, {})
 
     applied, apply_error = apply_children(body, rendered.objects, kube, emit)
