@@ -102,7 +102,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import controlplane  # noqa: E402
 from tests.support.factories import make_model_deployment  # noqa: E402
-from tests.support.kube import NAMESPACE, Emulator, declare_resources, write_kubeconfig  # noqa: E402
+from tests.support.kube import NAMESPACE, declare_resources, write_kubeconfig  # noqa: E402
+from tests.support.kube_emulator import Emulator  # noqa: E402
 
 MDS = f"/apis/neuroscale.io/v1alpha1/namespaces/{NAMESPACE}/modeldeployments"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
@@ -291,24 +292,12 @@ def _count_requests(kube: Any) -> Counter:
     return counts
 
 
-def _login(api: Any) -> Any:
-    """A kopf login handler with the ApiClient's credentials (a token, or a client certificate)."""
-    import kopf
-
-    c = api.configuration
-
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        token = (c.api_key or {}).get("authorization", "").removeprefix("Bearer ") or None
-        return kopf.ConnectionInfo(server=c.host, ca_path=c.ssl_ca_cert, insecure=not c.verify_ssl, token=token,
-                                   certificate_path=c.cert_file, private_key_path=c.key_file)
-    return login
-
-
 async def _operate(kubeconfig: str, log_path: Path, resync_seconds: float, trace_memory: bool,
                    conn: Connection) -> None:
     os.environ["KUBECONFIG"] = kubeconfig
     from neuroscale.k8s.client import KubeClient, load_config
     from neuroscale.runtime import OperatorConfig, Runtime
+    from tests.e2e.cluster import login_as
     from tests.support.kube import operator_task
 
     # kopf's own log (and its shutdown chatter) goes to the work directory, not into the table.
@@ -320,7 +309,7 @@ async def _operate(kubeconfig: str, log_path: Path, resync_seconds: float, trace
     api = load_config()
     runtime = Runtime(kube=KubeClient(api), config=config)
     requests = _count_requests(runtime.kube)
-    async with operator_task(runtime, _login(api), [NAMESPACE], start_timeout=60):
+    async with operator_task(runtime, login_as(api), [NAMESPACE], start_timeout=60):
         conn.send("ready")
         loop = asyncio.get_running_loop()
         while (await loop.run_in_executor(None, conn.recv)) != "stop":

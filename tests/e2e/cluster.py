@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 @contextlib.asynccontextmanager
@@ -126,3 +127,18 @@ async def assert_settled_resync_writes_nothing(
     assert runtime.kube.writes.total == writes, (runtime.kube.writes.counts, disrupted)
     assert reconciles(kind) - passes >= 3  # the resync did run, and found nothing to write
     assert after == before, disrupted
+
+
+@contextlib.contextmanager
+def throwaway_namespace(api: Any, prefix: str = "neuroscale-e2e") -> Iterator[str]:
+    """A fresh namespace `<prefix>-<random>`, deleted afterwards with everything in it."""
+    import kubernetes
+
+    core = kubernetes.client.CoreV1Api(api)
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "neuroscale-e2e"}}})
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            core.delete_namespace(name, propagation_policy="Background")

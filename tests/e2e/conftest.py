@@ -9,17 +9,15 @@ context instead and skips, with the reason, when that cluster does not answer.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import wait_for
+from tests.e2e.cluster import throwaway_namespace, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
@@ -126,13 +124,5 @@ def _established(extensions: Any, name: str) -> bool:
 @pytest.fixture
 def namespace(api: Any, crds: list[dict[str, Any]]) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards (with everything in it)."""
-    import kubernetes
-
-    core = kubernetes.client.CoreV1Api(api)
-    name = f"neuroscale-e2e-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "neuroscale-e2e"}}})
-    try:
+    with throwaway_namespace(api) as name:
         yield name
-    finally:
-        with contextlib.suppress(kubernetes.client.ApiException):
-            core.delete_namespace(name, propagation_policy="Background")

@@ -17,10 +17,8 @@ fragments (not whole objects), so the rows for those kinds are built here from t
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import kubernetes
 import pytest
 import yaml
 
+from tests.e2e.cluster import throwaway_namespace
 from tests.support.crd_schema import CrdSchema, openapi_schema
 from tests.support.factories import deep_merge, make_cache_tier, make_inference_cascade, make_model_deployment
 from tests.unit.test_crd_modeldeployment import SCHEMA_INVALID as UNIT_MD_SCHEMA_INVALID
@@ -326,14 +325,8 @@ def test_table_reuses_every_unit_tier_row_and_covers_each_kind() -> None:
 @pytest.fixture(scope="module")
 def validation_namespace(api: Any, crds: list[dict[str, Any]]) -> Iterator[str]:
     """One namespace for the whole table (a namespace per row would only add churn); deleted afterwards."""
-    core = kubernetes.client.CoreV1Api(api)
-    name = f"neuroscale-e2e-validation-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "neuroscale-e2e"}}})
-    try:
+    with throwaway_namespace(api, "neuroscale-e2e-validation") as name:
         yield name
-    finally:
-        with contextlib.suppress(kubernetes.client.ApiException):
-            core.delete_namespace(name, propagation_policy="Background")
 
 
 def for_server(obj: dict[str, Any], name: str, namespace: str) -> dict[str, Any]:
