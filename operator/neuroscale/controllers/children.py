@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from neuroscale import reasons as R
 from neuroscale.api.common import API_VERSION
 from neuroscale.conditions import find
-from neuroscale.k8s.client import KubeClient, KubeError
+from neuroscale.k8s.client import UNREAD, KubeClient, KubeError
 from neuroscale.k8s.ownership import adopt
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,13 @@ class Outcome:
 
 
 def apply_children(
-    owner: dict[str, Any], objects: list[dict], kube: KubeClient, emit: EmitEvent
+    owner: dict[str, Any], objects: list[dict], kube: KubeClient, emit: EmitEvent,
+    known: Mapping[str, dict[str, Any] | None] | None = None,
 ) -> tuple[dict[str, str], str | None]:
     """Apply each child adopted by `owner`, in order; stop at the first failure and return it as a message.
+
+    `known` holds children the caller has just read ("Kind/name" → object, or None when absent), so they are not
+    read again.
 
     A child created after a reconcile that applied every child was deleted by someone: the Event says it was
     restored. Degraded is reported only after an apply, so its absence (first reconcile, or a spec that never
@@ -43,7 +47,7 @@ def apply_children(
     for child in objects:
         key = f"{child['kind']}/{child['metadata']['name']}"
         try:
-            applied[key] = kube.apply(adopt(child, owner))
+            applied[key] = kube.apply(adopt(child, owner), live=(known or {}).get(key, UNREAD))
         except KubeError as exc:
             log.warning("Applying %s for %s/%s failed: %s", key, owner["metadata"]["namespace"],
                         owner["metadata"]["name"], exc)

@@ -69,7 +69,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         problem = ConditionUpdate(R.SIZED, "False", R.INVALID_SPEC, message)
         return _report(body, kube, Observed(0, live, spec_problem=problem), generation, now, emit, {})
 
-    applied, apply_error = apply_children(body, rendered.objects, kube, emit)
+    applied, apply_error = apply_children(body, rendered.objects, kube, emit, known={f"Deployment/{name}": live})
     if not any(o["kind"] == "ServiceAccount" for o in rendered.objects):
         # The spec now names an existing ServiceAccount: the one the operator made (if any) is no longer used.
         delete_children(body, [("v1", "ServiceAccount", name)], kube)

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 Outcome = Literal["created", "patched", "unchanged"]
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML
+UNREAD = object()  # `apply` reads the live object itself
 
 
 class KubeError(RuntimeError):
@@ -126,17 +127,21 @@ class KubeClient:
             raise
         return True
 
-    def apply(self, desired: dict[str, Any], *, field_manager: str = FIELD_MANAGER) -> Outcome:
+    def apply(
+        self, desired: dict[str, Any], *, field_manager: str = FIELD_MANAGER, live: Any = UNREAD,
+    ) -> Outcome:
         """Server-side apply `desired` as `field_manager`, unless the live object already carries exactly it.
 
         The manager owns exactly the fields it applies: a field left out of `desired` is removed from the live
         object (unless someone else also owns it), a field another writer added (an annotation, an HPA's
         replicas) stays. `force` takes back a field a hand edit took over. Comparing with what the manager last
-        applied (read from managedFields) keeps a settled resync at zero writes.
+        applied (read from managedFields) keeps a settled resync at zero writes. `live` is the object as the caller
+        just read it (None: absent), to spare reading it again.
         """
         meta = desired["metadata"]
         api_version, kind, namespace, name = desired["apiVersion"], desired["kind"], meta.get("namespace"), meta["name"]
-        live = self.get(api_version, kind, namespace, name)
+        if live is UNREAD:
+            live = self.get(api_version, kind, namespace, name)
         if up_to_date(live, desired, field_manager):
             return "unchanged"
         if live is not None:
