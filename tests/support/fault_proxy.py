@@ -72,9 +72,12 @@ class FaultProxy:
             response = web.StreamResponse(status=upstream.status, headers={
                 k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
             await response.prepare(request)
-            async for chunk in upstream.content.iter_any():  # watches stream line by line
-                await response.write(chunk)
-            await response.write_eof()
+            try:
+                async for chunk in upstream.content.iter_any():  # watches stream line by line
+                    await response.write(chunk)
+                await response.write_eof()
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                pass  # the client went away mid-stream (a watch closed on shutdown): nothing left to relay
             return response
 
     def write_kubeconfig(self, path: Path) -> Path:
