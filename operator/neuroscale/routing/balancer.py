@@ -1,0 +1,104 @@
+"""Replica choice: consistent hashing with bounded loads over a routing key, least-loaded without one.
+
+The ring and the bound follow Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded Loads" (SODA
+2018): a key goes to the first replica clockwise from its hash whose load, with this request, stays within
+ceil(c × (in-flight + 1) ÷ ready replicas); c = 1.25 by default. A replica over its bound is passed, not
+forgotten: the key's next replica on the ring takes it, so a spilled conversation lands on the same second replica
+every time and builds its prefix cache there too. The same walk is the retry order when a replica cannot be
+reached, and the order the key moves to when its replica leaves the set.
+
+Pure: the ring depends only on the replica names, so every gateway replica computes the same choice from the same
+endpoint set; only the loads (each gateway's own in-flight counts) differ.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+DEFAULT_LOAD_FACTOR = 1.25
+# Points per replica: 160 as in ketama (libketama, uhashring). With n replicas the share of the key space a replica
+# owns has a standard deviation near 1/sqrt(160) ≈ 8 % of the mean, small against the 25 % the bound allows.
+POINTS_PER_REPLICA = 160
+
+
+def key_hash(key: bytes) -> int:
+    """A 64-bit position on the ring (BLAKE2b: fast, in hashlib, stable across processes unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+
+
+class HashRing:
+    """A consistent-hash ring of replica names, built once per endpoint set."""
+
+    def __init__(self, replicas: Iterable[str], points_per_replica: int = POINTS_PER_REPLICA) -> None:
+        self.replicas: tuple[str, ...] = tuple(sorted(set(replicas)))
+        points = sorted(
+            (key_hash(f"{name}#{i}".encode()), name) for name in self.replicas for i in range(points_per_replica)
+        )
+        self._positions = [position for position, _ in points]
+        self._owners = [name for _, name in points]
+
+    def __len__(self) -> int:
+        return len(self.replicas)
+
+    def walk(self, key: bytes) -> Iterator[str]:
+        """Every replica once, clockwise from the key's position: its owner first."""
+        if not self._positions:
+            return
+        start = bisect.bisect(self._positions, key_hash(key))
+        seen: set[str] = set()
+        count = len(self._owners)
+        for offset in range(count):
+            owner = self._owners[(start + offset) % count]
+            if owner not in seen:
+                seen.add(owner)
+                yield owner
+                if len(seen) == len(self.replicas):
+                    return
+
+
+def load_bound(in_flight: int, replicas: int, factor: float = DEFAULT_LOAD_FACTOR) -> int:
+    """The most requests one replica may hold once this one is placed: ceil(c × (in-flight + 1) ÷ replicas); no
+    bound for c = inf (plain consistent hashing)."""
+    if math.isinf(factor):
+        return in_flight + 1
+    return max(1, math.ceil(factor * (in_flight + 1) / replicas))
+
+
+def least_loaded(candidates: Sequence[str], loads: Mapping[str, int], tie_break: int = 0) -> list[str]:
+    """Candidates by load, lightest first; equal loads rotate by `tie_break` so idle replicas share the traffic."""
+    count = len(candidates)
+    return [name for _, _, name in sorted(
+        (loads.get(name, 0), (index - tie_break) % count, name) for index, name in enumerate(candidates)
+    )]
+
+
+def choose(
+    ring: HashRing,
+    key: bytes | None,
+    loads: Mapping[str, int],
+    ready: Iterable[str] | None = None,
+    *,
+    factor: float = DEFAULT_LOAD_FACTOR,
+    tie_break: int = 0,
+) -> list[str]:
+    """The ready replicas in the order to try them: the choice first, then where to retry if it cannot be reached.
+
+    With a key: the ring walk from the key, the first replica within the load bound moved to the front (a replica
+    over its bound keeps its place further down, as a retry). Without a key, or when no replica is within the bound:
+    least-loaded. `loads` holds in-flight requests per replica (absent means 0); `ready` limits the candidates
+    (None: every replica of the ring).
+    """
+    allowed = set(ring.replicas if ready is None else ready) & set(ring.replicas)
+    if not allowed:
+        return []
+    if key is None:
+        return least_loaded(sorted(allowed), loads, tie_break)
+    order = [name for name in ring.walk(key) if name in allowed]
+    bound = load_bound(sum(loads.get(name, 0) for name in allowed), len(allowed), factor)
+    for index, name in enumerate(order):
+        if loads.get(name, 0) + 1 <= bound:
+            return [name, *order[:index], *order[index + 1:]]
+    return least_loaded(order, loads, tie_break)
