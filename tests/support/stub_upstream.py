@@ -63,6 +63,9 @@ class StubUpstream:
         self.behaviour = Behaviour(**behaviour)
         self.requests: list[dict[str, Any]] = []
         self.disconnects = 0
+        # Requests being answered now, and the most at once (the routing tests check the load bound with it).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -97,6 +100,14 @@ class StubUpstream:
         return await self._serve(request, "completions")
 
     async def _serve(self, request: web.Request, endpoint: str) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request, endpoint)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
         b = self.behaviour

@@ -1,0 +1,137 @@
+"""An OpenAI-compatible tier whose replica the gateway picks per request (see `neuroscale.routing`).
+
+The replicas come from the tier's EndpointSlices (or a static list); the choice is consistent hashing with bounded
+loads over the request's routing key, with this gateway's in-flight counts as the loads. A replica that refuses the
+connection (nothing was sent, so nothing can have run twice) is passed over for the next one in the key's order, so
+a replica that left before the EndpointSlice said so costs a retry, not a request. With no replica known yet (the
+watch has not listed, or none is ready), requests go through the Service as they did without routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+import aiohttp
+
+from neuroscale.gateway.config import Limits, OpenAITier
+from neuroscale.gateway.protocol import Endpoint
+from neuroscale.gateway.upstreams.openai import _PATHS, OpenAIUpstream
+from neuroscale.routing.balancer import HashRing, choose
+from neuroscale.routing.config import ReplicaRouting
+from neuroscale.routing.endpoints import Replica
+from neuroscale.routing.keys import routing_key
+
+log = logging.getLogger(__name__)
+
+# The headers of the request being served: set by the app for each request, read here for the session key (the
+# Upstream protocol passes bodies, not headers). A ContextVar follows the request's task, streams included.
+REQUEST_HEADERS: ContextVar[Mapping[str, str]] = ContextVar("neuroscale_request_headers", default={})
+
+
+class ReplicaPool:
+    """The replicas of one tier as last listed, and this gateway's requests in flight on each."""
+
+    def __init__(self, routing: ReplicaRouting) -> None:
+        self.routing = routing
+        self.ring = HashRing(())
+        self.ready: frozenset[str] = frozenset()
+        self.loads: dict[str, int] = {}
+        self._turn = itertools.count()
+
+    def update(self, replicas: Sequence[Replica]) -> None:
+        """A new endpoint set. The ring holds every known replica, ready or not, so a replica that turns unready
+        for a moment keeps its keys' positions; only ready ones are chosen."""
+        names = tuple(sorted(replica.address for replica in replicas))
+        if names != self.ring.replicas:
+            self.ring = HashRing(names)
+        self.ready = frozenset(replica.address for replica in replicas if replica.ready)
+        log.info("tier replicas: %d known, %d ready", len(names), len(self.ready))
+
+    def order(self, key: bytes | None) -> list[str]:
+        """Ready replicas in the order to try them for this key."""
+        return choose(self.ring, key, self.loads, self.ready, factor=self.routing.load_factor,
+                      tie_break=next(self._turn))
+
+
+class RoutedOpenAIUpstream(OpenAIUpstream):
+    """OpenAIUpstream that sends each request to a replica it chose rather than to the tier's Service."""
+
+    def __init__(self, tier: OpenAITier, session: aiohttp.ClientSession, limits: Limits | None = None,
+                 *, watch: bool = True) -> None:
+        super().__init__(tier, session, limits)
+        assert tier.routing is not None
+        self.routing = tier.routing
+        self.pool = ReplicaPool(tier.routing)
+        self._watch: Any = None
+        if tier.routing.static_replicas is not None:
+            self.pool.update([Replica(address, True) for address in tier.routing.static_replicas])
+        elif watch:
+            from neuroscale.gateway.endpoint_watch import EndpointSliceWatch
+
+            self._watch = EndpointSliceWatch(tier.routing, self.pool.update, asyncio.get_running_loop())
+            self._watch.start()
+
+    def _post(self, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+        session = REQUEST_HEADERS.get().get(self.routing.session_header)
+        if self.routing.policy == "least-loaded":
+            session = None
+        key = routing_key(self.routing.policy, endpoint, body, session, self.routing.prefix_chars)
+        return _RoutedPost(self, endpoint, json.dumps({**body, "model": self._tier.model}), self.pool.order(key))
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+
+
+class _RoutedPost:
+    """`async with` a POST to the first replica that accepts the connection; counts it in flight meanwhile."""
+
+    def __init__(self, upstream: RoutedOpenAIUpstream, endpoint: Endpoint, data: str, order: list[str]) -> None:
+        self._upstream = upstream
+        self._endpoint = endpoint
+        self._path = upstream.routing.path.rstrip("/") + _PATHS[endpoint]
+        self._data = data
+        self._order = order
+        self._request: Any = None
+        self._replica: str | None = None
+
+    def _send(self, url: str) -> Any:
+        upstream = self._upstream
+        return upstream._session.post(url, data=self._data, headers=upstream._headers, timeout=upstream._timeout)
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        loads = self._upstream.pool.loads
+        if not self._order:
+            self._request = self._send(self._upstream._base + _PATHS[self._endpoint])
+            return await self._request.__aenter__()  # type: ignore[no-any-return]
+        failure: aiohttp.ClientConnectorError | None = None
+        for replica in self._order:
+            request = self._send(f"http://{replica}{self._path}")
+            loads[replica] = loads.get(replica, 0) + 1
+            try:
+                response = await request.__aenter__()
+            except aiohttp.ClientConnectorError as error:
+                loads[replica] -= 1
+                log.info("replica %s refused the connection (%s); trying the next", replica, error)
+                failure = error
+                continue
+            except BaseException:
+                loads[replica] -= 1
+                raise
+            self._request, self._replica = request, replica
+            return response  # type: ignore[no-any-return]
+        assert failure is not None
+        raise failure
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._request.__aexit__(*exc)
+        finally:
+            if self._replica is not None:
+                self._upstream.pool.loads[self._replica] -= 1
