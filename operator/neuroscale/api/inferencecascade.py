@@ -178,6 +178,27 @@ class GatewaySpec(ApiModel):
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest accepted request body.")
 
 
+class RoutingSpec(ApiModel):
+    """How the gateway spreads a ModelDeployment tier's requests over its replicas."""
+
+    policy: Literal["prefix", "session", "least-loaded", "service"] = Field(
+        default="prefix",
+        description="prefix: the gateway picks the replica by consistent hashing with bounded load over the session "
+        "header when sent, else the prompt's opening (system prompt and first user message), so a conversation or "
+        "shared document keeps hitting one replica's prefix cache; session: the session header only (least-loaded "
+        "without one); least-loaded: fewest requests in flight; service: through the Service (kube-proxy).",
+    )
+    load_factor: float = Field(
+        default=1.25, gt=1.0, le=10.0,
+        description="Bounded load: a replica takes no request past ceil(loadFactor × mean in flight); the next "
+        "replica on the ring takes it.",
+    )
+    session_header: str = Field(
+        default="x-neuroscale-session", max_length=128, pattern=r"^[A-Za-z0-9-]+$",
+        description="Request header carrying the client's session key.",
+    )
+
+
 class CacheTierRef(ApiModel):
     """A CacheTier in the cascade's namespace."""
 
@@ -202,6 +223,7 @@ class InferenceCascadeSpec(ApiModel):
         default=None, description="Response cache; while the CacheTier is missing the gateway serves uncached."
     )
     gateway: GatewaySpec = Field(**default_object(GatewaySpec, "Gateway Deployment and Service."))
+    routing: RoutingSpec = Field(**default_object(RoutingSpec, "Replica choice for ModelDeployment tiers."))
 
     @model_validator(mode="after")
     def _tiers_agree(self) -> InferenceCascadeSpec:
