@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from neuroscale.api.inferencecascade import InferenceCascadeSpec
 from neuroscale.render.inferencecascade import render_inference_cascade, resolve_tiers
-from neuroscale.routing.balancer import HashRing, choose, least_loaded, load_bound
+from neuroscale.routing.balancer import (
+    HashRing, RunningMean, choose, least_loaded, load_bound, request_factor,
+)
 from neuroscale.routing.endpoints import Replica, replicas_from_slices
 from neuroscale.routing.keys import prompt_opening, routing_key
 from neuroscale.routing.simulator import LRUBlocks, SimulationSettings, ceiling, compare, replay
@@ -53,10 +55,20 @@ def test_keys_spread_evenly_over_the_ring() -> None:
     assert max(owners.values()) / min(owners.values()) < 1.35
 
 
-def test_load_bound_is_ceil_of_factor_times_mean_with_this_request() -> None:
+def test_load_bound_is_factor_times_mean_with_this_request_never_below_the_lightest_plus_one() -> None:
     assert load_bound(15, 4, 1.25) == 5
     assert load_bound(0, 16, 1.25) == 1
-    assert load_bound(7, 4, math.inf) == 8
+    assert load_bound(30, 4, 1.25, lightest=9) == 10
+    assert load_bound(7, 4, math.inf) == math.inf
+
+
+def test_a_longer_prompt_gets_more_slack_up_to_twice_the_average() -> None:
+    assert request_factor(1.25, 100, 100) == 1.25
+    assert request_factor(1.25, 200, 100) == request_factor(1.25, 900, 100) == 1.5
+    assert request_factor(1.25, 0, 100) == 1.0
+    assert request_factor(1.25, 100, None) == 1.25
+    mean = RunningMean(horizon=10)
+    assert mean.add(50) == 50 and mean.add(150) == 60
 
 
 @settings(max_examples=200, deadline=None)
@@ -68,7 +80,7 @@ def test_the_choice_never_passes_the_bound_and_lists_every_ready_replica(loads: 
     in_flight = dict(zip(NAMES, loads, strict=True))
     order = choose(ring, key, in_flight, factor=factor)
     assert sorted(order) == sorted(NAMES)
-    assert in_flight[order[0]] + 1 <= load_bound(sum(loads), len(NAMES), factor)
+    assert in_flight[order[0]] + 1 <= load_bound(sum(loads), len(NAMES), factor, min(loads))
 
 
 def test_an_owner_over_its_bound_spills_to_its_next_replica_on_the_ring() -> None:

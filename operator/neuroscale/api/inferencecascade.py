@@ -190,8 +190,9 @@ class RoutingSpec(ApiModel):
     )
     load_factor: float = Field(
         default=1.25, gt=1.0, le=10.0,
-        description="Bounded load: a replica takes no request past ceil(loadFactor × mean in flight); the next "
-        "replica on the ring takes it.",
+        description="Bounded load: a replica takes no request of average prompt length past loadFactor × the mean "
+        "in flight (a longer prompt, with more cache to reuse, gets up to twice the slack; a shorter one less); "
+        "the next replica on the ring takes it.",
     )
     session_header: str = Field(
         default="x-neuroscale-session", max_length=128, pattern=r"^[A-Za-z0-9-]+$",

@@ -63,6 +63,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="bounded-load factor c (default 1.25): no replica takes more than c × the mean")
     parser.add_argument("--prefix-blocks", type=int_in(1, 1024), default=DEFAULT_PREFIX_BLOCKS,
                         help=f"leading blocks the prefix key covers (default {DEFAULT_PREFIX_BLOCKS})")
+    parser.add_argument("--placements", type=int_in(1, 100), default=5,
+                        help="ring placements (replica addresses) each policy is averaged over (default 5)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.set_defaults(func=main)
     return parser
@@ -108,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     results = []
     for replicas in args.replicas:
-        rows = compare(requests, dataclasses.replace(base, replicas=replicas))
+        rows = compare(requests, dataclasses.replace(base, replicas=replicas), placements=args.placements)
         results.extend(rows)
         print(format_table(rows))
     if args.json:
@@ -131,13 +133,15 @@ def _ceiling(result: PolicyResult, results: list[PolicyResult]) -> float:
 
 
 def format_table(rows: list[PolicyResult]) -> str:
-    """A Markdown table of one replica count: policy, hit rate, share of the ceiling, prompt tokens, imbalance."""
+    """A Markdown table of one replica count: policy, hit rate (± its spread over placements), share of the
+    ceiling, prompt tokens computed, imbalance."""
     lines = [f"| {rows[0].replicas} replicas | prefix-cache hit rate | of ceiling | prompt tokens computed | "
              "busiest ÷ mean in flight |", "|---|---|---|---|---|"]
     for row in rows:
         share = row.hit_rate / _ceiling(row, rows)
         imbalance = "—" if row.policy == "ceiling" else f"{row.imbalance:.2f}"
-        lines.append(f"| {row.policy} | {row.hit_rate:.1%} | {share:.0%} | {row.prefill_tokens / 1e6:.1f} M | "
+        spread = f" ± {row.hit_rate_sd:.1%}" if row.hit_rate_sd else ""
+        lines.append(f"| {row.policy} | {row.hit_rate:.1%}{spread} | {share:.0%} | {row.prefill_tokens / 1e6:.1f} M | "
                      f"{imbalance} |")
     return "\n".join(lines)
 

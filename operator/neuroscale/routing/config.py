@@ -32,7 +32,8 @@ class ReplicaRouting(BaseModel):
     path: str = Field(default="/v1", pattern=r"^/", description="API prefix on each replica.")
     load_factor: float = Field(
         default=DEFAULT_LOAD_FACTOR, gt=1.0, le=10.0,
-        description="Bounded load: no replica takes a request past ceil(factor × mean in flight).",
+        description="Bounded load for a request of average length: no replica takes it past factor × the mean in "
+        "flight; a longer prompt gets up to twice the slack, a shorter one less.",
     )
     session_header: str = Field(default=DEFAULT_SESSION_HEADER, min_length=1, max_length=128)
     prefix_chars: int = Field(default=DEFAULT_PREFIX_CHARS, ge=64, le=1 << 20,

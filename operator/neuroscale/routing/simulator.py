@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import heapq
 import math
+import dataclasses
 import random
+import statistics
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from neuroscale.routing.balancer import DEFAULT_LOAD_FACTOR, HashRing, choose, least_loaded
+from neuroscale.routing.balancer import (
+    DEFAULT_LOAD_FACTOR, HashRing, RunningMean, choose, least_loaded, request_factor,
+)
 from neuroscale.routing.traces import TraceRequest, sessions
 
 # "consistent-hash" is the prefix key on the same ring with no load bound: what the bound costs and buys.
@@ -79,6 +83,8 @@ class SimulationSettings:
     inflight_per_replica: float = DEFAULT_INFLIGHT_PER_REPLICA
     load_factor: float = DEFAULT_LOAD_FACTOR
     prefix_blocks: int = DEFAULT_PREFIX_BLOCKS
+    # Which placement of the replicas on the ring (their names stand for pod IPs, which are arbitrary) and which
+    # random sequence: results differ by a few points between placements, so `compare` averages several.
     seed: int = 0
 
     def service_s(self, prompt_tokens: int, output_tokens: int) -> float:
@@ -93,6 +99,7 @@ class PolicyResult:
     prefill_tokens: int  # prompt tokens computed
     imbalance: float  # time-averaged busiest in-flight ÷ time-averaged mean in-flight
     mean_inflight: float  # per replica, time-averaged
+    hit_rate_sd: float = 0.0  # standard deviation over ring placements
 
 
 @dataclass
@@ -162,7 +169,7 @@ def routing_keys(requests: Sequence[TraceRequest], policy: str, prefix_blocks: i
 
 def replay(requests: Sequence[TraceRequest], policy: str, settings: SimulationSettings) -> PolicyResult:
     """One policy over the whole trace."""
-    names = [f"replica-{index}" for index in range(settings.replicas)]
+    names = [f"10.{settings.seed}.0.{index}:8000" for index in range(settings.replicas)]
     state = _Replay(settings, names)
     ring = HashRing(names)
     rng = random.Random(settings.seed)
@@ -170,8 +177,10 @@ def replay(requests: Sequence[TraceRequest], policy: str, settings: SimulationSe
     start = requests[0].arrival_s
     keys = routing_keys(requests, policy, settings.prefix_blocks)
     hits = blocks = prefill = 0
+    mean_prompt = RunningMean()
     for index, request in enumerate(requests):
         state.advance((request.arrival_s - start) * scale)
+        mean = mean_prompt.add(request.input_tokens)
         if policy == "random":
             name = rng.choice(names)
         elif policy == "round-robin":
@@ -179,7 +188,8 @@ def replay(requests: Sequence[TraceRequest], policy: str, settings: SimulationSe
         elif policy == "least-loaded":
             name = least_loaded(names, state.loads, tie_break=index)[0]
         else:
-            factor = math.inf if policy == "consistent-hash" else settings.load_factor
+            factor = math.inf if policy == "consistent-hash" else request_factor(
+                settings.load_factor, request.input_tokens, mean)
             name = choose(ring, keys[index], state.loads, factor=factor, tie_break=index)[0]
         cached, computed = state.serve(
             name, request, lambda computed: settings.service_s(computed, request.output_tokens)
@@ -210,6 +220,17 @@ def ceiling(requests: Sequence[TraceRequest], settings: SimulationSettings) -> P
 
 
 def compare(requests: Sequence[TraceRequest], settings: SimulationSettings,
-            policies: Sequence[str] = POLICIES) -> list[PolicyResult]:
-    """Every policy, then the ceiling."""
-    return [*(replay(requests, policy, settings) for policy in policies), ceiling(requests, settings)]
+            policies: Sequence[str] = POLICIES, placements: int = 1) -> list[PolicyResult]:
+    """Every policy, then the ceiling; each policy's figures are the mean over `placements` ring placements
+    (seeds `settings.seed` onwards), with the spread of its hit rate."""
+    results = []
+    for policy in policies:
+        runs = [replay(requests, policy, dataclasses.replace(settings, seed=settings.seed + offset))
+                for offset in range(placements)]
+        results.append(PolicyResult(
+            policy, settings.replicas, statistics.fmean(r.hit_rate for r in runs),
+            round(statistics.fmean(r.prefill_tokens for r in runs)), statistics.fmean(r.imbalance for r in runs),
+            statistics.fmean(r.mean_inflight for r in runs),
+            statistics.stdev(r.hit_rate for r in runs) if placements > 1 else 0.0,
+        ))
+    return [*results, ceiling(requests, settings)]

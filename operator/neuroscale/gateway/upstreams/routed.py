@@ -22,7 +22,7 @@ import aiohttp
 from neuroscale.gateway.config import Limits, OpenAITier
 from neuroscale.gateway.protocol import Endpoint
 from neuroscale.gateway.upstreams.openai import _PATHS, OpenAIUpstream
-from neuroscale.routing.balancer import HashRing, choose
+from neuroscale.routing.balancer import HashRing, RunningMean, choose, request_factor
 from neuroscale.routing.config import ReplicaRouting
 from neuroscale.routing.endpoints import Replica
 from neuroscale.routing.keys import routing_key
@@ -53,10 +53,9 @@ class ReplicaPool:
         self.ready = frozenset(replica.address for replica in replicas if replica.ready)
         log.info("tier replicas: %d known, %d ready", len(names), len(self.ready))
 
-    def order(self, key: bytes | None) -> list[str]:
-        """Ready replicas in the order to try them for this key."""
-        return choose(self.ring, key, self.loads, self.ready, factor=self.routing.load_factor,
-                      tie_break=next(self._turn))
+    def order(self, key: bytes | None, factor: float) -> list[str]:
+        """Ready replicas in the order to try them for this key, under this request's load factor."""
+        return choose(self.ring, key, self.loads, self.ready, factor=factor, tie_break=next(self._turn))
 
 
 class RoutedOpenAIUpstream(OpenAIUpstream):
@@ -68,6 +67,8 @@ class RoutedOpenAIUpstream(OpenAIUpstream):
         assert tier.routing is not None
         self.routing = tier.routing
         self.pool = ReplicaPool(tier.routing)
+        # Request bodies' mean size: the load bound gives a longer prompt more room (balancer.request_factor).
+        self.mean_size = RunningMean()
         self._watch: Any = None
         if tier.routing.static_replicas is not None:
             self.pool.update([Replica(address, True) for address in tier.routing.static_replicas])
@@ -82,7 +83,9 @@ class RoutedOpenAIUpstream(OpenAIUpstream):
         if self.routing.policy == "least-loaded":
             session = None
         key = routing_key(self.routing.policy, endpoint, body, session, self.routing.prefix_chars)
-        return _RoutedPost(self, endpoint, json.dumps({**body, "model": self._tier.model}), self.pool.order(key))
+        data = json.dumps({**body, "model": self._tier.model})
+        factor = request_factor(self.routing.load_factor, len(data), self.mean_size.add(len(data)))
+        return _RoutedPost(self, endpoint, data, self.pool.order(key, factor))
 
     async def close(self) -> None:
         if self._watch is not None:
