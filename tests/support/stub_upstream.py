@@ -212,9 +212,10 @@ class StubUpstream:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve an OpenAI-compatible stub engine on loopback.")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0: every loopback address)")
     parser.add_argument("--answer", default=Behaviour.answer)
     args = parser.parse_args()
-    web.run_app(StubUpstream("stub", answer=args.answer).app(), host="127.0.0.1", port=args.port,
+    web.run_app(StubUpstream("stub", answer=args.answer).app(), host=args.host, port=args.port,
                 access_log=None, print=None)
 
 

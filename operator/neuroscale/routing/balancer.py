@@ -45,6 +45,7 @@ class HashRing:
 
     def __init__(self, replicas: Iterable[str], points_per_replica: int = POINTS_PER_REPLICA) -> None:
         self.replicas: tuple[str, ...] = tuple(sorted(set(replicas)))
+        self.members = frozenset(self.replicas)
         points = sorted(
             (key_hash(f"{name}#{i}".encode()), name) for name in self.replicas for i in range(points_per_replica)
         )
@@ -119,7 +120,7 @@ def choose(
     over its bound keeps its place further down, as a retry). Without a key: least-loaded. `loads` holds in-flight
     requests per replica (absent means 0); `ready` limits the candidates (None: every replica of the ring).
     """
-    allowed = set(ring.replicas if ready is None else ready) & set(ring.replicas)
+    allowed = ring.members if ready is None else ring.members.intersection(ready)
     if not allowed:
         return []
     if key is None:
