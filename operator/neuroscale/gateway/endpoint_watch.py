@@ -81,9 +81,11 @@ class EndpointSliceWatch:
                             self._slices[body["metadata"]["name"]] = body
                         self._emit()
             except kubernetes.client.ApiException as error:
-                if error.status != 410:
+                if error.status != 410 and not self._stopped.is_set():
                     log.warning("EndpointSlice watch of %s/%s failed: HTTP %s", namespace, self._routing.service,
                                 error.status)
             except Exception as error:  # noqa: BLE001 - keep watching through network trouble
-                log.warning("EndpointSlice watch of %s/%s failed: %s", namespace, self._routing.service, error)
+                if not self._stopped.is_set():
+                    log.warning("EndpointSlice watch of %s/%s failed: %s", namespace, self._routing.service,
+                                error)
             self._stopped.wait(RETRY_SECONDS)
