@@ -2,9 +2,10 @@
 
 The replicas come from the tier's EndpointSlices (or a static list); the choice is consistent hashing with bounded
 loads over the request's routing key, with this gateway's in-flight counts as the loads. A replica that refuses the
-connection (nothing was sent, so nothing can have run twice) is passed over for the next one in the key's order, so
-a replica that left before the EndpointSlice said so costs a retry, not a request. With no replica known yet (the
-watch has not listed, or none is ready), requests go through the Service as they did without routing.
+connection or does not accept it within the tier's connect timeout (nothing was sent, so nothing can have run
+twice) is passed over for the next one in the key's order, so a replica that left before the EndpointSlice said so
+costs a retry, not a request. With no replica known yet (the watch has not listed, or none is ready), requests go
+through the Service as they did without routing.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ class RoutedOpenAIUpstream(OpenAIUpstream):
             self._watch.stop()
 
 
+# Failures that happen before a byte of the request left: safe to send it to another replica.
+_NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
 class _RoutedPost:
     """`async with` a POST to the first replica that accepts the connection; counts it in flight meanwhile."""
 
@@ -113,15 +118,15 @@ class _RoutedPost:
         if not self._order:
             self._request = self._send(self._upstream._base + _PATHS[self._endpoint])
             return await self._request.__aenter__()  # type: ignore[no-any-return]
-        failure: aiohttp.ClientConnectorError | None = None
+        failure: Exception | None = None
         for replica in self._order:
             request = self._send(f"http://{replica}{self._path}")
             loads[replica] = loads.get(replica, 0) + 1
             try:
                 response = await request.__aenter__()
-            except aiohttp.ClientConnectorError as error:
+            except _NOT_CONNECTED as error:
                 loads[replica] -= 1
-                log.info("replica %s refused the connection (%s); trying the next", replica, error)
+                log.info("replica %s did not take the connection (%s); trying the next", replica, error)
                 failure = error
                 continue
             except BaseException:
