@@ -219,3 +219,37 @@ def test_an_existing_service_account_is_bound_rather_than_a_new_one_made() -> No
     objects = rendered(cascade_spec(gateway={"serviceAccount": {"name": "mine"}}, routing={"policy": "session"}))
     assert "ServiceAccount" not in objects
     assert objects["RoleBinding"]["subjects"][0]["name"] == "mine"
+
+
+def test_route_sim_prints_a_table_per_size_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from neuroscale import cli
+
+    rows = [(t * 500, [t % 5, 100 + t % 5, 1000 + t]) for t in range(60)]
+    trace = write_trace(tmp_path / "t.jsonl", rows)
+    out_json = tmp_path / "r.json"
+    assert cli.main(["route-sim", "--trace", str(trace), "--replicas", "2", "3", "--placements", "2",
+                     "--blocks-per-replica", "20", "--json", str(out_json)]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("| prefix |") == 2 and "| 3 replicas |" in out
+    assert "20 blocks a replica" in err
+    document = json.loads(out_json.read_text())
+    assert {(r["policy"], r["replicas"]) for r in document["results"]} >= {("prefix", 2), ("ceiling", 3)}
+    assert all(0 <= r["share_of_ceiling"] <= 1 + 1e-9 for r in document["results"])
+
+
+def test_route_sim_takes_the_cache_from_the_sizing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from neuroscale import cli
+
+    trace = write_trace(tmp_path / "t.jsonl", [(0, [1, 2]), (10, [1, 3])])
+    assert cli.main(["route-sim", "--trace", str(trace), "--replicas", "2", "--placements", "1",
+                     "--model", "hf://meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "4096"]) == 0
+    assert "64 blocks a replica: the KV budget of hf://meta-llama/Llama-3.1-8B-Instruct" in capsys.readouterr().err
+
+
+def test_route_sim_refuses_a_bad_trace_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from neuroscale import cli
+
+    (tmp_path / "bad.jsonl").write_text('{"timestamp": 1, "input_length": 5}\n')
+    assert cli.main(["route-sim", "--trace", str(tmp_path / "bad.jsonl")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("neuroscale route-sim: ") and "bad.jsonl:1" in err and len(err.splitlines()) == 1
