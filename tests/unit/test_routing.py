@@ -20,7 +20,7 @@ from neuroscale.routing.balancer import (
     HashRing, RunningMean, choose, least_loaded, load_bound, request_factor,
 )
 from neuroscale.routing.endpoints import Replica, replicas_from_slices
-from neuroscale.routing.keys import prompt_opening, routing_key
+from neuroscale.routing.keys import HotPrefixes, block_openings, prompt_openings, routing_key
 from neuroscale.routing.simulator import LRUBlocks, SimulationSettings, ceiling, compare, replay
 from neuroscale.routing.traces import PrefixTraceError, TraceRequest, load_prefix_trace, sessions
 
@@ -101,25 +101,47 @@ def test_not_ready_replicas_are_skipped_and_no_key_means_least_loaded() -> None:
     assert {least_loaded(NAMES, {}, turn)[0] for turn in range(8)} == set(NAMES), "idle replicas take turns"
 
 
+def prefix_key(body: dict, hot: HotPrefixes | None = None, replicas: int = 4, endpoint: str = "chat") -> bytes | None:
+    return routing_key("prefix", None, prompt_openings(endpoint, body, 2048), hot or HotPrefixes(), replicas)
+
+
 def test_the_prefix_key_is_the_same_on_every_turn_of_a_conversation() -> None:
     first = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "About Rome?"}]}
     later = {"messages": [*first["messages"], {"role": "assistant", "content": "Old."},
                           {"role": "user", "content": "And Paris?"}]}
     other = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "About Oslo?"}]}
-    key = routing_key("prefix", "chat", first, None, 2048)
-    assert key == routing_key("prefix", "chat", later, None, 2048)
-    assert key != routing_key("prefix", "chat", other, None, 2048)
+    assert prefix_key(first) == prefix_key(later) != prefix_key(other)
     parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "About Rome?"}]}]}
-    assert "About Rome?" in prompt_opening("chat", parts, 2048)
-    assert len(prompt_opening("completions", {"prompt": "x" * 5000}, 2048)) == 2048
-    assert prompt_opening("completions", {"prompt": [[1, 2, 3]]}, 2048)  # token ids still give a key
+    assert "About Rome?" in prompt_openings("chat", parts, 2048)[0]
+    assert [len(o) for o in prompt_openings("completions", {"prompt": "x" * 5000}, 2048)] == [2048, 4096, 5000]
+    assert prompt_openings("completions", {"prompt": [[1, 2, 3]]}, 2048) != [""]  # token ids still give a key
+    assert len(prompt_openings("chat", later, 2048)) == 2
+
+
+def test_an_opening_every_conversation_shares_is_no_key_the_next_one_is() -> None:
+    hot = HotPrefixes(horizon=100)
+    greeting = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"}]
+    keys = set()
+    for index in range(300):  # every conversation opens alike, then asks its own question
+        body = {"messages": [*greeting, {"role": "assistant", "content": "Hi."},
+                             {"role": "user", "content": f"Question {index}?"}]}
+        keys.add(prefix_key(body, hot))
+    assert len(keys) > 250, "once the shared opening is hot, each conversation is keyed by its second question"
+    lone = HotPrefixes(horizon=100)
+    assert len({prefix_key({"messages": greeting}, lone) for _ in range(5)}) == 1  # nothing longer to go to
+
+
+def test_block_openings_leave_out_the_partial_last_block() -> None:
+    assert block_openings((1, 2, 3)) == [b"1", b"1,2"]
+    assert block_openings((7,)) == [b"7"]
+    assert len(block_openings(tuple(range(20)), 8)) == 8
 
 
 def test_a_session_header_wins_and_least_loaded_has_no_key() -> None:
-    body = {"messages": [{"role": "user", "content": "hi"}]}
-    assert routing_key("prefix", "chat", body, "user-1", 2048) == routing_key("session", "chat", {}, "user-1", 64)
-    assert routing_key("session", "chat", body, None, 2048) is None
-    assert routing_key("least-loaded", "chat", body, None, 2048) is None
+    hot = HotPrefixes()
+    assert routing_key("prefix", "user-1", ["x"], hot, 4) == routing_key("session", "user-1", [], hot, 4)
+    assert routing_key("session", None, ["x"], hot, 4) is None
+    assert routing_key("least-loaded", None, ["x"], hot, 4) is None
 
 
 def test_replicas_come_from_the_named_port_of_every_slice() -> None:
@@ -153,11 +175,11 @@ def test_the_trace_reader_sorts_by_arrival_and_names_a_bad_line(tmp_path: Path) 
 
 def test_a_turn_continues_the_conversation_whose_prompt_less_its_last_block_it_starts_with() -> None:
     requests = [TraceRequest(0, 0, 0, tuple(blocks)) for blocks in
-                ([1, 2, 3], [1, 2, 4, 5], [9], [1, 2, 4, 5, 6], [1, 7], [9])]
+                ([1, 2, 3], [1, 2, 4, 5], [9], [1, 2, 4, 5, 6], [1, 7], [9], [0, 5], [0, 6], [0, 5, 8], [0, 6, 1])]
     labels = sessions(requests)
     assert labels[0] == labels[1] == labels[3]  # [1, 2] then [1, 2, 4, 5] carry on
-    assert labels[2] == labels[5] != labels[0]  # one-block prompts: the same block is the same conversation
-    assert labels[4] not in (labels[0], labels[2])  # [1] alone is too short to say
+    assert len({labels[2], labels[4], labels[5], labels[0]}) == 4  # one block ([1], [9]) is too little to say
+    assert labels[6] == labels[8] and labels[7] == labels[9] != labels[6]  # [0] is shared: [0, 5] and [0, 6] differ
 
 
 def test_the_lru_prefix_cache_reuses_only_a_leading_run_and_evicts_the_oldest() -> None:

@@ -62,7 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--load-factor", type=float_in(1.0, 100.0, low_open=True), default=None,
                         help="bounded-load factor c (default 1.25): no replica takes more than c × the mean")
     parser.add_argument("--prefix-blocks", type=int_in(1, 1024), default=DEFAULT_PREFIX_BLOCKS,
-                        help=f"leading blocks the prefix key covers (default {DEFAULT_PREFIX_BLOCKS})")
+                        help=f"most leading blocks the prefix key may cover (default {DEFAULT_PREFIX_BLOCKS})")
     parser.add_argument("--placements", type=int_in(1, 100), default=5,
                         help="ring placements (replica addresses) each policy is averaged over (default 5)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")

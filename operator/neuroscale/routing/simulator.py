@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from neuroscale.routing.balancer import (
     DEFAULT_LOAD_FACTOR, HashRing, RunningMean, choose, least_loaded, request_factor,
 )
+from neuroscale.routing.keys import HotPrefixes, block_openings, routing_key
 from neuroscale.routing.traces import TraceRequest, sessions
 
 # "consistent-hash" is the prefix key on the same ring with no load bound: what the bound costs and buys.
@@ -41,9 +42,8 @@ DEFAULT_PREFILL_TOKENS_PER_S = 4000.0
 # Decode speed of one sequence in a batch, as in the autoscaler's simulator (autoscale/traces.py).
 DEFAULT_DECODE_TOKENS_PER_S = 25.0
 DEFAULT_INFLIGHT_PER_REPLICA = 8.0
-# The prefix key: the leading block(s) of the prompt. One 512-token block holds a system prompt and the opening of
-# the conversation or document; more would split a conversation whose first turn is shorter.
-DEFAULT_PREFIX_BLOCKS = 1
+# The longest prefix key, in blocks: the key is the shortest run of leading blocks that is not hot (keys.py).
+DEFAULT_PREFIX_BLOCKS = 8
 
 
 class LRUBlocks:
@@ -158,10 +158,15 @@ def time_scale(requests: Sequence[TraceRequest], settings: SimulationSettings) -
     return busy / (settings.inflight_per_replica * settings.replicas * span)
 
 
-def routing_keys(requests: Sequence[TraceRequest], policy: str, prefix_blocks: int) -> list[bytes | None]:
-    """The key each request is hashed on: its leading blocks (prefix), its conversation (session), or none."""
-    if policy in ("prefix", "consistent-hash"):
-        return [",".join(map(str, r.blocks[:prefix_blocks])).encode() for r in requests]
+def routing_keys(requests: Sequence[TraceRequest], policy: str, settings: SimulationSettings) -> list[bytes | None]:
+    """The key each request is hashed on: its shortest leading blocks that are not hot (prefix), its first block
+    (plain consistent hashing), its conversation as a client's session header would name it (session), or none."""
+    if policy == "consistent-hash":
+        return [str(r.blocks[:1]).encode() for r in requests]
+    if policy == "prefix":
+        hot = HotPrefixes()
+        return [routing_key("prefix", None, block_openings(r.blocks, settings.prefix_blocks), hot, settings.replicas)
+                for r in requests]
     if policy == "session":
         return [f"session-{label}".encode() for label in sessions(list(requests))]
     return [None] * len(requests)
@@ -175,7 +180,7 @@ def replay(requests: Sequence[TraceRequest], policy: str, settings: SimulationSe
     rng = random.Random(settings.seed)
     scale = time_scale(requests, settings)
     start = requests[0].arrival_s
-    keys = routing_keys(requests, policy, settings.prefix_blocks)
+    keys = routing_keys(requests, policy, settings)
     hits = blocks = prefill = 0
     mean_prompt = RunningMean()
     for index, request in enumerate(requests):

@@ -68,8 +68,11 @@ def _request(line: str, where: str) -> TraceRequest:
 
 def sessions(requests: list[TraceRequest]) -> list[int]:
     """A conversation number per request: the conversation of the latest earlier request whose prompt (whole, or
-    less its last block) this one starts with, the longest such match first; else a new conversation."""
+    less its last block) this one starts with, the longest such match first; else a new conversation. One block
+    says too little (it is often a system prompt every conversation shares), so only prefixes of two blocks or more
+    count, and one that two conversations end on identifies neither and is dropped."""
     by_prompt: dict[tuple[int, ...], int] = {}
+    ambiguous: set[tuple[int, ...]] = set()
     labels: list[int] = []
     conversations = 0
     for request in requests:
@@ -81,7 +84,10 @@ def sessions(requests: list[TraceRequest]) -> list[int]:
         if label is None:
             label, conversations = conversations, conversations + 1
         labels.append(label)
-        by_prompt[request.blocks] = label
-        if len(request.blocks) > 1:
-            by_prompt[request.blocks[:-1]] = label
+        for prefix in (request.blocks, request.blocks[:-1]):
+            if len(prefix) < 2 or prefix in ambiguous:
+                continue
+            if by_prompt.setdefault(prefix, label) != label:
+                ambiguous.add(prefix)
+                del by_prompt[prefix]
     return labels

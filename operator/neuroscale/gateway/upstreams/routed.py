@@ -26,7 +26,7 @@ from neuroscale.gateway.upstreams.openai import _PATHS, OpenAIUpstream
 from neuroscale.routing.balancer import HashRing, RunningMean, choose, request_factor
 from neuroscale.routing.config import ReplicaRouting
 from neuroscale.routing.endpoints import Replica
-from neuroscale.routing.keys import routing_key
+from neuroscale.routing.keys import HotPrefixes, prompt_openings, routing_key
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class RoutedOpenAIUpstream(OpenAIUpstream):
         self.pool = ReplicaPool(tier.routing)
         # Request bodies' mean size: the load bound gives a longer prompt more room (balancer.request_factor).
         self.mean_size = RunningMean()
+        self.hot = HotPrefixes()
         self._watch: Any = None
         if tier.routing.static_replicas is not None:
             self.pool.update([Replica(address, True) for address in tier.routing.static_replicas])
@@ -83,7 +84,8 @@ class RoutedOpenAIUpstream(OpenAIUpstream):
         session = REQUEST_HEADERS.get().get(self.routing.session_header)
         if self.routing.policy == "least-loaded":
             session = None
-        key = routing_key(self.routing.policy, endpoint, body, session, self.routing.prefix_chars)
+        openings = prompt_openings(endpoint, body, self.routing.prefix_chars) if not session else ()
+        key = routing_key(self.routing.policy, session, openings, self.hot, len(self.pool.ready))
         data = json.dumps({**body, "model": self._tier.model})
         factor = request_factor(self.routing.load_factor, len(data), self.mean_size.add(len(data)))
         return _RoutedPost(self, endpoint, data, self.pool.order(key, factor))
