@@ -1,7 +1,9 @@
 """The gateway routing a tier over its replicas itself, over real HTTP in front of stub replicas that record what
 they received: every turn of a conversation (and every request with one session header) lands on one replica;
 a burst of one hot conversation spreads so no replica holds more than the load bound; a replica that is gone
-(connection refused) costs a retry on the next replica, never a request; streams are routed and counted too."""
+(connection refused) costs a retry on the next replica, never a request; streams are routed and counted too; an
+endpoint update (a replica gone, one not ready) holds from the next request, and with no endpoint known requests
+go through the Service; least-loaded spreads even one conversation."""
 
 from __future__ import annotations
 
@@ -30,9 +32,10 @@ async def replicas() -> AsyncIterator[list[StubUpstream]]:
             await stub.stop()
 
 
-def routed_config(stubs: list[StubUpstream], **routing: object) -> object:
+def routed_config(stubs: list[StubUpstream], service_url: str = "http://127.0.0.1:9/v1", **routing: object) -> object:
+    """A tier routed over `stubs`; `service_url` is where requests go while no replica is known."""
     static = [f"127.0.0.1:{stub.port}" for stub in stubs]
-    tier = openai_tier("small", "http://127.0.0.1:9/v1",  # the Service URL, unused while replicas are known
+    tier = openai_tier("small", service_url,
                        routing={"service": "small", "namespace": "models", "static_replicas": static, **routing})
     return make_config([tier])
 
@@ -141,3 +144,22 @@ async def test_streams_are_routed_and_released(gateway: RunningGateway, replicas
     upstream = gateway.app[STATE].cascade.upstreams[0]  # type: ignore[union-attr]
     assert sum(upstream.pool.loads.values()) == 0, "every finished stream gave its slot back"
 
+
+
+async def test_an_endpointslice_update_takes_effect_on_the_next_request(replicas: list[StubUpstream],
+                                                                       http: aiohttp.ClientSession) -> None:
+    from neuroscale.routing.endpoints import Replica
+
+    async with StubUpstream("service") as service, \
+            serve_gateway(routed_config(replicas, service.base_url)) as gateway:  # type: ignore[arg-type]
+        pool = gateway.app[STATE].cascade.upstreams[0].pool  # type: ignore[union-attr]
+        address = [f"127.0.0.1:{stub.port}" for stub in replicas]
+        # What the watch hands over: replica 0 gone, replica 1 not ready (terminating), 2 and 3 serving.
+        pool.update([Replica(address[1], False), Replica(address[2], True), Replica(address[3], True)])
+        for topic in range(30):
+            assert await ask(http, gateway, conversation(2000 + topic, 1)) == 200
+        assert not replicas[0].requests and not replicas[1].requests and not service.requests
+        assert replicas[2].requests and replicas[3].requests
+        pool.update([])  # no endpoint known (the watch has not listed yet): through the Service
+        assert await ask(http, gateway, conversation(3000, 1)) == 200
+        assert len(service.requests) == 1

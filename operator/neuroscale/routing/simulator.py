@@ -16,9 +16,9 @@ mean in-flight count, both averaged over time.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
-import dataclasses
 import random
 import statistics
 from collections import OrderedDict
@@ -202,7 +202,7 @@ def replay(requests: Sequence[TraceRequest], policy: str, settings: SimulationSe
         hits += cached
         blocks += len(request.blocks)
         prefill += computed
-    state.advance(math.inf if not state.finishing else max(moment for moment, _, _ in state.finishing))
+    state.advance(max((moment for moment, _, _ in state.finishing), default=state.now))
     mean = state.total_area / max(state.now, 1e-9) / settings.replicas
     return PolicyResult(
         policy=policy, replicas=settings.replicas, hit_rate=hits / max(blocks, 1), prefill_tokens=prefill,

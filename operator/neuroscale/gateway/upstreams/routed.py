@@ -24,7 +24,6 @@ from neuroscale.gateway.config import Limits, OpenAITier
 from neuroscale.gateway.protocol import Endpoint
 from neuroscale.gateway.upstreams.openai import _PATHS, OpenAIUpstream
 from neuroscale.routing.balancer import HashRing, RunningMean, choose, request_factor
-from neuroscale.routing.config import ReplicaRouting
 from neuroscale.routing.endpoints import Replica
 from neuroscale.routing.keys import HotPrefixes, prompt_openings, routing_key
 
@@ -38,8 +37,7 @@ REQUEST_HEADERS: ContextVar[Mapping[str, str]] = ContextVar("neuroscale_request_
 class ReplicaPool:
     """The replicas of one tier as last listed, and this gateway's requests in flight on each."""
 
-    def __init__(self, routing: ReplicaRouting) -> None:
-        self.routing = routing
+    def __init__(self) -> None:
         self.ring = HashRing(())
         self.ready: frozenset[str] = frozenset()
         self.loads: dict[str, int] = {}
@@ -51,6 +49,8 @@ class ReplicaPool:
         names = tuple(sorted(replica.address for replica in replicas))
         if names != self.ring.replicas:
             self.ring = HashRing(names)
+            # Counts of departed replicas go once their last request ended (an ending request still finds its own).
+            self.loads = {name: count for name, count in self.loads.items() if count or name in self.ring.members}
         self.ready = frozenset(replica.address for replica in replicas if replica.ready)
         log.info("tier replicas: %d known, %d ready", len(names), len(self.ready))
 
@@ -62,19 +62,18 @@ class ReplicaPool:
 class RoutedOpenAIUpstream(OpenAIUpstream):
     """OpenAIUpstream that sends each request to a replica it chose rather than to the tier's Service."""
 
-    def __init__(self, tier: OpenAITier, session: aiohttp.ClientSession, limits: Limits | None = None,
-                 *, watch: bool = True) -> None:
+    def __init__(self, tier: OpenAITier, session: aiohttp.ClientSession, limits: Limits | None = None) -> None:
         super().__init__(tier, session, limits)
         assert tier.routing is not None
         self.routing = tier.routing
-        self.pool = ReplicaPool(tier.routing)
+        self.pool = ReplicaPool()
         # Request bodies' mean size: the load bound gives a longer prompt more room (balancer.request_factor).
         self.mean_size = RunningMean()
         self.hot = HotPrefixes()
         self._watch: Any = None
         if tier.routing.static_replicas is not None:
             self.pool.update([Replica(address, True) for address in tier.routing.static_replicas])
-        elif watch:
+        else:
             from neuroscale.gateway.endpoint_watch import EndpointSliceWatch
 
             self._watch = EndpointSliceWatch(tier.routing, self.pool.update, asyncio.get_running_loop())
@@ -116,23 +115,23 @@ class _RoutedPost:
         return upstream._session.post(url, data=self._data, headers=upstream._headers, timeout=upstream._timeout)
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
-        loads = self._upstream.pool.loads
+        pool = self._upstream.pool  # its `loads` may be replaced while a connection opens: never hold on to it
         if not self._order:
             self._request = self._send(self._upstream._base + _PATHS[self._endpoint])
             return await self._request.__aenter__()  # type: ignore[no-any-return]
         failure: Exception | None = None
         for replica in self._order:
             request = self._send(f"http://{replica}{self._path}")
-            loads[replica] = loads.get(replica, 0) + 1
+            pool.loads[replica] = pool.loads.get(replica, 0) + 1
             try:
                 response = await request.__aenter__()
             except _NOT_CONNECTED as error:
-                loads[replica] -= 1
+                pool.loads[replica] -= 1
                 log.info("replica %s did not take the connection (%s); trying the next", replica, error)
                 failure = error
                 continue
             except BaseException:
-                loads[replica] -= 1
+                pool.loads[replica] -= 1
                 raise
             self._request, self._replica = request, replica
             return response  # type: ignore[no-any-return]
