@@ -144,6 +144,20 @@ class BatchingSpec(ApiModel):
     """Continuous batching (fixed at compile time on Neuron)."""
 
     max_num_seqs: int = Field(default=8, ge=1, le=256, description="Maximum sequences decoded together per replica.")
+    mean_prompt_tokens: int | None = Field(
+        default=None, ge=1, le=131072,
+        description="Typical prompt tokens per request, for sizing (prefill costs time; code and RAG traffic is "
+        "mostly input); omitted → 1024, capped to fit maxModelLen.",
+    )
+    mean_output_tokens: int | None = Field(
+        default=None, ge=1, le=131072,
+        description="Typical generated tokens per request, for sizing; omitted → 256 (at most maxModelLen / 4).",
+    )
+    max_time_per_output_token_ms: float | None = Field(
+        default=None, gt=0, le=60000,
+        description="Slowest acceptable decode at full batch, ms per generated token: sizing keeps to "
+        "configurations that meet it; omitted → the lowest cost per token decides.",
+    )
 
 
 class CompileCacheSpec(ApiModel):
