@@ -174,6 +174,18 @@ def test_a_latency_target_rules_out_slow_configurations() -> None:
         size(make_request(source=LLAMA_70B, max_time_per_output_token_ms=1))
 
 
+def test_eight_core_8b_replicas_pack_three_to_an_inf2_48xlarge_under_a_latency_target() -> None:
+    # optimum-neuron's 8-core Llama-3.1-8B at batch 32 (README fidelity table): cheapest for three replicas held
+    # to 40 ms per token; without the target three TP-4 replicas on an inf2.24xlarge are 7 % cheaper per token.
+    common = {"source": "hf://meta-llama/Llama-3.1-8B-Instruct", "families": ("inf2",), "max_num_seqs": 32,
+              "replicas": (3, 3)}
+    held = size(make_request(**common, max_time_per_output_token_ms=40))
+    free = size(make_request(**common))
+    assert (held.instance.name, held.tensor_parallel, held.placement.replicas_per_instance) == ("inf2.48xlarge", 8, 3)
+    assert (free.instance.name, free.tensor_parallel, free.placement.replicas_per_instance) == ("inf2.24xlarge", 4, 3)
+    assert free.throughput.time_per_output_token_seconds * 1e3 > 60
+
+
 def test_trn2_runs_data_parallel_replicas_when_they_fill_it() -> None:
     # AWS: the largest TP for latency, data parallelism for throughput (TP 32 x DP 2 for 70B on trn2).
     alone = size(make_request(source=LLAMA_70B, families=("trn2",)))

@@ -111,7 +111,7 @@ class Candidate:
     def rank(self) -> tuple[bool, float, float, int, str]:
         # Unknown prices last; among them, fewer instance-hours per token (same instance type, so price cancels).
         cost = self.cost_per_million if self.cost_per_million is not None else self.instance_hours_per_million
-        return (self.cost_per_million is None, round(cost, 9), self.throughput.time_per_output_token_seconds,
+        return (self.cost_per_million is None, cost, self.throughput.time_per_output_token_seconds,
                 self.tensor_parallel, self.instance.name)
 
 
