@@ -364,11 +364,15 @@ def _fast_enough(req: SizingRequest, candidate: Candidate) -> bool:
     return target is None or candidate.throughput.time_per_output_token_seconds * 1e3 <= target
 
 
-def _describe(candidate: Candidate) -> str:
+def _cost(candidate: Candidate) -> str:
+    """Cost per million generated tokens averaged over the replica range: dollars, or instance-hours unpriced."""
     cost = candidate.cost_per_million
-    price = f"${cost:.2f}/M tokens" if cost is not None else f"{candidate.instance_hours_per_million:.3f} instance-h/M"
+    return f"${cost:.2f}/M tokens" if cost is not None else f"{candidate.instance_hours_per_million:.3f} instance-h/M"
+
+
+def _describe(candidate: Candidate) -> str:
     return (f"{candidate.instance.name} TP {candidate.tensor_parallel} "
-            f"(~{candidate.throughput.tokens_per_second:.0f} tokens/s, {price})")
+            f"(~{candidate.throughput.tokens_per_second:.0f} tokens/s, {_cost(candidate)})")
 
 
 def _explain(arch: ModelArchitecture, req: SizingRequest, chosen: Candidate, options: list[Candidate],
@@ -376,8 +380,8 @@ def _explain(arch: ModelArchitecture, req: SizingRequest, chosen: Candidate, opt
     instance, est, where, tput = chosen.instance, chosen.memory, chosen.placement, chosen.throughput
     tp = est.tensor_parallel
     shape = "estimated from the parameter count (GQA, 8 KV heads)" if arch.estimated else "known architecture"
-    claim = (f"{tp} NeuronCores ({where.resource}: {where.count})" if where.shares_devices else
-             f"{tp} NeuronCores on {_plural(where.count, 'Neuron device')}")
+    claim = (f"{_plural(tp, 'NeuronCore')} of a shared device, requested as {where.resource}: {where.count}"
+             if where.shares_devices else f"{tp} NeuronCores on {_plural(where.count, 'Neuron device')}")
     lines = [
         f"{arch.name} ({arch.params_billions:g}B parameters, {shape}) in {req.dtype}: "
         f"{instance.name} with TP {tp} ({claim}).",
@@ -427,14 +431,16 @@ def _why(req: SizingRequest, chosen: Candidate, options: list[Candidate]) -> str
     if req.tensor_parallel is not None:
         why.append(f"TP {req.tensor_parallel} was pinned")
     basis = "lowest instance-hours" if chosen.cost_per_million is None else "lowest cost"
-    why.append(f"{basis} per generated token over {over} among {_plural(len(fast), 'configuration')} that fit")
+    why.append(f"{basis} per generated token over {over} ({_cost(chosen)}) among "
+               f"{_plural(len(fast), 'configuration')} that fit")
     if req.max_time_per_output_token_ms is not None:
         slow = len(options) - len(fast)
         why.append(f"within {req.max_time_per_output_token_ms:g} ms per output token"
                    + (f" ({_plural(slow, 'slower configuration')} left out)" if slow else ""))
     runner_up = next((o for o in sorted(fast, key=Candidate.rank) if o is not chosen), None)
     if runner_up is not None and runner_up.rank() < chosen.rank():
-        why.append(f"costs within {COST_TIE:.0%} per token count as equal, and then the lower price per hour wins")
+        why.append(f"costs within {COST_TIE:.0%} per token count as equal, and then the lower price per hour wins, "
+                   "then the faster decode")
     text = "Why: " + "; ".join(why) + "."
     if runner_up is not None:
         text += f" Next best: {_describe(runner_up)}."
@@ -446,7 +452,7 @@ def _why(req: SizingRequest, chosen: Candidate, options: list[Candidate]) -> str
 
 
 # Costs per token this close are one price to an estimate good to RELATIVE_UNCERTAINTY: among them the lowest
-# price per hour wins (the smaller commitment, and what one replica really pays).
+# price per hour wins (the smaller commitment, and what one replica really pays), then the faster decode.
 COST_TIE = 0.05
 
 
@@ -456,7 +462,8 @@ def _choose(options: list[Candidate]) -> Candidate:
         return best
     close = [o for o in options if o.cost_per_million is not None
              and o.cost_per_million <= best.cost_per_million * (1 + COST_TIE)]
-    return min(close, key=lambda o: (o.instance.price_per_hour, o.rank()))
+    return min(close, key=lambda o: (o.instance.price_per_hour, o.throughput.time_per_output_token_seconds,
+                                      o.rank()))
 
 
 def size(req: SizingRequest) -> SizingResult:
