@@ -18,12 +18,13 @@ token, of which streaming 8 GB of weights is under 1 ms), which is why it overes
 1.5-2.3x. A per-layer term growing with log2(TP) fitted to zero, so it is not in the model.
 
 The constants are fitted (least squares on log errors, `tests/bench/throughput_calibration.py --fit`) to the rows of
-`tests/data/neuron_published_throughput.yaml`: 27 published figures from the Neuron SDK decoder benchmarks
+`tests/data/neuron_published_throughput.yaml` (throughput, and at half weight the published time per output token
+and unqueued time to first token): 27 published figures from the Neuron SDK decoder benchmarks
 (inf2.48xlarge, trn1.32xlarge), optimum-neuron's inf2 benchmarks and the trn2 70B/405B NxD Inference tutorials,
 each with its source. The bandwidth efficiency is held at 0.8: left free the fit takes it to ~1.0, a share of peak
 HBM bandwidth nothing reaches, because at TP 8-64 the rows cannot tell weight streaming from the per-layer latency;
 at TP 1-2, where weight streaming dominates, no row measures it. Every row lands within RELATIVE_UNCERTAINTY of its
-published throughput (max 26 %, mean 9 %); below TP 8 the band is widened by EXTRAPOLATION_FACTOR.
+published throughput (max 25 %, mean 9 %); below TP 8 the band is widened by EXTRAPOLATION_FACTOR.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ class ThroughputModel:
 
 CALIBRATED = ThroughputModel(
     bandwidth_efficiency=0.8,
-    layer_seconds=144e-6,
-    sequence_efficiency=0.0296,
-    sequence_seconds=84e-6,
-    prefill_efficiency=0.128,
+    layer_seconds=143e-6,
+    sequence_efficiency=0.0324,
+    sequence_seconds=105e-6,
+    prefill_efficiency=0.115,
 )
 
 # The largest relative error over the calibration rows, rounded up: a published figure may be this far either side
