@@ -38,8 +38,11 @@ class SizingError(ValueError):
 DEFAULT_PROMPT_TOKENS = 1024
 DEFAULT_OUTPUT_TOKENS = 256
 
-# Device-plugin resources (NEURON.md "Kubernetes integration"): whole devices, or single cores for replicas smaller
-# than a device so that several share one.
+# Device-plugin resources (NEURON.md "Kubernetes integration"; aws-neuron-sdk deploy/includes/
+# k8s-neuron-device-plugin.rst): `neuron` allocates whole devices with all their cores, `neuroncore` single cores, so
+# replicas smaller than a device request cores and several share one. A pod needing more than one core or device
+# gets a contiguous set from the Neuron scheduler extension (deploy/infrastructure/scheduler-flow.rst, which shows a
+# neuroncore request); Karpenter provisions for either since v1.1 (aws/karpenter-provider-aws#6510).
 NEURON_DEVICE_RESOURCE = "aws.amazon.com/neuron"
 NEURON_CORE_RESOURCE = "aws.amazon.com/neuroncore"
 
