@@ -150,6 +150,23 @@ def engine_queries(target: MetricsTarget, rate_window: str = "2m") -> EngineQuer
     )
 
 
+# What a cascade gateway counts for a ModelDeployment tier it held or bridged requests for (gateway/warmup.py).
+GATEWAY_COLD_REQUESTS = "neuroscale_gateway_cold_requests_total"
+
+
+def gateway_demand_query(namespace: str, deployment: str, rate_window: str = "2m") -> str:
+    """Requests every gateway replica held or bridged for `namespace/deployment` within the window, summed.
+
+    Gateways and the ModelDeployments they front share a namespace (cascade tiers are namespace-local), so the
+    scrape's `namespace` label of the gateway pod and the counter's `model_deployment` label select exactly one.
+    """
+    check_rate_window(rate_window)
+    if not deployment:
+        raise ValueError("deployment name must not be empty")
+    selector = f"{{namespace={promql_string(namespace)},model_deployment={promql_string(deployment)}}}"
+    return f"sum(increase({GATEWAY_COLD_REQUESTS}{selector}[{rate_window}]))"
+
+
 def promql(engine: Engine, target: MetricsTarget, rate_window: str = "2m") -> tuple[str, str | None]:
     """(tokens/s query, queue-depth query) for `engine`; the queue query is None where the engine has none."""
     if engine != target.engine:
