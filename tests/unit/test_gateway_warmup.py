@@ -5,7 +5,8 @@ bridged at once and counted; a wake expected within the hold held until the prob
 out bridged; with no tier left to bridge to, held until ready (never refused for being early); the measured cold
 start (first cold request to ready) replacing the declared one; a wake overdue by a whole cold start restarted;
 a tier going back to zero starting a new wake; tiers without wake settings always admitted; the counter exported at
-zero before any request; the gateway config refusing unknown wake fields.
+zero before any request; the gateway config refusing unknown wake fields; the operator rendering wake settings only
+for a ModelDeployment tier with autoscaling and minReplicas 0.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from neuroscale.api.inferencecascade import InferenceCascadeSpec
 from neuroscale.gateway.config import GatewayConfig, OpenAITier
 from neuroscale.gateway.warmup import Warmup
+from neuroscale.render.inferencecascade import resolve_tiers
+from tests.support.factories import make_inference_cascade, make_model_deployment
 
 
 class Clock:
@@ -127,3 +131,17 @@ def test_wake_settings_are_strict() -> None:
         GatewayConfig.model_validate({"model_name": "c", "tiers": [
             {"kind": "openai", "name": "s", "url": "http://s/v1", "model": "m",
              "wake": {"model_deployment": "d", "cold_start_seconds": 1, "holdSeconds": 3}}]})
+
+
+@pytest.mark.parametrize("autoscaling, wakes", [
+    ({"minReplicas": 0}, True), ({"minReplicas": 1}, False), (None, False),
+])
+def test_operator_gives_wake_settings_only_to_a_tier_that_may_scale_to_zero(autoscaling, wakes) -> None:
+    cascade = make_inference_cascade()
+    cascade["spec"]["tiers"][0]["modelDeployment"]["wakeHoldSeconds"] = 4
+    spec = InferenceCascadeSpec.model_validate(cascade["spec"])
+    overrides = {"autoscaling": {**autoscaling, "coldStartSeconds": 420}} if autoscaling is not None else {}
+    small = resolve_tiers(spec, "ml", {"llama": make_model_deployment("llama", "ml", **overrides)})[0]
+    expected = {"model_deployment": "llama", "cold_start_seconds": 420.0, "hold_seconds": 4.0} if wakes else None
+    assert small.config.get("wake") == expected
+    assert (GatewayConfig.model_validate({"model_name": "c", "tiers": [small.config]}).tiers[0].wake is not None) == wakes
