@@ -10,7 +10,9 @@ Covers: while cold, every request is answered by the bridge (`x-neuroscale-escal
 the cold start; the demand reaches Prometheus and the decision wakes the primary; once the gateway's probe sees it
 ready, traffic moves back to it; going back to zero moves traffic to the bridge again; across all of it every
 request is answered completely (200, the whole text or stream with [DONE]) and none is lost; the gateway's cold
-counter equals the requests it bridged.
+counter equals the requests it bridged; requests held for a wake expected within the hold served by the woken
+tier, not the bridge; a demand read with no gateway series, or with Prometheus down, says why
+it has no value (never a guessed zero).
 """
 
 from __future__ import annotations
@@ -142,3 +144,42 @@ async def test_bridge_serves_while_cold_wake_through_prometheus_and_traffic_move
     assert gateway.metric("neuroscale_gateway_cold_requests_total", tier="small",
                           model_deployment=DEPLOYMENT) == bridged_cold
     assert gateway.metric("neuroscale_gateway_escalations_total", from_tier="small", reason="cold") == bridged_cold
+
+
+async def test_demand_read_says_why_it_has_no_value(tmp_path: Path) -> None:
+    prometheus = await asyncio.to_thread(PrometheusServer(tmp_path).start, [])
+    source = MetricsSource(PrometheusSettings(url=prometheus.url, rate_window="5s"))
+    try:
+        demand, error = await asyncio.to_thread(source.read_gateway_demand, NAMESPACE, DEPLOYMENT, time.time())
+        assert demand is None and error == f"no cascade gateway reports demand for {NAMESPACE}/{DEPLOYMENT}"
+        await asyncio.to_thread(prometheus.stop)
+        demand, error = await asyncio.to_thread(source.read_gateway_demand, NAMESPACE, DEPLOYMENT, time.time())
+        assert demand is None and error is not None and error.startswith(f"Prometheus at {prometheus.url}")
+    finally:
+        source.close()
+        await asyncio.to_thread(prometheus.stop)
+
+
+async def test_request_held_for_a_wake_within_the_hold_is_served_by_the_woken_tier(
+    large: StubUpstream, http: aiohttp.ClientSession,
+) -> None:
+    port = free_loopback_port()
+    small = StubUpstream("small", answer="Paris, small says.")
+    config = make_config([openai_tier("small", f"http://127.0.0.1:{port}/v1", wake={
+        "model_deployment": DEPLOYMENT, "cold_start_seconds": 1.0, "hold_seconds": 5.0,
+        "probe_interval_seconds": 0.1}), openai_tier("large", large.base_url)])
+    async with serve_gateway(config) as gateway:
+        await asyncio.sleep(0.3)  # the first probe found the tier cold
+        held = [asyncio.create_task(ask(http, gateway, stream=bool(i % 2))) for i in range(4)]
+        await asyncio.sleep(1.0)
+        assert not any(task.done() for task in held), "a wake expected within the hold is waited for"
+        await small.start(port)
+        try:
+            outcomes = await asyncio.gather(*held)
+        finally:
+            await small.stop()
+    assert all(o["status"] == 200 and o["done"] and o["tier"] == "small" and o["escalations"] == ""
+               for o in outcomes), outcomes
+    assert all(1.0 <= float(o["seconds"]) < 5.0 for o in outcomes)
+    assert gateway.metric("neuroscale_gateway_cold_requests_total", tier="small", model_deployment=DEPLOYMENT) == 4
+    assert large.requests == []

@@ -144,4 +144,5 @@ def test_operator_gives_wake_settings_only_to_a_tier_that_may_scale_to_zero(auto
     small = resolve_tiers(spec, "ml", {"llama": make_model_deployment("llama", "ml", **overrides)})[0]
     expected = {"model_deployment": "llama", "cold_start_seconds": 420.0, "hold_seconds": 4.0} if wakes else None
     assert small.config.get("wake") == expected
-    assert (GatewayConfig.model_validate({"model_name": "c", "tiers": [small.config]}).tiers[0].wake is not None) == wakes
+    parsed = GatewayConfig.model_validate({"model_name": "c", "tiers": [small.config]})
+    assert (parsed.tiers[0].wake is not None) == wakes

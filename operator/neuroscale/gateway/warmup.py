@@ -113,7 +113,8 @@ class TierWake:
             return True
         now = self._clock()
         self._cold_requests.inc()
-        if self.waking_since is None or now - self.waking_since > 2 * max(self.cold_start_s, self.settings.hold_seconds):
+        overdue_after = 2 * max(self.cold_start_s, self.settings.hold_seconds)
+        if self.waking_since is None or now - self.waking_since > overdue_after:
             # A new wake, or one overdue by a whole cold start (it failed, or the deployment went back to zero).
             self.waking_since = now
         if can_bridge and self.expected_wait(now) > self.settings.hold_seconds:
@@ -130,7 +131,8 @@ class TierWake:
 
     async def probe(self, session: aiohttp.ClientSession) -> bool:
         url = self.tier.url.rstrip("/") + "/models"
-        timeout = aiohttp.ClientTimeout(total=max(self.tier.timeouts.connect_seconds, self.settings.probe_interval_seconds))
+        timeout = aiohttp.ClientTimeout(
+            total=max(self.tier.timeouts.connect_seconds, self.settings.probe_interval_seconds))
         try:
             async with session.get(url, timeout=timeout, allow_redirects=False) as response:
                 return 200 <= response.status < 300
