@@ -5,7 +5,7 @@ the idle clock (starts on the first all-zero reading, reset by any token, queue 
 reading) and the scale to zero after exactly the derived idle period; the idle period derived from the cold start
 with the metric window as its floor; config validation; over random reading sequences (hypothesis): a sleep only
 after a full idle period of readings, never on missing data, and a wake whenever demand shows at zero; the demand
-query's exact text and escaping.
+query's exact text and escaping; rate windows read as seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuroscale.autoscale.promql import gateway_demand_query
+from neuroscale.autoscale.promql import gateway_demand_query, window_seconds
 from neuroscale.autoscale.zero import ZeroConfig, ZeroInputs, decide_zero
 
 CONFIG = ZeroConfig(idle_before_zero_s=600.0)
@@ -110,3 +110,9 @@ def test_demand_query_is_exact_and_escaped() -> None:
         gateway_demand_query("ml", "x", "2 m]) or vector(1")
     with pytest.raises(ValueError):
         gateway_demand_query("ml", "")
+
+
+def test_window_seconds_reads_promql_durations() -> None:
+    assert [window_seconds(w) for w in ("5s", "2m", "1h", "500ms")] == [5.0, 120.0, 3600.0, 0.5]
+    with pytest.raises(ValueError):
+        window_seconds("2m30s")

@@ -123,6 +123,16 @@ def check_rate_window(rate_window: str) -> None:
         raise ValueError(f"rate_window {rate_window!r} is not a PromQL duration such as 30s or 2m")
 
 
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def window_seconds(rate_window: str) -> float:
+    """A PromQL duration such as 2m, in seconds."""
+    check_rate_window(rate_window)
+    unit = "ms" if rate_window.endswith("ms") else rate_window[-1]
+    return float(rate_window[: -len(unit)]) * _UNIT_SECONDS[unit]
+
+
 def engine_queries(target: MetricsTarget, rate_window: str = "2m") -> EngineQueries:
     """The per-pod queries for the target's engine (metric names from each engine's documentation)."""
     check_rate_window(rate_window)

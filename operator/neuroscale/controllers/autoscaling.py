@@ -13,7 +13,7 @@ from neuroscale import reasons as R
 from neuroscale.api.modeldeployment import AutoscalingSpec, ModelDeploymentSpec
 from neuroscale.autoscale.metrics import MetricsReading, MetricsSource, PrometheusSettings, same_endpoint
 from neuroscale.autoscale.policy import Decision, Observation, PolicyConfig, ScalerState, decide, default_config
-from neuroscale.autoscale.promql import MetricsTarget
+from neuroscale.autoscale.promql import MetricsTarget, window_seconds
 from neuroscale.autoscale.zero import ZeroConfig, ZeroDecision, ZeroInputs, decide_zero
 from neuroscale.conditions import ConditionUpdate, find, merge_conditions, rfc3339
 from neuroscale.controllers.children import write_status
@@ -182,23 +182,14 @@ def _zero_decision(
         return None, None
     if source is None:
         demand, error = None, "no Prometheus URL configured to read cascade gateway demand from"
-        window_s = _window_seconds(PrometheusSettings.rate_window)
+        window_s = window_seconds(PrometheusSettings.rate_window)
     else:
         demand, error = source.read_gateway_demand(namespace, name, now)
-        window_s = _window_seconds(source.settings.rate_window)
+        window_s = window_seconds(source.settings.rate_window)
     seen = ZeroInputs(current, reading.tokens_per_second, reading.queue_depth, demand)
     zero = decide_zero(now, seen, memory.idle_since, ZeroConfig.derived(scaling.cold_start_seconds, window_s))
     memory.idle_since = zero.idle_since
     return zero, error
-
-
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _window_seconds(rate_window: str) -> float:
-    """A checked PromQL duration such as 2m (see promql.check_rate_window) in seconds."""
-    unit = "ms" if rate_window.endswith("ms") else rate_window[-1]
-    return float(rate_window[: -len(unit)]) * _UNIT_SECONDS[unit]
 
 
 def _rounded(value: float | None) -> float | None:
