@@ -354,6 +354,8 @@ EXAMPLES = example_files()
 # does not run): no scheduler here picks its pod up, so it cannot become Ready. Its pod would fit otherwise: the
 # same 12-device, TP 24 replica is scheduled in cascade-8b-to-70b-exact-cache.yaml.
 UNSCHEDULABLE_HERE = {("llama-3.3-70b-inf2-48xlarge.yaml", "llama-3-3-70b"): "my-scheduler"}
+# minReplicas 0 with no traffic: the model stays at zero (Ready=False, ScaledToZero) and runs no pod.
+SCALED_TO_ZERO_HERE = {("scale-to-zero-bedrock-bridge.yaml", "llama-8b")}
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -377,6 +379,10 @@ async def test_examples_apply_server_side_and_become_ready(kubectl: Kubectl, clu
             name = doc["metadata"]["name"]
             if (example, name) in UNSCHEDULABLE_HERE:
                 continue
+            if (example, name) in SCALED_TO_ZERO_HERE:
+                await kubectl.arun("wait", "-n", ns, "--for=jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}"
+                                   "=ScaledToZero", f"{short}/{name}", "--timeout=150s", timeout=180)
+                continue
             await kubectl.arun("wait", "-n", ns, "--for=condition=Ready", f"{short}/{name}", "--timeout=150s",
                                timeout=180)
         for doc in models:
@@ -389,8 +395,11 @@ async def test_examples_apply_server_side_and_become_ready(kubectl: Kubectl, clu
                                             "--timeout=5s", check=False)
                 assert waited.returncode != 0 and "timed out" in waited.stderr, waited
                 continue
-            # Every replica, not just the first: placed by kube-scheduler on its instance type, Ready by kwok.
             md = await asyncio.to_thread(cluster.get, "ModelDeployment", name)
+            if (example, name) in SCALED_TO_ZERO_HERE:
+                assert md["status"]["desiredReplicas"] == 0 and not await asyncio.to_thread(cluster.pods, name)
+                continue
+            # Every replica, not just the first: placed by kube-scheduler on its instance type, Ready by kwok.
             want = md["status"]["desiredReplicas"]
             await kubectl.arun("wait", "-n", ns, "--for=condition=Ready", "pod", "-l", f"{MODEL_LABEL}={name}",
                                "--timeout=60s", timeout=90)

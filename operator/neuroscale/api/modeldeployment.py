@@ -42,6 +42,10 @@ def _allowed_tp_rule() -> str:
 
 TP_RULE = Rule(_allowed_tp_rule(), "tensorParallelDegree is not supported on this instance type")
 REPLICAS_RULE = Rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas")
+# Scale to zero is the autoscaler's decision (it wakes the deployment on a cascade gateway's demand): with
+# autoscaling off, spec.replicas rules and minReplicas 0 would only look like it did something.
+SCALE_TO_ZERO_RULE = Rule("self.enabled || self.minReplicas >= 1",
+                          "minReplicas 0 (scale to zero) needs autoscaling enabled")
 ENGINE_FEATURES_RULE = Rule(
     "self.engine.name == 'vllm' || (self.model.kvCacheDtype == 'auto' && "
     "(self.model.dtype == 'bf16' || self.model.dtype == 'fp16') && !self.engine.prefixCaching)",
@@ -180,10 +184,14 @@ class MetricsSpec(ApiModel):
 class AutoscalingSpec(ApiModel):
     """Token-throughput autoscaling. When enabled the operator owns the replica count."""
 
-    model_config = crd_rules(REPLICAS_RULE)
+    model_config = crd_rules(REPLICAS_RULE, SCALE_TO_ZERO_RULE)
 
     enabled: bool = Field(default=True, description="Scale on generated tokens/s and queue depth.")
-    min_replicas: int = Field(default=1, ge=1, le=1000, description="Never fewer replicas (Neuron cold starts are minutes).")
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000,
+        description="Never fewer replicas (Neuron cold starts are minutes). 0 scales to zero when idle, for a "
+        "deployment behind an InferenceCascade: its gateway wakes it and serves from the next tier meanwhile.",
+    )
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Never more replicas.")
     target_tokens_per_second: float | None = Field(
         default=None, gt=0, description="Generated tokens/s one replica should carry; omitted → derived from sizing."
@@ -211,6 +219,8 @@ class AutoscalingSpec(ApiModel):
     def _replica_bounds(self) -> AutoscalingSpec:
         if self.min_replicas > self.max_replicas:
             raise REPLICAS_RULE.refused()
+        if not self.enabled and self.min_replicas == 0:
+            raise SCALE_TO_ZERO_RULE.refused()
         return self
 
 

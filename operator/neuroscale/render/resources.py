@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.render.drain import Drain, drain_for
 from neuroscale.render.quantities import canonical_quantity, gibibytes, parse_quantity
 from neuroscale.sizing.memory import GIB, quantizes_at_load
 from neuroscale.sizing.sizer import NEURON_CORE_RESOURCE, NEURON_DEVICE_RESOURCE, SizingResult
@@ -49,6 +50,7 @@ class ReplicaResources:
     compile_cache_disk: str
     ephemeral_storage: str
     startup_seconds: int
+    drain: Drain
 
     def requests(self) -> dict[str, str]:
         return {
@@ -128,4 +130,5 @@ def replica_resources(spec: ModelDeploymentSpec, sizing: SizingResult) -> Replic
         compile_cache_disk=gibibytes(cache_gib),
         ephemeral_storage=gibibytes(models_gib + cache_gib),
         startup_seconds=startup_seconds(spec, sizing),
+        drain=drain_for(spec.model.max_model_len, sizing.tokens_per_second, spec.batching.max_num_seqs),
     )
