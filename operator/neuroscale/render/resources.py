@@ -111,7 +111,8 @@ def replica_resources(spec: ModelDeploymentSpec, sizing: SizingResult) -> Replic
     # (engines.Vllm.quantized_checkpoints_path).
     quantized = quantizes_at_load(spec.model.dtype, sizing.instance.family)
     checkpoint_gib = sizing.architecture.params_billions * 1e9 * 2 / GIB if quantized else sizing.weights_gib
-    models_gib = math.ceil(checkpoint_gib * 1.5) + 10
+    # The speculative head and the LoRA adapters are downloaded onto the same volume.
+    models_gib = math.ceil(checkpoint_gib * 1.5 + sizing.speculator_gib + sizing.adapters_gib) + 10
     cache_gib = math.ceil(sizing.weights_gib) * (2 if quantized else 1) + 10
     return ReplicaResources(
         cpu=cpu,

@@ -16,6 +16,7 @@ from neuroscale.sizing.catalog import CATALOG, FAMILY_TP, InstanceType, get_inst
 from neuroscale.sizing.memory import (
     BYTES_PER_PARAM,
     HOST_PROCESS_GIB,
+    CoResident,
     KV_BYTES,
     Dtype,
     KvCacheDtype,
@@ -25,6 +26,7 @@ from neuroscale.sizing.memory import (
     padding_bytes,
     quantizes_at_load,
 )
+from neuroscale.sizing.speculation import ASSUMED_ACCEPTANCE_RATE, speculative_tokens_per_second
 from neuroscale.sizing.throughput import decode_tokens_per_second
 
 
@@ -47,6 +49,9 @@ class SizingRequest:
     tensor_parallel: int | None = None
     # Restrict the search to these instance families (e.g. the NodePools a cluster has); empty means all.
     families: tuple[str, ...] = ()
+    # A speculative-decoding head and LoRA adapter slots sharing the replica's Neuron memory (memory.CoResident).
+    co_resident: CoResident | None = None
+    acceptance_rate: float = ASSUMED_ACCEPTANCE_RATE
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class SizingResult:
     architecture: ModelArchitecture
     host_memory_gib: float
     padding_gib: float
+    speculator_gib: float = 0.0
+    adapters_gib: float = 0.0
 
     @property
     def cost_per_million_tokens(self) -> float | None:
@@ -126,6 +133,7 @@ def _estimate(arch: ModelArchitecture, req: SizingRequest, instance: InstanceTyp
         kv_cache_dtype=req.kv_cache_dtype,
         max_model_len=req.max_model_len,
         max_num_seqs=req.max_num_seqs,
+        co_resident=req.co_resident,
     )
 
 
@@ -253,6 +261,8 @@ def _explain(
         f"Memory: weights {est.weights_gib:.1f} GiB + KV cache {est.kv_cache_gib:.1f} GiB "
         f"({req.max_num_seqs} sequences x {req.max_model_len} tokens) + runtime {est.overhead_gib:.1f} GiB"
         + (f" + head padding {est.padding_gib:.1f} GiB" if est.padding_gib else "")
+        + (f" + speculator {est.speculator_gib:.1f} GiB" if est.speculator_gib else "")
+        + (f" + LoRA slots {est.adapters_gib:.1f} GiB" if est.adapters_gib else "")
         + f" = {est.required_gib:.1f} of {est.capacity_gib:.0f} GiB ({est.required_gib / est.capacity_gib:.0%}).",
     ]
     uneven = []
@@ -278,8 +288,11 @@ def _explain(
         else:
             lines.append(f"Why {instance.name}: no instance with a public price fits.")
     cost = f", ${cost_per_million:.2f} per million tokens" if cost_per_million is not None else ""
+    co = req.co_resident
+    speculation = (f" with speculative decoding ({co.num_speculative_tokens} tokens proposed per step, acceptance "
+                   f"rate assumed {req.acceptance_rate:g})" if co is not None and co.speculates else "")
     lines.append(
-        f"Throughput: ~{tokens_per_second:.0f} generated tokens/s at batch {req.max_num_seqs}{cost}"
+        f"Throughput: ~{tokens_per_second:.0f} generated tokens/s at batch {req.max_num_seqs}{speculation}{cost}"
         + ("" if instance.price_per_hour is not None else " (no public price for this instance)")
         + "."
     )
@@ -305,17 +318,23 @@ def size(req: SizingRequest) -> SizingResult:
         raise _no_fit_error(arch, req, instances)
     instance, est = min(candidates, key=_price_key)
     tp = est.tensor_parallel
+    weight_bytes = arch.decode_params_billions * 1e9 * BYTES_PER_PARAM[req.dtype] + padding_bytes(arch, tp, req.dtype)
+    # Decode runs from the prompt to the full length: on average half of max_model_len is in the cache.
+    kv_per_sequence = kv_bytes_per_token(arch, tp, req.kv_cache_dtype) * req.max_model_len / 2
     tokens_per_second = decode_tokens_per_second(
         instance=instance,
         tensor_parallel=tp,
         batch=req.max_num_seqs,
         layers=arch.layers,
-        weight_bytes=arch.decode_params_billions * 1e9 * BYTES_PER_PARAM[req.dtype]
-        + padding_bytes(arch, tp, req.dtype),
+        weight_bytes=weight_bytes,
         active_params=arch.decode_params_billions * 1e9,
-        # Decode runs from the prompt to the full length: on average half of max_model_len is in the cache.
-        kv_bytes_per_sequence=kv_bytes_per_token(arch, tp, req.kv_cache_dtype) * req.max_model_len / 2,
+        kv_bytes_per_sequence=kv_per_sequence,
     )
+    if req.co_resident is not None and req.co_resident.speculates:
+        tokens_per_second = speculative_tokens_per_second(
+            instance=instance, tensor_parallel=tp, batch=req.max_num_seqs, arch=arch, co=req.co_resident,
+            weight_bytes=weight_bytes, kv_bytes_per_sequence=kv_per_sequence, acceptance_rate=req.acceptance_rate,
+        )
     price = instance.price_per_hour
     cost = price / (tokens_per_second * 3600) * 1e6 if price is not None else None
     return SizingResult(
@@ -334,4 +353,6 @@ def size(req: SizingRequest) -> SizingResult:
         architecture=arch,
         host_memory_gib=est.host_required_gib,
         padding_gib=est.padding_gib,
+        speculator_gib=est.speculator_gib,
+        adapters_gib=est.adapters_gib,
     )
