@@ -191,11 +191,12 @@ class CoResident:
 
 
 def eagle_head_params_billions(arch: ModelArchitecture) -> float:
-    """An EAGLE head's size when the user gives none: one decoder layer of the served model with its share of the
-    embeddings (standing in for the LM head NxD Inference's converted EAGLE checkpoints carry), plus the fusion layer
-    (2 x hidden -> hidden) that feeds it the model's hidden state. Llama-3.1-8B: ~0.54B (published heads ~0.25B
-    without, ~0.8B with an LM head of 128k tokens); Llama-3.3-70B: ~1.9B."""
-    return arch.params_billions / arch.layers + 2 * arch.hidden_size**2 / 1e9
+    """An EAGLE head's size when the user gives none: one decoder layer of the served model, as much again for the
+    LM head the head carries (NxD Inference's converted EAGLE checkpoints include the served model's), plus the
+    fusion layer (2 x hidden -> hidden) that feeds it the model's hidden state. Llama-3.1-8B: ~0.54B (a converted
+    EAGLE v1 head with its 128k-token LM head is ~0.8B, an EAGLE3 head with a 32k draft vocabulary ~0.4B);
+    Llama-3.3-70B: ~1.9B (~2.0B)."""
+    return 2 * arch.params_billions / arch.layers + 2 * arch.hidden_size**2 / 1e9
 
 
 def _mlp_width(arch: ModelArchitecture) -> float:
