@@ -1,6 +1,6 @@
 """Speculative decoding on a ModelDeployment: an EAGLE head proposes tokens that the served model verifies in one step.
 
-What the Neuron vLLM images support decides the API (NEURON.md "Speculative decoding and LoRA"): the NxD Inference
+What the Neuron vLLM images support decides the API (aws-neuron-sdk docs, SDK 2.32): the NxD Inference
 image (inf2, trn1) takes EAGLE v1 heads converted for NxD Inference and EAGLE3 heads ("Eagle V1 and V3 are
 supported", vllm-user-guide-v1.rst); the vLLM Neuron plugin image (trn2) takes EAGLE3 only (vllm-neuron
 features-guide.md, migration-nxdi-to-vllm-neuron.md). A separate draft model is supported by neither: "speculative

@@ -210,7 +210,7 @@ def _mlp_width(arch: ModelArchitecture) -> float:
 def lora_adapter_bytes(arch: ModelArchitecture, rank: int) -> float:
     """Bytes of one adapter of `rank` on every linear layer (q, k, v, o, gate, up, down): r x (in + out) each.
 
-    Llama-3.1-8B at rank 16: ~88 MB here (84 MB at the true MLP width) for the ~170 MB checkpoint the NxD Inference
+    Llama-3.1-8B at rank 16: ~92 MB here (84 MB at the true MLP width) for the ~170 MB checkpoint the NxD Inference
     guide quotes, and it sizes 23 adapters into 2 GB per core, i.e. ~85 MB each with the linear layer duplicated
     (feature-guide.rst "Maximum number of LoRA adapters supported in device memory"). The default shards the linear
     layer across the TP group (api-guide.rst, lora_shard_linear_layer), so the cores together hold one copy.
