@@ -6,7 +6,7 @@ an explicit parameter count; both counted in device and host memory and the expl
 moving a model to a larger instance; the expected tokens per verify step (independent acceptance); the speculative
 throughput estimate against AWS's published EAGLE3 run (Llama-3.1-8B, trn2, TP 8, batch 2: 1.57x at a 74 %
 acceptance rate), its gain shrinking as the batch grows and turning into a loss at large batches, more acceptance
-never estimating less; and the assumption named in the explanation.
+never estimating less; the assumption named in the explanation; a misfit message naming the slots.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from neuroscale.sizing.architectures import KNOWN_ARCHITECTURES
 from neuroscale.sizing.memory import CoResident, eagle_head_params_billions, lora_adapter_bytes
-from neuroscale.sizing.sizer import SizingRequest, size
+from neuroscale.sizing.sizer import SizingError, SizingRequest, size
 from neuroscale.sizing.speculation import expected_tokens_per_step
 
 LLAMA_8B = KNOWN_ARCHITECTURES["Llama-3.1-8B"]
@@ -109,3 +109,9 @@ def test_more_acceptance_never_estimates_less(rate: float) -> None:
 def test_the_explanation_states_the_assumed_acceptance() -> None:
     result = size(SizingRequest(SOURCE_8B, families=("inf2",), co_resident=CoResident(num_speculative_tokens=5)))
     assert "5 tokens proposed per step, acceptance rate assumed 0.7" in result.explanation
+
+
+def test_a_misfit_names_the_co_resident_memory() -> None:
+    with pytest.raises(SizingError, match=r"runtime \d+, LoRA slots 44\); inf2.8xlarge has 32 GiB"):
+        size(SizingRequest(SOURCE_8B, instance_type="inf2.8xlarge", co_resident=CoResident(lora_slots=16,
+                                                                                             lora_rank=512)))

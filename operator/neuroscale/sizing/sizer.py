@@ -194,7 +194,10 @@ def _misfit(arch: ModelArchitecture, req: SizingRequest, instance: InstanceType,
         return (
             f"{what} needs ~{est.required_gib:.0f} GiB of Neuron memory at TP {est.tensor_parallel} "
             f"(weights {est.weights_gib + est.padding_gib:.0f}, KV cache {est.kv_cache_gib:.0f}, runtime "
-            f"{est.overhead_gib:.0f}); {instance.name} has {est.capacity_gib:.0f} GiB on "
+            f"{est.overhead_gib:.0f}"
+            + (f", speculator {est.speculator_gib:.0f}" if est.speculator_gib else "")
+            + (f", LoRA slots {est.adapters_gib:.0f}" if est.adapters_gib else "")
+            + f"); {instance.name} has {est.capacity_gib:.0f} GiB on "
             f"{est.tensor_parallel} cores; {_suggestion(arch, req)}"
         )
     return (
