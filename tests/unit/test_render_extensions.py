@@ -7,7 +7,7 @@ a rank vLLM accepts, `--lora-modules name=path`); for every source kind, the hea
 an init container into the directory the engine's flags name (followed through the volume mounts), with the hub
 token only on Hub downloads and revisions passed on; user engine.args still come last; adapters and EAGLE v1 keep
 sizing on inf2/trn1 (and a trn2-only family list is refused with the reason); an adapter named like the derived
-served model name is refused; the models volume grows with the head and the adapters; every object passes the
+served model name is refused; the models volume and the startup budget grow with the head and the adapters; every object passes the
 Kubernetes schema; status lists the adapters and sizing reports their memory.
 """
 
@@ -175,3 +175,11 @@ def test_status_lists_the_adapters() -> None:
     assert status["adapters"] == [{"name": "sql", "source": "hf://org/llama-3.1-8b-sql-lora", "rank": 8}]
     assert "adapters" not in model_deployment_status(None, Observed(1, None, adapters=[]), generation=1,
                                                      now=datetime(2026, 12, 3, tzinfo=UTC))
+
+
+def test_the_startup_budget_covers_loading_and_compiling_the_head() -> None:
+    def startup_failures(spec: ModelDeploymentSpec) -> int:
+        return pod(render(spec))["containers"][0]["startupProbe"]["failureThreshold"]
+
+    big = {"source": "hf://meta-llama/Llama-3.3-70B-Instruct"}
+    assert startup_failures(make_spec(model=big, speculativeDecoding=EAGLE3)) > startup_failures(make_spec(model=big))
