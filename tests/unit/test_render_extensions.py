@@ -3,12 +3,12 @@
 Covers: `--speculative-config` as each image documents it (NxD Inference on inf2/trn1: method, local head path,
 num_speculative_tokens and max_model_len; the vLLM Neuron plugin on trn2: EAGLE3 without max_model_len, and EAGLE v1
 refused there); the LoRA flags (`--enable-lora`, `--max-loras` = number of adapters, `--max-lora-rank` rounded up to
-a rank vLLM accepts, `--lora-modules name=path`); for every source kind, the head and every adapter are downloaded by
-an init container into the directory the engine's flags name (followed through the volume mounts), with the hub
+a rank vLLM accepts, `--lora-modules name=path`); for every source kind, the head and every adapter are downloaded
+by an init container into the directory the engine's flags name (followed through the volume mounts), with the hub
 token only on Hub downloads and revisions passed on; user engine.args still come last; adapters and EAGLE v1 keep
 sizing on inf2/trn1 (and a trn2-only family list is refused with the reason); an adapter named like the derived
-served model name is refused; the models volume and the startup budget grow with the head and the adapters; every object passes the
-Kubernetes schema; status lists the adapters and sizing reports their memory.
+served model name is refused; the models volume and the startup budget grow with the head and the adapters; every
+object passes the Kubernetes schema; status lists the adapters and sizing reports their memory.
 """
 
 from __future__ import annotations

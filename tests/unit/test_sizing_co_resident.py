@@ -50,8 +50,9 @@ def test_eagle_head_estimate_and_override() -> None:
 
 
 def test_co_resident_memory_is_counted_and_explained() -> None:
-    base = size(SizingRequest(SOURCE_8B, families=("inf2",)))
-    both = size(SizingRequest(SOURCE_8B, families=("inf2",),
+    pinned = {"instance_type": "inf2.8xlarge", "tensor_parallel": 2}
+    base = size(SizingRequest(SOURCE_8B, **pinned))
+    both = size(SizingRequest(SOURCE_8B, **pinned,
                               co_resident=CoResident(num_speculative_tokens=5, lora_slots=8, lora_rank=16)))
     assert both.speculator_gib > 0.5 and both.adapters_gib > 0.5
     assert both.required_gib == pytest.approx(

@@ -42,6 +42,11 @@ class ModelDeploymentTier(ApiModel):
         default=None, max_length=63, pattern=ADAPTER_NAME,
         description="One of its LoRA adapters (spec.adapters[].name) to use instead of its base model.",
     )
+    wake_hold_seconds: float = Field(
+        default=10.0, ge=0, le=600,
+        description="When the ModelDeployment is scaled to zero (minReplicas 0): how long a request may wait for it "
+        "to wake before the next tier serves it; a wake expected to take longer is bridged at once.",
+    )
 
 
 class OpenAITier(ApiModel):

@@ -100,6 +100,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         served_model_name=rendered.served_model_name,
         adapters=[{"name": a.name, "source": a.source, "rank": a.rank} for a in spec.adapters],
         apply_error=apply_error,
+        scales_to_zero=bool(spec.autoscaling and spec.autoscaling.enabled and spec.autoscaling.min_replicas == 0),
     )
     return _report(body, kube, observed, generation, now, emit, applied)
 

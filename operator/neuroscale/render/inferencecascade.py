@@ -106,6 +106,18 @@ def _model_deployment_target(ref: str, namespace: str, body: dict[str, Any] | No
     return endpoint, model, state, "" if state == "True" else f"ModelDeployment {ref}: {detail}".rstrip(": ")
 
 
+def _wake(ref: str, body: dict[str, Any] | None, hold_seconds: float) -> dict[str, Any] | None:
+    """The gateway's wake settings for a ModelDeployment that may scale to zero (autoscaling with minReplicas 0)."""
+    try:
+        scaling = ModelDeploymentSpec.model_validate((body or {}).get("spec") or {}).autoscaling
+    except ValidationError:
+        return None
+    if scaling is None or not scaling.enabled or scaling.min_replicas > 0:
+        return None
+    return {"model_deployment": ref, "cold_start_seconds": float(scaling.cold_start_seconds),
+            "hold_seconds": hold_seconds}
+
+
 def _tier_common(tier: CascadeTier) -> dict[str, Any]:
     common: dict[str, Any] = {
         "name": tier.name,
@@ -136,6 +148,9 @@ def _resolve(tier: CascadeTier, namespace: str, model_deployments: Mapping[str, 
             config["model"] = adapter
             if body is not None and adapter not in adapters:
                 ready, message = "False", f"ModelDeployment {ref} serves no adapter {adapter}"
+        wake = _wake(ref, body, tier.model_deployment.wake_hold_seconds)
+        if wake is not None:
+            config["wake"] = wake
         return ResolvedTier(tier.name, tier.kind, url, ready, message, config)
     if tier.openai is not None:
         config = {**common, "kind": "openai", "url": tier.openai.url, "model": tier.openai.model}

@@ -63,6 +63,10 @@ def sizing_request(spec: ModelDeploymentSpec) -> SizingRequest:
         families=_families(spec),
         co_resident=co_resident(spec),
         acceptance_rate=_acceptance_rate(spec),
+        prompt_tokens=spec.batching.mean_prompt_tokens,
+        output_tokens=spec.batching.mean_output_tokens,
+        max_time_per_output_token_ms=spec.batching.max_time_per_output_token_ms,
+        replicas=_replica_range(spec),
     )
 
 
@@ -90,6 +94,15 @@ def _nxdi_features(spec: ModelDeploymentSpec) -> list[str]:
     if spec.speculative_decoding is not None and spec.speculative_decoding.method == "eagle":
         features.append("EAGLE (v1) speculative decoding")
     return features
+
+
+def _replica_range(spec: ModelDeploymentSpec) -> tuple[int, int]:
+    """The replica counts sizing prices packing over: the autoscaler's range. Without autoscaling, one: a manual
+    `kubectl scale` must never move every replica to another instance type."""
+    scaling = spec.autoscaling
+    if scaling is None or not scaling.enabled:
+        return (1, 1)
+    return (max(1, scaling.min_replicas), max(1, scaling.min_replicas, scaling.max_replicas))
 
 
 def _families(spec: ModelDeploymentSpec) -> tuple[str, ...]:
