@@ -33,6 +33,7 @@ from tests.support.crd_schema import (
     to_json_schema,
 )
 from tests.support.factories import deep_merge, make_model_deployment
+from tests.unit.test_crd_extensions import EXTENSION_RULES
 
 CRD = crd(MODEL_DEPLOYMENT)
 SCHEMA = CrdSchema(openapi_schema(CRD))
@@ -171,11 +172,12 @@ def test_defaults_fill_absent_and_null_fields_but_not_absent_optional_objects() 
 def test_every_rule_is_exercised_here() -> None:
     messages = [rule.message for rule in SCHEMA.rules()]
     assert len(messages) == len(set(messages)), "two rules share a message; users could not tell them apart"
-    assert set(messages) == {TP_RULE, REPLICAS_RULE, ENGINE_FEATURES_RULE, TRN2_RULE, SCALE_TO_ZERO_RULE}, (
-        "a CEL rule was added or removed: give it admitted and rejected cases below")
+    assert set(messages) == {TP_RULE, REPLICAS_RULE, ENGINE_FEATURES_RULE, TRN2_RULE, SCALE_TO_ZERO_RULE,
+                             *EXTENSION_RULES}, (
+        "a CEL rule was added or removed: give it admitted and rejected cases below (or in test_crd_extensions.py)")
     assert {rule.message: rule.location for rule in SCHEMA.rules()} == {
         TP_RULE: "spec.accelerator", REPLICAS_RULE: "spec.autoscaling", SCALE_TO_ZERO_RULE: "spec.autoscaling",
-        ENGINE_FEATURES_RULE: "spec", TRN2_RULE: "spec",
+        ENGINE_FEATURES_RULE: "spec", TRN2_RULE: "spec", **EXTENSION_RULES,
     }
 
 

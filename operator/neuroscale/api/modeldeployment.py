@@ -17,15 +17,21 @@ from neuroscale.api.common import (
     default_object,
 )
 from neuroscale.api.schema import ApiModel, Rule, crd_rules, refused
+from neuroscale.api.adapters import (
+    ADAPTER_MODEL_NAME_RULE,
+    ADAPTERS_ENGINE_RULE,
+    ADAPTERS_TRN2_RULE,
+    MAX_ADAPTERS,
+    AdapterSpec,
+)
+from neuroscale.api.sources import MODEL_SOURCE, S3_URI
+from neuroscale.api.speculative_decoding import EAGLE_TRN2_RULE, SPECULATION_ENGINE_RULE, SpeculativeDecodingSpec
 from neuroscale.sizing.catalog import CATALOG
 
 InstanceTypeName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
 Engine = Literal["vllm", "tgi", "djl-lmi"]
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8"]
 
-# hf://org/name or s3://bucket/prefix: the two places a Neuron engine can load weights from.
-MODEL_SOURCE = r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?)$"
-S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
 # TGI's and DJL-LMI's Neuron backends run on Inferentia2 and Trainium1 only (NEURON.md "Serving engines").
 LEGACY_ENGINE_FAMILIES = ("inf2", "trn1", "trn1n")
@@ -266,7 +272,8 @@ class SchedulingSpec(ApiModel):
 class ModelDeploymentSpec(ApiModel):
     """Desired state of a ModelDeployment."""
 
-    model_config = crd_rules(ENGINE_FEATURES_RULE, TRN2_RULE)
+    model_config = crd_rules(ENGINE_FEATURES_RULE, TRN2_RULE, SPECULATION_ENGINE_RULE, EAGLE_TRN2_RULE,
+                             ADAPTERS_ENGINE_RULE, ADAPTERS_TRN2_RULE, ADAPTER_MODEL_NAME_RULE)
 
     model: ModelSpec = Field(description="The model to serve.")
     engine: EngineSpec = Field(**default_object(EngineSpec, "Serving engine."))
@@ -281,6 +288,34 @@ class ModelDeploymentSpec(ApiModel):
     service_account: ServiceAccountSpec = Field(**default_object(ServiceAccountSpec, "Pod identity."))
     resources: ResourcesSpec = Field(**default_object(ResourcesSpec, "Host CPU and memory."))
     scheduling: SchedulingSpec = Field(**default_object(SchedulingSpec, "Placement."))
+    speculative_decoding: SpeculativeDecodingSpec | None = Field(
+        default=None, description="Speculative decoding with an EAGLE head (vLLM)."
+    )
+    adapters: list[AdapterSpec] = Field(
+        default_factory=list, max_length=MAX_ADAPTERS,
+        description="LoRA adapters served next to the model, each under its own model name (vLLM, inf2/trn1).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @model_validator(mode="after")
+    def _extensions_supported(self) -> ModelDeploymentSpec:
+        names = [adapter.name for adapter in self.adapters]
+        # The CRD's list-map key: the API server refuses a second adapter with a name already used.
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise refused(f"adapter names must be unique; more than one adapter is named {', '.join(duplicates)}")
+        trn2 = (self.accelerator.instance_type or "").startswith("trn2")
+        speculation = self.speculative_decoding
+        for broken, rule in (
+            (speculation is not None and self.engine.name != "vllm", SPECULATION_ENGINE_RULE),
+            (speculation is not None and speculation.method == "eagle" and trn2, EAGLE_TRN2_RULE),
+            (bool(self.adapters) and self.engine.name != "vllm", ADAPTERS_ENGINE_RULE),
+            (bool(self.adapters) and trn2, ADAPTERS_TRN2_RULE),
+            (self.model.served_model_name in names, ADAPTER_MODEL_NAME_RULE),
+        ):
+            if broken:
+                raise rule.refused()
+        return self
 
     @model_validator(mode="after")
     def _engine_supports(self) -> ModelDeploymentSpec:
@@ -312,6 +347,12 @@ class SizingStatus(ApiModel):
     required_gib: float = Field(alias="requiredGiB", description="Total device memory needed, GiB.")
     capacity_gib: float = Field(alias="capacityGiB", description="Device memory of the chosen cores, GiB.")
     estimated_tokens_per_second: float = Field(description="Estimated generated tokens/s per replica at full batch.")
+    speculator_gib: float | None = Field(
+        default=None, alias="speculatorGiB", description="Device memory of the speculative-decoding head, GiB."
+    )
+    adapters_gib: float | None = Field(
+        default=None, alias="adaptersGiB", description="Device memory of the LoRA adapter slots, GiB."
+    )
     explanation: str = Field(default="", description="Why this choice.")
 
 
@@ -328,6 +369,14 @@ class AutoscalingStatus(ApiModel):
         description="Policy memory kept across operator restarts (internal).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+
+class AdapterStatus(ApiModel):
+    """A LoRA adapter the replicas serve."""
+
+    name: str = Field(description="Model name clients send to use it.")
+    source: str = Field(description="Where it was downloaded from.")
+    rank: int = Field(description="Its LoRA rank.")
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -348,6 +397,7 @@ class ModelDeploymentStatus(ApiModel):
     )
     endpoint: str | None = Field(default=None, description="In-cluster OpenAI-compatible base URL.")
     served_model_name: str | None = Field(default=None, description="Model name clients send.")
+    adapters: list[AdapterStatus] | None = Field(default=None, description="LoRA adapters served, by model name.")
     autoscaling: AutoscalingStatus | None = Field(default=None, description="Autoscaler view.")
 
 

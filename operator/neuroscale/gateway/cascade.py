@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from neuroscale.gateway.adapters import usage_adapter
 from neuroscale.gateway.config import GatewayConfig
 from neuroscale.gateway.escalation import AnswerJudge, Reason, TierPlan, view_of_response
 from neuroscale.gateway.metrics import GatewayMetrics
@@ -139,7 +140,8 @@ class Cascade:
                 escalations.append(self._failure(index, error, is_last))
                 continue
             self.health.answered(upstream.name)
-            self.metrics.count_usage(upstream.name, response.get("usage"))
+            self.metrics.count_usage(upstream.name, response.get("usage"),
+                                     usage_adapter(self.config, upstream.name, request.body["model"]))
             reason = self.judge.judge(view_of_response(request.endpoint, response)) if judged else None
             if reason is not None:
                 escalations.append(self._escalate(index, reason))
@@ -220,7 +222,8 @@ class Cascade:
                     if visible is not None:
                         yield visible
             served.complete = True
-            self.metrics.count_usage(served.tier, served.assembler.usage)
+            self.metrics.count_usage(served.tier, served.assembler.usage,
+                                     usage_adapter(self.config, served.tier, request.body["model"]))
         except UpstreamError as error:
             error.tier = error.tier or served.tier
             self.metrics.upstream_errors.labels(served.tier, error.kind).inc()

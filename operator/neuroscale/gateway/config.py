@@ -79,6 +79,12 @@ class OpenAITier(_TierBase):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Environment variable holding the upstream's API key (mounted from a Secret).",
     )
+    adapters: tuple[str, ...] = Field(
+        default=(),
+        max_length=64,
+        description="LoRA adapters the upstream also serves (its ModelDeployment's spec.adapters): clients may send "
+        "them as `model`, and they are passed on as `model` (gateway/adapters.py).",
+    )
     wake: WakeSettings | None = Field(default=None, description="Set when the tier may be scaled to zero.")
 
 
@@ -226,6 +232,10 @@ class GatewayConfig(_Strict):
             raise ValueError(f"tier names must be unique; repeated: {', '.join(duplicates)}")
         if self.model_name in names:
             raise ValueError(f"model_name {self.model_name!r} must differ from every tier name")
+        adapters = {a for tier in self.tiers if tier.kind == "openai" for a in tier.adapters}
+        shadowed = sorted(adapters & {self.model_name, *names})
+        if shadowed:
+            raise ValueError(f"adapter names must differ from model_name and every tier name: {', '.join(shadowed)}")
         cap = self.escalation.default_max_tier
         if cap is not None and cap not in names:
             raise ValueError(f"escalation.default_max_tier {cap!r} is not a tier; tiers are {', '.join(names)}")

@@ -78,6 +78,12 @@ def api_key_env(tier_name: str) -> str:
     return "NEUROSCALE_TIER_" + re.sub(r"[^A-Za-z0-9]", "_", tier_name).upper() + "_API_KEY"
 
 
+def _served_adapters(body: dict[str, Any] | None) -> tuple[str, ...]:
+    """The LoRA adapter names a ModelDeployment serves (its spec.adapters), for the gateway to offer as models."""
+    adapters = ((body or {}).get("spec") or {}).get("adapters") or ()
+    return tuple(a["name"] for a in adapters if isinstance(a, dict) and isinstance(a.get("name"), str))
+
+
 def _model_deployment_target(ref: str, namespace: str, body: dict[str, Any] | None) -> tuple[str, str, str, str]:
     """(endpoint, model name, ready, message) of a ModelDeployment tier from the ModelDeployment (None: not found)."""
     conventional = f"http://{ref}.{namespace}.svc.cluster.local:{MODEL_DEPLOYMENT_PORT}/v1"
@@ -134,6 +140,14 @@ def _resolve(tier: CascadeTier, namespace: str, model_deployments: Mapping[str, 
         body = model_deployments.get(ref)
         url, model, ready, message = _model_deployment_target(ref, namespace, body)
         config = {**common, "kind": "openai", "url": url, "model": model}
+        adapters = _served_adapters(body)
+        if adapters:
+            config["adapters"] = list(adapters)
+        adapter = tier.model_deployment.adapter
+        if adapter is not None:
+            config["model"] = adapter
+            if body is not None and adapter not in adapters:
+                ready, message = "False", f"ModelDeployment {ref} serves no adapter {adapter}"
         wake = _wake(ref, body, tier.model_deployment.wake_hold_seconds)
         if wake is not None:
             config["wake"] = wake

@@ -86,14 +86,20 @@ def derived_memory_gib(sizing: SizingResult) -> int:
     return max(1, share, min(needed, math.floor(usable)))
 
 
+def _loaded_gib(sizing: SizingResult) -> float:
+    """What a replica loads and compiles: the model, and a speculative head and LoRA adapters next to it (both are
+    compiled into the same graph: "both the target and the draft model compile", vllm-neuron EAGLE3 tutorial)."""
+    return sizing.weights_gib + sizing.speculator_gib + sizing.adapters_gib
+
+
 def compile_seconds(sizing: SizingResult) -> int:
     """Seconds compiling the model may take (the engine's compilation timeout on trn2 is this budget)."""
-    return math.ceil(COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * sizing.weights_gib)
+    return math.ceil(COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * _loaded_gib(sizing))
 
 
 def startup_seconds(spec: ModelDeploymentSpec, sizing: SizingResult) -> int:
     """Seconds a replica may take to serve: load, plus compile unless the artifacts are restored from S3."""
-    weights = sizing.weights_gib
+    weights = _loaded_gib(sizing)
     budget = LOAD_BASE_SECONDS + LOAD_SECONDS_PER_GIB * weights
     if spec.compile_cache is None:
         budget += COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * weights
@@ -118,7 +124,8 @@ def replica_resources(spec: ModelDeploymentSpec, sizing: SizingResult) -> Replic
     # (engines.Vllm.quantized_checkpoints_path).
     quantized = quantizes_at_load(spec.model.dtype, sizing.instance.family)
     checkpoint_gib = sizing.architecture.params_billions * 1e9 * 2 / GIB if quantized else sizing.weights_gib
-    models_gib = math.ceil(checkpoint_gib * 1.5) + 10
+    # The speculative head and the LoRA adapters are downloaded onto the same volume.
+    models_gib = math.ceil(checkpoint_gib * 1.5 + sizing.speculator_gib + sizing.adapters_gib) + 10
     cache_gib = math.ceil(sizing.weights_gib) * (2 if quantized else 1) + 10
     return ReplicaResources(
         cpu=cpu,

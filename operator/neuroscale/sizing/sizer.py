@@ -17,6 +17,7 @@ from neuroscale.sizing.catalog import CATALOG, FAMILY_TP, InstanceType, get_inst
 from neuroscale.sizing.memory import (
     BYTES_PER_PARAM,
     HOST_PROCESS_GIB,
+    CoResident,
     KV_BYTES,
     Dtype,
     KvCacheDtype,
@@ -26,6 +27,7 @@ from neuroscale.sizing.memory import (
     padding_bytes,
     quantizes_at_load,
 )
+from neuroscale.sizing.speculation import ASSUMED_ACCEPTANCE_RATE, speculative_estimate
 from neuroscale.sizing.throughput import ThroughputEstimate, estimate, load_of
 
 
@@ -70,6 +72,9 @@ class SizingRequest:
     # The fewest and most replicas the deployment runs: packing replicas into a shared instance pays only as far
     # as they fill it, so cost per token is averaged over this range.
     replicas: tuple[int, int] = (1, 1)
+    # A speculative-decoding head and LoRA adapter slots sharing the replica's Neuron memory (memory.CoResident).
+    co_resident: CoResident | None = None
+    acceptance_rate: float = ASSUMED_ACCEPTANCE_RATE
 
     def workload(self) -> tuple[int, int]:
         """(prompt, output) tokens per request, defaults capped so that one request fits max_model_len."""
@@ -140,6 +145,8 @@ class SizingResult:
     padding_gib: float
     placement: Placement
     throughput: ThroughputEstimate
+    speculator_gib: float = 0.0
+    adapters_gib: float = 0.0
 
     @property
     def cost_per_million_tokens(self) -> float | None:
@@ -209,6 +216,7 @@ def _estimate(arch: ModelArchitecture, req: SizingRequest, instance: InstanceTyp
         kv_cache_dtype=req.kv_cache_dtype,
         max_model_len=req.max_model_len,
         max_num_seqs=req.max_num_seqs,
+        co_resident=req.co_resident,
     )
 
 
@@ -269,7 +277,10 @@ def _misfit(arch: ModelArchitecture, req: SizingRequest, instance: InstanceType,
         return (
             f"{what} needs ~{est.required_gib:.0f} GiB of Neuron memory at TP {est.tensor_parallel} "
             f"(weights {est.weights_gib + est.padding_gib:.0f}, KV cache {est.kv_cache_gib:.0f}, runtime "
-            f"{est.overhead_gib:.0f}); {instance.name} has {est.capacity_gib:.0f} GiB on "
+            f"{est.overhead_gib:.0f}"
+            + (f", speculator {est.speculator_gib:.0f}" if est.speculator_gib else "")
+            + (f", LoRA slots {est.adapters_gib:.0f}" if est.adapters_gib else "")
+            + f"); {instance.name} has {est.capacity_gib:.0f} GiB on "
             f"{est.tensor_parallel} cores; {_suggestion(arch, req)}"
         )
     return (
@@ -355,8 +366,13 @@ def _options(arch: ModelArchitecture, req: SizingRequest, instances: Iterable[In
             if not memory.fits:
                 continue
             where = placement(instance, tp, memory.host_required_gib)
-            throughput = estimate(instance, tp, load_of(arch, tp, req.dtype, req.kv_cache_dtype),
-                                  batch=req.max_num_seqs, prompt_tokens=prompt, output_tokens=output)
+            load = load_of(arch, tp, req.dtype, req.kv_cache_dtype)
+            throughput = estimate(instance, tp, load, batch=req.max_num_seqs, prompt_tokens=prompt,
+                                  output_tokens=output)
+            if req.co_resident is not None and req.co_resident.speculates:
+                throughput = speculative_estimate(instance, tp, load, arch, req.co_resident, batch=req.max_num_seqs,
+                                                  prompt_tokens=prompt, output_tokens=output,
+                                                  acceptance_rate=req.acceptance_rate)
             found.append(Candidate(instance, memory, where, throughput, _instance_hours_per_million(
                 req.replicas, where.replicas_per_instance, throughput.tokens_per_second)))
     return found
@@ -391,6 +407,8 @@ def _explain(arch: ModelArchitecture, req: SizingRequest, chosen: Candidate, opt
         f"Memory: weights {est.weights_gib:.1f} GiB + KV cache {est.kv_cache_gib:.1f} GiB "
         f"({req.max_num_seqs} sequences x {req.max_model_len} tokens) + runtime {est.overhead_gib:.1f} GiB"
         + (f" + head padding {est.padding_gib:.1f} GiB" if est.padding_gib else "")
+        + (f" + speculator {est.speculator_gib:.1f} GiB" if est.speculator_gib else "")
+        + (f" + LoRA slots {est.adapters_gib:.1f} GiB" if est.adapters_gib else "")
         + f" = {est.required_gib:.1f} of {est.capacity_gib:.0f} GiB ({est.required_gib / est.capacity_gib:.0%}).",
     ]
     uneven = []
@@ -406,9 +424,12 @@ def _explain(arch: ModelArchitecture, req: SizingRequest, chosen: Candidate, opt
     )
     cost = f", ${share / (tput.tokens_per_second * 3600) * 1e6:.2f} per million tokens" if share is not None else ""
     guide = "; no published figure below TP 8, a rough guide" if tput.extrapolated else ""
+    co = req.co_resident
+    speculation = (f" with speculative decoding ({co.num_speculative_tokens} tokens proposed per step, acceptance "
+                   f"rate assumed {req.acceptance_rate:g})" if co is not None and co.speculates else "")
     lines.append(
         f"Throughput: ~{tput.tokens_per_second:.0f} generated tokens/s per replica (likely {tput.low:.0f}-"
-        f"{tput.high:.0f}{guide}) at batch {req.max_num_seqs} with {tput.prompt_tokens} prompt + "
+        f"{tput.high:.0f}{guide}) at batch {req.max_num_seqs}{speculation} with {tput.prompt_tokens} prompt + "
         f"{tput.output_tokens} generated tokens per request; ~{tput.time_per_output_token_seconds * 1e3:.0f} ms per "
         f"output token, ~{tput.time_to_first_token_seconds:.2f} s to encode a prompt{cost}"
         + ("" if instance.price_per_hour is not None else " (no public price for this instance)") + "."
@@ -517,4 +538,6 @@ def size(req: SizingRequest) -> SizingResult:
         padding_gib=est.padding_gib,
         placement=where,
         throughput=chosen.throughput,
+        speculator_gib=est.speculator_gib,
+        adapters_gib=est.adapters_gib,
     )

@@ -23,6 +23,7 @@ class Observed:
     selector: str | None = None
     endpoint: str | None = None
     served_model_name: str | None = None
+    adapters: list[dict[str, Any]] | None = None  # LoRA adapters served: name, source, rank
     spec_problem: ConditionUpdate | None = None  # Sized=False: invalid spec or no fit
     apply_error: str | None = None
     scales_to_zero: bool = False  # autoscaling with minReplicas 0
@@ -115,6 +116,7 @@ def model_deployment_status(
         "sizing": observed.sizing,
         "endpoint": observed.endpoint,
         "servedModelName": observed.served_model_name,
+        "adapters": observed.adapters or None,
     }
     if observed.price_per_hour is not None:
         status["costPerHour"] = round(observed.price_per_hour * running, 4)
