@@ -23,6 +23,8 @@ from neuroscale.sizing import size
 
 log = logging.getLogger(__name__)
 AUTOSCALER_FIELD_MANAGER = "neuroscale-autoscaler"
+# The cold start assumed before any replica was measured and when the spec sets none.
+DEFAULT_COLD_START_SECONDS = 600.0
 EmitEvent = Callable[[str, str, str], None]
 
 
@@ -42,10 +44,19 @@ class StepOutcome:
     metrics_healthy: bool
 
 
-def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interval_s: float) -> PolicyConfig:
+def cold_start_seconds(scaling: AutoscalingSpec, status: dict[str, Any]) -> float:
+    """The spec's cold start, else the measured one (status.coldStart, per artifact key), else the default."""
+    if scaling.cold_start_seconds is not None:
+        return float(scaling.cold_start_seconds)
+    measured = (status.get("coldStart") or {}).get("seconds")
+    return float(measured) if measured is not None else DEFAULT_COLD_START_SECONDS
+
+
+def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interval_s: float,
+                  cold_start_s: float = DEFAULT_COLD_START_SECONDS) -> PolicyConfig:
     """Derived defaults (see `default_config`) with every field the user set taking precedence."""
     config = default_config(
-        capacity_tokens_per_s, float(scaling.cold_start_seconds), min_replicas=scaling.min_replicas,
+        capacity_tokens_per_s, cold_start_s, min_replicas=scaling.min_replicas,
         max_replicas=scaling.max_replicas, predictive=scaling.predictive, control_interval_s=interval_s,
     )
     overrides: dict[str, Any] = {}
@@ -102,7 +113,7 @@ def step(
     if memory.state is None:  # after an operator restart, pick up what the last process remembered
         memory.state = ScalerState.from_dict((status.get("autoscaling") or {}).get("state"))
     capacity = (status.get("sizing") or {}).get("estimatedTokensPerSecond") or size(sizing_request(spec)).tokens_per_second
-    config = policy_config(scaling, float(capacity), interval_s)
+    config = policy_config(scaling, float(capacity), interval_s, cold_start_seconds(scaling, status))
 
     if source is None:
         reading = MetricsReading(now, None, None, 0, error="no Prometheus URL configured (operator flag "

@@ -93,7 +93,7 @@ def keyed_prefix(uri: str, key: str) -> str:
     return f"{uri.rstrip('/')}/{key}/"
 
 
-def marker_location(uri: str, key: str) -> tuple[str, str]:
-    """(bucket, object key) of the completion marker of `key` under `uri`."""
-    bucket, _, prefix = keyed_prefix(uri, key).removeprefix("s3://").partition("/")
-    return bucket, f"{prefix}{MARKER}"
+def marker_location(prefix: str) -> tuple[str, str]:
+    """(bucket, object key) of the completion marker under a keyed prefix (`keyed_prefix`)."""
+    bucket, _, path = prefix.removeprefix("s3://").partition("/")
+    return bucket, f"{path}{MARKER}"

@@ -90,7 +90,7 @@ def startup_seconds(spec: ModelDeploymentSpec, sizing: SizingResult) -> int:
     budget = LOAD_BASE_SECONDS + LOAD_SECONDS_PER_GIB * weights
     if spec.compile_cache is None:
         budget += COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * weights
-    if spec.autoscaling is not None:
+    if spec.autoscaling is not None and spec.autoscaling.cold_start_seconds is not None:
         budget = max(budget, spec.autoscaling.cold_start_seconds * 1.5)
     return min(MAX_STARTUP_SECONDS, math.ceil(budget / STARTUP_PROBE_PERIOD_SECONDS) * STARTUP_PROBE_PERIOD_SECONDS)
 
