@@ -250,7 +250,8 @@ def test_startup_budget_covers_published_load_and_compile_times():
     cached = render(make_spec(compileCache={"uri": "s3://cache-bucket/llama"}))
     # Llama-3-8B loads in 10 min 40 s on inf2.8xlarge; compiling a ~15 GB model takes ~15 min.
     assert _startup_seconds(cold) >= 640 + 900
-    assert 640 <= _startup_seconds(cached) < _startup_seconds(cold)
+    # Any replica may miss the compile cache and compile (then upload): the budget is the same with one.
+    assert _startup_seconds(cached) == _startup_seconds(cold)
     big = render(make_spec(model={"source": "hf://meta-llama/Llama-3.3-70B-Instruct"}))
     assert _startup_seconds(big) > _startup_seconds(cold)
     assert _startup_seconds(big) <= MAX_STARTUP_SECONDS
