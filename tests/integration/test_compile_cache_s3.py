@@ -5,7 +5,7 @@ without it stays a Miss), answers reused for the TTL, a missing bucket, no crede
 as condition reasons (never an exception), AccessDenied through botocore's Stubber (moto does not enforce IAM);
 the upload and restore scripts run by bash with the real AWS CLI (skipped where no `aws` is installed): the sidecar
 waits for the engine's health check, uploads the cache and the weights under `sets/<pod>/` and writes the marker
-last; a restore brings back exactly that set and flags the weights; a restore without a marker does nothing; a
+last, then leaves at once and cleanly on SIGTERM; a restore brings back exactly that set and flags the weights; a restore without a marker does nothing; a
 prefix carrying shell syntax is passed through as data, never run.
 """
 
@@ -139,9 +139,12 @@ def test_the_sidecar_uploads_after_ready_and_a_restore_brings_that_set_back(
         while not s3.list_objects_v2(Bucket=BUCKET, Prefix=MARKER).get("KeyCount"):
             assert upload.poll() is None and time.monotonic() < deadline, "the sidecar wrote no marker"
             time.sleep(0.5)
+        upload.send_signal(signal.SIGTERM)  # the pod stops: the sidecar leaves at once, and cleanly
+        assert upload.wait(timeout=5) == 0
     finally:
-        os.killpg(upload.pid, signal.SIGTERM)
-        upload.wait(timeout=10)
+        if upload.poll() is None:
+            os.killpg(upload.pid, signal.SIGKILL)
+            upload.wait(timeout=10)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert keys == {MARKER, "neuron/k1/sets/llama-7d9f-abcde/neuron/model.pt",
                     "neuron/k1/sets/llama-7d9f-abcde/neuron/quantized/model.safetensors",

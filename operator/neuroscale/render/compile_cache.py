@@ -65,13 +65,16 @@ echo "restored $prefix$set_name"
 # $1 prefix, $2 cache dir, $3 weights dir or '', $4 engine port, $5 health path; POD_NAME and MANIFEST in the env.
 UPLOAD_SCRIPT = _SYNC + f"""set -u
 prefix=$1 cache=$2 weights=$3 port=$4 health=$5
+# bash is PID 1 here and would ignore SIGTERM without a trap, holding the pod for its whole grace period; sleeping
+# in the background and waiting on it lets the trap run at once. An upload cut short writes no marker.
+trap 'exit 0' TERM
 # bash's /dev/tcp in a subshell: the image has no curl, and a refused connection must not end the script.
 healthy() {{
   ( exec 3<>"/dev/tcp/127.0.0.1/$port" \\
     && printf 'GET %s HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' "$health" >&3 \\
     && read -r -t 10 _ code _ <&3 && [ "$code" = 200 ] ) 2>/dev/null
 }}
-until healthy; do sleep 15; done
+until healthy; do sleep 15 & wait $!; done
 if aws s3 cp "${{prefix}}{MARKER}" - >/dev/null 2>&1; then
   echo "artifacts under $prefix are complete already: nothing to upload"
 else
@@ -84,5 +87,5 @@ else
     echo "uploading the compiled artifacts to $prefix failed: the next replica compiles and tries again" >&2
   fi
 fi
-exec sleep infinity
+while :; do sleep 3600 & wait $!; done
 """
