@@ -149,20 +149,21 @@ def _restore_compile_cache(spec: ModelDeploymentSpec, prefix: str, image: str) -
                            ["restore-compile-cache", prefix, COMPILED_ARTIFACTS_DIR, weights], [], mounts)
 
 
-def upload_compile_cache(spec: ModelDeploymentSpec, inputs: PodInputs, image: str) -> dict:
+def upload_compile_cache(spec: ModelDeploymentSpec, inputs: PodInputs, prefix: str, image: str) -> dict:
     """The sidecar that uploads this pod's artifacts under the key after a miss, once the engine is ready."""
     weights = cached_weights_dir(spec)
     container = _init_container(
         "upload-compile-cache", image, ["bash", "-c", UPLOAD_SCRIPT],
-        ["upload-compile-cache", inputs.artifact_prefix or "", COMPILED_ARTIFACTS_DIR, weights, str(CONTAINER_PORT),
+        ["upload-compile-cache", prefix, COMPILED_ARTIFACTS_DIR, weights, str(CONTAINER_PORT),
          inputs.launch.health_path],
         [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
          {"name": "MANIFEST", "value": inputs.artifact_manifest}],
         [_compile_cache_mount(read_only=True),
          *([{**_models_mount(), "readOnly": True}] if weights else [])],
     )
-    # Mostly waiting; a sync of tens of GiB needs little CPU and the CLI's buffers (10 parts of 8 MiB at a time).
-    container["resources"] = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+    # Mostly waiting, so the request is small (the engine's memory is sized to the node's share); a sync of tens of
+    # GiB holds the CLI's buffers (10 parts of 8 MiB at a time), well within the limit, and may use idle CPU.
+    container["resources"] = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
     return container
 
 
@@ -307,7 +308,7 @@ def pod_template(spec: ModelDeploymentSpec, inputs: PodInputs, instance_type: st
         pod["initContainers"] = inits
     containers = [engine_container(spec, inputs, image)]
     if inputs.artifact_prefix is not None:
-        containers.append(upload_compile_cache(spec, inputs, inputs.images.aws_cli))
+        containers.append(upload_compile_cache(spec, inputs, inputs.artifact_prefix, inputs.images.aws_cli))
     pod.update(containers=containers, volumes=_volumes(inputs.resources))
     return {
         "metadata": {"labels": labels.common_labels(inputs.name, inputs.engine), "annotations": annotations},
