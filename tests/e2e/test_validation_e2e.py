@@ -91,6 +91,7 @@ def without(obj: dict[str, Any], *path: str) -> dict[str, Any]:
 
 TP_RULE = "tensorParallelDegree is not supported on this instance type"
 REPLICAS_RULE = "minReplicas must not exceed maxReplicas"
+SCALE_TO_ZERO_RULE = "minReplicas 0 (scale to zero) needs autoscaling enabled"
 ENGINE_FEATURES_RULE = "fp8/int8 weights, an fp8 KV cache and prefix caching need engine vllm"
 TRN2_RULE = "trn2 instances need engine vllm (TGI and DJL-LMI support inf2 and trn1 only)"
 
@@ -143,6 +144,8 @@ MODEL_DEPLOYMENT_ROWS = [
             f'spec.autoscaling: Invalid value: {REPLICAS_RULE}'),
     Invalid("md: minReplicas above the defaulted maxReplicas", md(autoscaling={"minReplicas": 5}),
             f'spec.autoscaling: Invalid value: {REPLICAS_RULE}'),
+    Invalid("md: minReplicas 0 with autoscaling off", md(autoscaling={"minReplicas": 0, "enabled": False}),
+            f'spec.autoscaling: Invalid value: {SCALE_TO_ZERO_RULE}'),
     Invalid("md: tgi with fp8 weights", md(engine={"name": "tgi"}, model={"dtype": "fp8"}),
             f'spec: Invalid value: {ENGINE_FEATURES_RULE}'),
     Invalid("md: djl-lmi with prefix caching", md(engine={"name": "djl-lmi", "prefixCaching": True}),

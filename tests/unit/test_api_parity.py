@@ -39,6 +39,7 @@ ENGINES = ("vllm", "tgi", "djl-lmi")
 TP = "tensorParallelDegree is not supported on this instance type"
 REPLICAS = "minReplicas must not exceed maxReplicas"
 ENGINE_FEATURES = "fp8/int8 weights, an fp8 KV cache and prefix caching need engine vllm"
+SCALE_TO_ZERO = "minReplicas 0 (scale to zero) needs autoscaling enabled"
 TRN2 = "trn2 instances need engine vllm (TGI and DJL-LMI support inf2 and trn1 only)"
 ONE_KIND = "set exactly one of modelDeployment, openai, bedrock or sagemaker"
 DEFAULT_MAX_TIER = "escalation.defaultMaxTier must name one of the tiers"
@@ -77,6 +78,7 @@ REFUSED: dict[str, list[dict[str, Any]]] = {
     REPLICAS: [md(autoscaling={"minReplicas": 5, "maxReplicas": 2}),
                md(autoscaling={"minReplicas": 5}),  # against the defaulted maxReplicas (4)
                md(autoscaling={"minReplicas": 2, "maxReplicas": 1, "enabled": False})],
+    SCALE_TO_ZERO: [md(autoscaling={"minReplicas": 0, "enabled": False})],
     ENGINE_FEATURES: [md(engine={"name": "tgi"}, model={"dtype": "fp8"}),
                       md(engine={"name": "djl-lmi", "prefixCaching": True}),
                       md(engine={"name": "tgi"}, model={"kvCacheDtype": "fp8"}),

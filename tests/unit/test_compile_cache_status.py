@@ -5,8 +5,8 @@ the marker was there first; an S3 failure is state Unknown with a False CompileC
 the transition time moves only when key or state change (a repeated check writes nothing); readySeconds is the
 first Ready pod's creation → Ready; cold starts are measured once per pod, only for the current key, as the upper
 median of the recent samples (one compile among restores does not move it); a new key starts over; the autoscaler
-takes the spec's coldStartSeconds, else the measured one, else 600; the status builder carries both and drops the
-condition when the spec drops its compile cache.
+takes the spec's coldStartSeconds, else the measured one, else 600 (a cascade's wake settings: the declared one or
+600); the status builder carries both and drops the condition when the spec drops its compile cache.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from typing import Any
 from neuroscale import reasons as R
 from neuroscale.api.modeldeployment import AutoscalingSpec
 from neuroscale.conditions import ConditionUpdate
+from neuroscale.api.inferencecascade import InferenceCascadeSpec
 from neuroscale.controllers.autoscaling import cold_start_seconds
+from neuroscale.render.inferencecascade import resolve_tiers
 from neuroscale.status.compile_cache import (
     RECENT_SAMPLES, MarkerCheck, cold_start_status, compile_cache_status, pod_starts,
 )
 from neuroscale.status.modeldeployment import Observed, model_deployment_status
+from tests.support.factories import make_inference_cascade, make_model_deployment
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
 URI = "s3://bucket/neuron/k1/"
@@ -121,3 +124,12 @@ def test_the_status_carries_both_and_drops_the_condition_with_the_compile_cache(
                                       generation=2, now=NOW)
     assert "compileCache" not in dropped and dropped["coldStart"] == cold
     assert not any(c["type"] == R.COMPILE_CACHE for c in dropped["conditions"])
+
+
+def test_a_cascade_wake_takes_the_declared_cold_start_not_the_measured_one() -> None:
+    spec = InferenceCascadeSpec.model_validate(make_inference_cascade()["spec"])
+    deployment = make_model_deployment("llama", "ml", autoscaling={"minReplicas": 0})
+    deployment["status"] = {"coldStart": {"key": "k1", "seconds": 42.0, "samples": 3, "recent": []}}
+    (small, _) = resolve_tiers(spec, "ml", {"llama": deployment})
+    # Following every new sample would roll the gateways; they measure their own wakes.
+    assert small.config["wake"]["cold_start_seconds"] == 600.0

@@ -37,6 +37,11 @@ class ModelDeploymentTier(ApiModel):
     """A ModelDeployment in the cascade's namespace; its Service and served model name are resolved by the operator."""
 
     name: str = Field(description="ModelDeployment name.", max_length=63, pattern=DNS_LABEL)
+    wake_hold_seconds: float = Field(
+        default=10.0, ge=0, le=600,
+        description="When the ModelDeployment is scaled to zero (minReplicas 0): how long a request may wait for it "
+        "to wake before the next tier serves it; a wake expected to take longer is bridged at once.",
+    )
 
 
 class OpenAITier(ApiModel):

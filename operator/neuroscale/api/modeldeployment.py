@@ -42,6 +42,10 @@ def _allowed_tp_rule() -> str:
 
 TP_RULE = Rule(_allowed_tp_rule(), "tensorParallelDegree is not supported on this instance type")
 REPLICAS_RULE = Rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas")
+# Scale to zero is the autoscaler's decision (it wakes the deployment on a cascade gateway's demand): with
+# autoscaling off, spec.replicas rules and minReplicas 0 would only look like it did something.
+SCALE_TO_ZERO_RULE = Rule("self.enabled || self.minReplicas >= 1",
+                          "minReplicas 0 (scale to zero) needs autoscaling enabled")
 ENGINE_FEATURES_RULE = Rule(
     "self.engine.name == 'vllm' || (self.model.kvCacheDtype == 'auto' && "
     "(self.model.dtype == 'bf16' || self.model.dtype == 'fp16') && !self.engine.prefixCaching)",
@@ -144,6 +148,20 @@ class BatchingSpec(ApiModel):
     """Continuous batching (fixed at compile time on Neuron)."""
 
     max_num_seqs: int = Field(default=8, ge=1, le=256, description="Maximum sequences decoded together per replica.")
+    mean_prompt_tokens: int | None = Field(
+        default=None, ge=1, le=131072,
+        description="Typical prompt tokens per request, for sizing (prefill costs time; code and RAG traffic is "
+        "mostly input); omitted → 1024, capped to fit maxModelLen.",
+    )
+    mean_output_tokens: int | None = Field(
+        default=None, ge=1, le=131072,
+        description="Typical generated tokens per request, for sizing; omitted → 256 (at most maxModelLen / 4).",
+    )
+    max_time_per_output_token_ms: float | None = Field(
+        default=None, gt=0, le=60000,
+        description="Slowest acceptable decode at full batch, ms per generated token: sizing keeps to "
+        "configurations that meet it; omitted → the lowest cost per token decides.",
+    )
 
 
 class CompileCacheSpec(ApiModel):
@@ -165,13 +183,21 @@ class MetricsSpec(ApiModel):
     )
 
 
+# The cold start assumed when the spec declares none and no replica was measured yet (status.coldStart).
+DEFAULT_COLD_START_SECONDS = 600.0
+
+
 class AutoscalingSpec(ApiModel):
     """Token-throughput autoscaling. When enabled the operator owns the replica count."""
 
-    model_config = crd_rules(REPLICAS_RULE)
+    model_config = crd_rules(REPLICAS_RULE, SCALE_TO_ZERO_RULE)
 
     enabled: bool = Field(default=True, description="Scale on generated tokens/s and queue depth.")
-    min_replicas: int = Field(default=1, ge=1, le=1000, description="Never fewer replicas (Neuron cold starts are minutes).")
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000,
+        description="Never fewer replicas (Neuron cold starts are minutes). 0 scales to zero when idle, for a "
+        "deployment behind an InferenceCascade: its gateway wakes it and serves from the next tier meanwhile.",
+    )
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Never more replicas.")
     target_tokens_per_second: float | None = Field(
         default=None, gt=0, description="Generated tokens/s one replica should carry; omitted → derived from sizing."
@@ -201,6 +227,8 @@ class AutoscalingSpec(ApiModel):
     def _replica_bounds(self) -> AutoscalingSpec:
         if self.min_replicas > self.max_replicas:
             raise REPLICAS_RULE.refused()
+        if not self.enabled and self.min_replicas == 0:
+            raise SCALE_TO_ZERO_RULE.refused()
         return self
 
 

@@ -103,6 +103,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         compile_cache=view.compile_cache,
         compile_cache_condition=view.condition,
         cold_start=view.cold_start,
+        scales_to_zero=bool(spec.autoscaling and spec.autoscaling.enabled and spec.autoscaling.min_replicas == 0),
     )
     return _report(body, kube, observed, generation, now, emit, applied)
 

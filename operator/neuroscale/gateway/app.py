@@ -131,6 +131,7 @@ async def _start(app: web.Application) -> None:
         for tier in state.config.tiers
     ]
     state.cascade = Cascade(state.config, upstreams, state.metrics)
+    state.cascade.warmup.start(state.session)
     if state.cache is None and state.config.cache is not None:
         from neuroscale.cache import CacheSettings, build_cache
 
@@ -146,6 +147,7 @@ async def _clean_up(app: web.Application) -> None:
     state = app[STATE]
     await state.drain_stores(STORE_DRAIN_SECONDS)
     if state.cascade is not None:
+        await state.cascade.warmup.stop()
         for upstream in state.cascade.upstreams:
             await upstream.close()
     if state.cache is not None:

@@ -19,6 +19,7 @@ from neuroscale.gateway.metrics import GatewayMetrics
 from neuroscale.gateway.protocol import Endpoint, ParsedRequest, answer_problem, invalid
 from neuroscale.gateway.streaming import StreamAssembler, strip_hidden
 from neuroscale.gateway.upstreams.base import Upstream, UpstreamError
+from neuroscale.gateway.warmup import Warmup
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Cascade:
         self.metrics = metrics
         self.judge = AnswerJudge.from_policy(config.escalation)
         self.health = TierHealth([upstream.name for upstream in upstreams])
+        self.warmup = Warmup(config.tiers, metrics.registry)
 
     def check_supported(self, request: ParsedRequest, plan: TierPlan) -> None:
         """Reject up front a parameter some planned tier cannot honour, rather than failing half-way up."""
@@ -121,6 +123,9 @@ class Cascade:
         for position, index in enumerate(plan.tiers):
             upstream, tier = self.upstreams[index], self.config.tiers[index]
             is_last = position == len(plan.tiers) - 1
+            if not await self.warmup.admit(index, can_bridge=not is_last):
+                escalations.append(self._escalate(index, Reason.COLD))
+                continue
             judged = not is_last and self.judge.active
             try:
                 async with asyncio.timeout(tier.timeouts.total_seconds):
@@ -152,6 +157,9 @@ class Cascade:
         for position, index in enumerate(plan.tiers):
             upstream, tier = self.upstreams[index], self.config.tiers[index]
             is_last = position == len(plan.tiers) - 1
+            if not await self.warmup.admit(index, can_bridge=not is_last):
+                escalations.append(self._escalate(index, Reason.COLD))
+                continue
             judged = not is_last and self.judge.active and self.judge.inspect_chunks > 0
             window = self.judge.inspect_chunks if judged else 1
             chunks = upstream.stream(request.endpoint, self._tier_body(request, judged))

@@ -55,6 +55,17 @@ class _TierBase(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
 
 
+class WakeSettings(_Strict):
+    """A ModelDeployment tier that may be scaled to zero: the gateway wakes it and bridges its cold start
+    (gateway/warmup.py)."""
+
+    model_deployment: str = Field(min_length=1, description="ModelDeployment name (the demand metric's label).")
+    cold_start_seconds: float = Field(ge=0, description="Declared cold start, until this gateway has measured one.")
+    hold_seconds: float = Field(default=10.0, ge=0, description="Longest a request waits for the tier to wake "
+                                "before the next tier serves it.")
+    probe_interval_seconds: float = Field(default=1.0, gt=0, le=60, description="How often readiness is probed.")
+
+
 class OpenAITier(_TierBase):
     """An OpenAI-compatible endpoint: a ModelDeployment's vLLM/TGI Service or an external API."""
 
@@ -68,6 +79,7 @@ class OpenAITier(_TierBase):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Environment variable holding the upstream's API key (mounted from a Secret).",
     )
+    wake: WakeSettings | None = Field(default=None, description="Set when the tier may be scaled to zero.")
 
 
 class BedrockTier(_TierBase):

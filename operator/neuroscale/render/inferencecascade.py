@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from neuroscale.api.cachetier import CacheTierSpec
 from neuroscale.api.inferencecascade import CascadeTier, InferenceCascadeSpec
-from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.api.modeldeployment import DEFAULT_COLD_START_SECONDS, ModelDeploymentSpec
 from neuroscale.gateway.config import GatewayConfig
 from neuroscale.render import labels
 from neuroscale.render.cachetier import CacheBinding, cache_binding
@@ -100,6 +100,22 @@ def _model_deployment_target(ref: str, namespace: str, body: dict[str, Any] | No
     return endpoint, model, state, "" if state == "True" else f"ModelDeployment {ref}: {detail}".rstrip(": ")
 
 
+def _wake(ref: str, body: dict[str, Any] | None, hold_seconds: float) -> dict[str, Any] | None:
+    """The gateway's wake settings for a ModelDeployment that may scale to zero (autoscaling with minReplicas 0)."""
+    try:
+        scaling = ModelDeploymentSpec.model_validate((body or {}).get("spec") or {}).autoscaling
+    except ValidationError:
+        return None
+    if scaling is None or not scaling.enabled or scaling.min_replicas > 0:
+        return None
+    # The declared cold start, not the measured one: the gateway measures its own wakes, and a config that followed
+    # every new sample would roll the gateways.
+    declared = scaling.cold_start_seconds
+    return {"model_deployment": ref,
+            "cold_start_seconds": float(declared) if declared is not None else DEFAULT_COLD_START_SECONDS,
+            "hold_seconds": hold_seconds}
+
+
 def _tier_common(tier: CascadeTier) -> dict[str, Any]:
     common: dict[str, Any] = {
         "name": tier.name,
@@ -119,9 +135,13 @@ def _resolve(tier: CascadeTier, namespace: str, model_deployments: Mapping[str, 
     unprobed = "external tier: not probed by the operator"
     if tier.model_deployment is not None:
         ref = tier.model_deployment.name
-        url, model, ready, message = _model_deployment_target(ref, namespace, model_deployments.get(ref))
-        return ResolvedTier(tier.name, tier.kind, url, ready, message,
-                            {**common, "kind": "openai", "url": url, "model": model})
+        body = model_deployments.get(ref)
+        url, model, ready, message = _model_deployment_target(ref, namespace, body)
+        config = {**common, "kind": "openai", "url": url, "model": model}
+        wake = _wake(ref, body, tier.model_deployment.wake_hold_seconds)
+        if wake is not None:
+            config["wake"] = wake
+        return ResolvedTier(tier.name, tier.kind, url, ready, message, config)
     if tier.openai is not None:
         config = {**common, "kind": "openai", "url": tier.openai.url, "model": tier.openai.model}
         if tier.openai.api_key_secret_ref is not None:

@@ -61,7 +61,20 @@ def sizing_request(spec: ModelDeploymentSpec) -> SizingRequest:
         instance_type=spec.accelerator.instance_type,
         tensor_parallel=spec.accelerator.tensor_parallel_degree,
         families=_families(spec),
+        prompt_tokens=spec.batching.mean_prompt_tokens,
+        output_tokens=spec.batching.mean_output_tokens,
+        max_time_per_output_token_ms=spec.batching.max_time_per_output_token_ms,
+        replicas=_replica_range(spec),
     )
+
+
+def _replica_range(spec: ModelDeploymentSpec) -> tuple[int, int]:
+    """The replica counts sizing prices packing over: the autoscaler's range. Without autoscaling, one: a manual
+    `kubectl scale` must never move every replica to another instance type."""
+    scaling = spec.autoscaling
+    if scaling is None or not scaling.enabled:
+        return (1, 1)
+    return (max(1, scaling.min_replicas), max(1, scaling.min_replicas, scaling.max_replicas))
 
 
 def _families(spec: ModelDeploymentSpec) -> tuple[str, ...]:

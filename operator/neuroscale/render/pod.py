@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
-from neuroscale.render import labels
+from neuroscale.render import drain, labels
 from neuroscale.render.compile_cache import RESTORE_SCRIPT, RESTORED_WEIGHTS_FLAG, UPLOAD_SCRIPT
 from neuroscale.render.engines import (
     COMPILED_ARTIFACTS_DIR,
@@ -245,8 +245,10 @@ def engine_container(spec: ModelDeploymentSpec, inputs: PodInputs, image: str) -
         # Loading and compiling take minutes: the startup probe holds off liveness until the server answers.
         startupProbe=_probe(launch.health_path, STARTUP_PROBE_PERIOD_SECONDS, 5,
                             res.startup_seconds // STARTUP_PROBE_PERIOD_SECONDS),
-        readinessProbe=_probe(launch.health_path, 10, 5, 3),
+        # Not ready once draining (render/drain.py), so a scale-down sends it no new request.
+        readinessProbe=drain.readiness_probe(CONTAINER_PORT, launch.health_path),
         livenessProbe=_probe(launch.health_path, 30, 10, 5),
+        lifecycle={"preStop": drain.pre_stop(res.drain, inputs.engine, CONTAINER_PORT, launch.metrics_path)},
         securityContext=container_security(),
     )
     return container
@@ -299,8 +301,8 @@ def pod_template(spec: ModelDeploymentSpec, inputs: PodInputs, instance_type: st
         nodeSelector={**spec.scheduling.node_selector, INSTANCE_TYPE_LABEL: instance_type},
         tolerations=_tolerations(spec),
         securityContext=pod_security,
-        # vLLM and TGI finish in-flight requests on SIGTERM; give long generations time to complete.
-        terminationGracePeriodSeconds=120,
+        # The preStop drain lets in-flight requests finish before SIGTERM, then the engine stops.
+        terminationGracePeriodSeconds=inputs.resources.drain.grace_seconds,
     )
     image = engine_image(spec, inputs, instance_type)
     inits = init_containers(spec, inputs.images, image, inputs.artifact_prefix)

@@ -25,6 +25,7 @@ class Observed:
     served_model_name: str | None = None
     spec_problem: ConditionUpdate | None = None  # Sized=False: invalid spec or no fit
     apply_error: str | None = None
+    scales_to_zero: bool = False  # autoscaling with minReplicas 0
     # status.compileCache and its condition (None: the spec has no compile cache), status.coldStart.
     compile_cache: dict[str, Any] | None = None
     compile_cache_condition: ConditionUpdate | None = None
@@ -70,6 +71,12 @@ def rollout_conditions(observed: Observed, generation: int | None) -> list[Condi
     return [progressing, degraded]
 
 
+SCALED_TO_ZERO_WHILE_IDLE = (
+    "scaled to zero while idle (minReplicas 0, meant for a deployment behind an InferenceCascade): the cascade's "
+    "gateway wakes it on demand and serves from its next tier until a replica is ready"
+)
+
+
 def ready_condition(observed: Observed, updates: list[ConditionUpdate]) -> ConditionUpdate:
     by_type = {u.type: u for u in updates}
     if by_type[R.SIZED].status != "True":
@@ -78,6 +85,8 @@ def ready_condition(observed: Observed, updates: list[ConditionUpdate]) -> Condi
         return derive_ready(updates, positive=(R.SIZED,), negative=(R.DEGRADED,))
     ready = ((observed.deployment or {}).get("status") or {}).get("readyReplicas", 0)
     if observed.desired_replicas == 0:
+        if observed.scales_to_zero:
+            return ConditionUpdate(R.READY, "False", R.SCALED_TO_ZERO, SCALED_TO_ZERO_WHILE_IDLE)
         return ConditionUpdate(R.READY, "False", R.SCALED_TO_ZERO, "replicas is 0")
     if ready == 0:
         return ConditionUpdate(R.READY, "False", R.WAITING_FOR_PODS, "no replica is ready yet")
