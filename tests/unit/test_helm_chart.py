@@ -253,6 +253,7 @@ GRANTED = [
     ("neuroscale.io", "inferencecascades", "list", None),
     ("neuroscale.io", "cachetiers", "patch", None),
     ("neuroscale.io", "modeldeployments", "patch", "status"),
+    ("", "pods", "list", None),  # cold starts are measured from the model pods
     ("neuroscale.io", "cachetiers", "patch", "status"),
     ("apps", "deployments", "list", None),
     ("apps", "deployments", "delete", None),
@@ -280,6 +281,8 @@ DENIED = [
     ("apps", "daemonsets", "create", None),
     ("apps", "statefulsets", "create", None),  # no kind renders one
     ("", "pods", "delete", None),
+    ("", "pods", "get", None),
+    ("", "pods", "patch", None),
     ("", "events", "delete", None),
     ("rbac.authorization.k8s.io", "roles", "escalate", None),
     ("rbac.authorization.k8s.io", "roles", "bind", None),

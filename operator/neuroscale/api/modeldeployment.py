@@ -17,15 +17,21 @@ from neuroscale.api.common import (
     default_object,
 )
 from neuroscale.api.schema import ApiModel, Rule, crd_rules, refused
+from neuroscale.api.adapters import (
+    ADAPTER_MODEL_NAME_RULE,
+    ADAPTERS_ENGINE_RULE,
+    ADAPTERS_TRN2_RULE,
+    MAX_ADAPTERS,
+    AdapterSpec,
+)
+from neuroscale.api.sources import MODEL_SOURCE, S3_URI
+from neuroscale.api.speculative_decoding import EAGLE_TRN2_RULE, SPECULATION_ENGINE_RULE, SpeculativeDecodingSpec
 from neuroscale.sizing.catalog import CATALOG
 
 InstanceTypeName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
 Engine = Literal["vllm", "tgi", "djl-lmi"]
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8"]
 
-# hf://org/name or s3://bucket/prefix: the two places a Neuron engine can load weights from.
-MODEL_SOURCE = r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?)$"
-S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
 # TGI's and DJL-LMI's Neuron backends run on Inferentia2 and Trainium1 only (NEURON.md "Serving engines").
 LEGACY_ENGINE_FAMILIES = ("inf2", "trn1", "trn1n")
@@ -42,6 +48,10 @@ def _allowed_tp_rule() -> str:
 
 TP_RULE = Rule(_allowed_tp_rule(), "tensorParallelDegree is not supported on this instance type")
 REPLICAS_RULE = Rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas")
+# Scale to zero is the autoscaler's decision (it wakes the deployment on a cascade gateway's demand): with
+# autoscaling off, spec.replicas rules and minReplicas 0 would only look like it did something.
+SCALE_TO_ZERO_RULE = Rule("self.enabled || self.minReplicas >= 1",
+                          "minReplicas 0 (scale to zero) needs autoscaling enabled")
 ENGINE_FEATURES_RULE = Rule(
     "self.engine.name == 'vllm' || (self.model.kvCacheDtype == 'auto' && "
     "(self.model.dtype == 'bf16' || self.model.dtype == 'fp16') && !self.engine.prefixCaching)",
@@ -144,13 +154,29 @@ class BatchingSpec(ApiModel):
     """Continuous batching (fixed at compile time on Neuron)."""
 
     max_num_seqs: int = Field(default=8, ge=1, le=256, description="Maximum sequences decoded together per replica.")
+    mean_prompt_tokens: int | None = Field(
+        default=None, ge=1, le=131072,
+        description="Typical prompt tokens per request, for sizing (prefill costs time; code and RAG traffic is "
+        "mostly input); omitted → 1024, capped to fit maxModelLen.",
+    )
+    mean_output_tokens: int | None = Field(
+        default=None, ge=1, le=131072,
+        description="Typical generated tokens per request, for sizing; omitted → 256 (at most maxModelLen / 4).",
+    )
+    max_time_per_output_token_ms: float | None = Field(
+        default=None, gt=0, le=60000,
+        description="Slowest acceptable decode at full batch, ms per generated token: sizing keeps to "
+        "configurations that meet it; omitted → the lowest cost per token decides.",
+    )
 
 
 class CompileCacheSpec(ApiModel):
     """Where compiled Neuron artifacts are kept so a new replica does not recompile (minutes to an hour)."""
 
-    uri: str = Field(description="S3 URI of precompiled artifacts, restored by an init container.", pattern=S3_URI,
-                     max_length=1024)
+    uri: str = Field(
+        description="S3 prefix holding compiled artifacts under <uri>/<artifact key>/: restored when the key's set "
+        "is complete, uploaded by the first replica that compiled it. ModelDeployments with the same key share it.",
+        pattern=S3_URI, max_length=1024)
 
 
 class MetricsSpec(ApiModel):
@@ -163,13 +189,21 @@ class MetricsSpec(ApiModel):
     )
 
 
+# The cold start assumed when the spec declares none and no replica was measured yet (status.coldStart).
+DEFAULT_COLD_START_SECONDS = 600.0
+
+
 class AutoscalingSpec(ApiModel):
     """Token-throughput autoscaling. When enabled the operator owns the replica count."""
 
-    model_config = crd_rules(REPLICAS_RULE)
+    model_config = crd_rules(REPLICAS_RULE, SCALE_TO_ZERO_RULE)
 
     enabled: bool = Field(default=True, description="Scale on generated tokens/s and queue depth.")
-    min_replicas: int = Field(default=1, ge=1, le=1000, description="Never fewer replicas (Neuron cold starts are minutes).")
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000,
+        description="Never fewer replicas (Neuron cold starts are minutes). 0 scales to zero when idle, for a "
+        "deployment behind an InferenceCascade: its gateway wakes it and serves from the next tier meanwhile.",
+    )
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Never more replicas.")
     target_tokens_per_second: float | None = Field(
         default=None, gt=0, description="Generated tokens/s one replica should carry; omitted → derived from sizing."
@@ -185,8 +219,10 @@ class AutoscalingSpec(ApiModel):
     )
     max_scale_up_step: int | None = Field(default=None, ge=1, description="Most replicas added in one decision.")
     max_scale_down_step: int | None = Field(default=None, ge=1, description="Most replicas removed in one decision.")
-    cold_start_seconds: int = Field(
-        default=600, ge=0, le=7200, description="How long a new replica takes to serve (load, and compile on a cache miss)."
+    cold_start_seconds: int | None = Field(
+        default=None, ge=0, le=7200,
+        description="How long a new replica takes to serve (load, and compile on a cache miss); omitted → the "
+        "measured cold start (status.coldStart), or 600 before any replica was measured.",
     )
     predictive: bool = Field(default=True, description="Look ahead by the cold start using the recent demand trend.")
     metrics: MetricsSpec = Field(
@@ -197,6 +233,8 @@ class AutoscalingSpec(ApiModel):
     def _replica_bounds(self) -> AutoscalingSpec:
         if self.min_replicas > self.max_replicas:
             raise REPLICAS_RULE.refused()
+        if not self.enabled and self.min_replicas == 0:
+            raise SCALE_TO_ZERO_RULE.refused()
         return self
 
 
@@ -242,7 +280,8 @@ class SchedulingSpec(ApiModel):
 class ModelDeploymentSpec(ApiModel):
     """Desired state of a ModelDeployment."""
 
-    model_config = crd_rules(ENGINE_FEATURES_RULE, TRN2_RULE)
+    model_config = crd_rules(ENGINE_FEATURES_RULE, TRN2_RULE, SPECULATION_ENGINE_RULE, EAGLE_TRN2_RULE,
+                             ADAPTERS_ENGINE_RULE, ADAPTERS_TRN2_RULE, ADAPTER_MODEL_NAME_RULE)
 
     model: ModelSpec = Field(description="The model to serve.")
     engine: EngineSpec = Field(**default_object(EngineSpec, "Serving engine."))
@@ -257,6 +296,34 @@ class ModelDeploymentSpec(ApiModel):
     service_account: ServiceAccountSpec = Field(**default_object(ServiceAccountSpec, "Pod identity."))
     resources: ResourcesSpec = Field(**default_object(ResourcesSpec, "Host CPU and memory."))
     scheduling: SchedulingSpec = Field(**default_object(SchedulingSpec, "Placement."))
+    speculative_decoding: SpeculativeDecodingSpec | None = Field(
+        default=None, description="Speculative decoding with an EAGLE head (vLLM)."
+    )
+    adapters: list[AdapterSpec] = Field(
+        default_factory=list, max_length=MAX_ADAPTERS,
+        description="LoRA adapters served next to the model, each under its own model name (vLLM, inf2/trn1).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @model_validator(mode="after")
+    def _extensions_supported(self) -> ModelDeploymentSpec:
+        names = [adapter.name for adapter in self.adapters]
+        # The CRD's list-map key: the API server refuses a second adapter with a name already used.
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise refused(f"adapter names must be unique; more than one adapter is named {', '.join(duplicates)}")
+        trn2 = (self.accelerator.instance_type or "").startswith("trn2")
+        speculation = self.speculative_decoding
+        for broken, rule in (
+            (speculation is not None and self.engine.name != "vllm", SPECULATION_ENGINE_RULE),
+            (speculation is not None and speculation.method == "eagle" and trn2, EAGLE_TRN2_RULE),
+            (bool(self.adapters) and self.engine.name != "vllm", ADAPTERS_ENGINE_RULE),
+            (bool(self.adapters) and trn2, ADAPTERS_TRN2_RULE),
+            (self.model.served_model_name in names, ADAPTER_MODEL_NAME_RULE),
+        ):
+            if broken:
+                raise rule.refused()
+        return self
 
     @model_validator(mode="after")
     def _engine_supports(self) -> ModelDeploymentSpec:
@@ -288,6 +355,12 @@ class SizingStatus(ApiModel):
     required_gib: float = Field(alias="requiredGiB", description="Total device memory needed, GiB.")
     capacity_gib: float = Field(alias="capacityGiB", description="Device memory of the chosen cores, GiB.")
     estimated_tokens_per_second: float = Field(description="Estimated generated tokens/s per replica at full batch.")
+    speculator_gib: float | None = Field(
+        default=None, alias="speculatorGiB", description="Device memory of the speculative-decoding head, GiB."
+    )
+    adapters_gib: float | None = Field(
+        default=None, alias="adaptersGiB", description="Device memory of the LoRA adapter slots, GiB."
+    )
     explanation: str = Field(default="", description="Why this choice.")
 
 
@@ -304,6 +377,48 @@ class AutoscalingStatus(ApiModel):
         description="Policy memory kept across operator restarts (internal).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+
+class AdapterStatus(ApiModel):
+    """A LoRA adapter the replicas serve."""
+
+    name: str = Field(description="Model name clients send to use it.")
+    source: str = Field(description="Where it was downloaded from.")
+    rank: int = Field(description="Its LoRA rank.")
+
+
+CompileCacheState = Literal["Hit", "Miss", "Compiling", "Uploading", "Ready", "Unknown"]
+
+
+class CompileCacheStatus(ApiModel):
+    """Where the compiled artifacts of the current spec are, and whether new replicas restore or compile them."""
+
+    key: str = Field(description="Artifact key: a hash of everything that changes the compiled graph.")
+    uri: str = Field(description="S3 prefix of this key's artifacts (<spec.compileCache.uri>/<key>/).")
+    state: CompileCacheState = Field(
+        description="Hit: complete artifacts exist, replicas restore them. Miss: none yet, the next replica "
+        "compiles. Compiling: a replica is compiling. Uploading: a replica compiled and is uploading. Ready: the "
+        "artifacts compiled here are uploaded. Unknown: S3 could not be checked (the CompileCache condition says why).")
+    ready_seconds: float | None = Field(
+        default=None, description="Seconds from the first replica's creation to Ready for this key (measured).")
+    last_transition_time: str | None = Field(default=None, description="When key or state last changed (RFC 3339).")
+
+
+class ColdStartSample(ApiModel):
+    """One replica's cold start."""
+
+    pod: str = Field(description="Pod name.")
+    seconds: float = Field(description="Seconds from pod creation to Ready.")
+
+
+class ColdStartStatus(ApiModel):
+    """Measured time from a replica's creation to Ready, for the current artifact key."""
+
+    key: str = Field(description="Artifact key the samples belong to (a new key starts over).")
+    seconds: float = Field(description="Median of the recent samples: the autoscaler's cold start when "
+                           "spec.autoscaling.coldStartSeconds is omitted.")
+    samples: int = Field(description="Replicas measured for this key.")
+    recent: list[ColdStartSample] = Field(default_factory=list, description="The latest samples, newest last.")
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -324,7 +439,10 @@ class ModelDeploymentStatus(ApiModel):
     )
     endpoint: str | None = Field(default=None, description="In-cluster OpenAI-compatible base URL.")
     served_model_name: str | None = Field(default=None, description="Model name clients send.")
+    adapters: list[AdapterStatus] | None = Field(default=None, description="LoRA adapters served, by model name.")
     autoscaling: AutoscalingStatus | None = Field(default=None, description="Autoscaler view.")
+    compile_cache: CompileCacheStatus | None = Field(default=None, description="Compiled artifacts in S3.")
+    cold_start: ColdStartStatus | None = Field(default=None, description="Measured replica cold start.")
 
 
 class ModelDeployment(ApiModel):

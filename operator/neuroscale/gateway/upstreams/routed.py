@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from neuroscale.gateway.adapters import upstream_model
 from neuroscale.gateway.config import Limits, OpenAITier
 from neuroscale.gateway.protocol import Endpoint
 from neuroscale.gateway.upstreams.openai import _PATHS, OpenAIUpstream
@@ -83,9 +84,11 @@ class RoutedOpenAIUpstream(OpenAIUpstream):
         session = REQUEST_HEADERS.get().get(self.routing.session_header)
         if self.routing.policy == "least-loaded":
             session = None
-        openings = prompt_openings(endpoint, body, self.routing.prefix_chars) if not session else ()
+        model = upstream_model(self._tier, body.get("model", ""))
+        # A LoRA adapter's KV cache is its own: the model asked for is part of every opening.
+        openings = [f"{model}\x00{opening}" for opening in prompt_openings(endpoint, body, self.routing.prefix_chars)]
         key = routing_key(self.routing.policy, session, openings, self.hot, len(self.pool.ready))
-        data = json.dumps({**body, "model": self._tier.model})
+        data = json.dumps({**body, "model": model})
         factor = request_factor(self.routing.load_factor, len(data), self.mean_size.add(len(data)))
         return _RoutedPost(self, endpoint, data, self.pool.order(key, factor))
 
