@@ -6,7 +6,8 @@ observedGeneration; update → the pod template rolls and observedGeneration fol
 the resource deleted with the operator stopped → its children go by owner-reference garbage collection; a spec
 sizing cannot satisfy → Sized=False with a Warning Event and the children untouched; a settled resync writes nothing
 (resourceVersions unchanged); LoRA adapters and an EAGLE head reach the pod (flags, download init containers) and
-the status (adapters, their memory, the assumed acceptance rate). Plus what only a real server does: CRD schema and CEL rules reject bad objects
+the status (adapters, their memory, the assumed acceptance rate); a reconcile holding a body read just before the
+resource was deleted creates no child. Plus what only a real server does: CRD schema and CEL rules reject bad objects
 (minReplicas > maxReplicas, a tensor-parallel degree the instance cannot run, a negative replica count, an unknown
 engine); status is a subresource (a status write does not bump generation, a main-resource write cannot set status);
 the scale subresource (`kubectl scale`) drives replicas when autoscaling is off; the chart's namespaced RBAC is
@@ -19,11 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import kubernetes
 import pytest
 
+from neuroscale.controllers import modeldeployment
+from neuroscale.controllers.children import OwnerGone
+from neuroscale.k8s.client import KubeClient
 from tests.e2e.cluster import Apis, eventually, running_operator
 from tests.support.factories import make_model_deployment
 
@@ -173,6 +178,16 @@ async def test_children_are_garbage_collected_by_owner_references(cluster: Clust
     await asyncio.to_thread(cluster.custom.delete_namespaced_custom_object, GROUP, VERSION, cluster.namespace,
                             PLURAL, "llama", propagation_policy="Background")
     await eventually(lambda: not any(cluster.children().values()), timeout=120)
+
+
+def test_a_reconcile_that_read_its_owner_before_the_deletion_creates_nothing(cluster: Cluster) -> None:
+    """The race a cross-object trigger can lose: the body was read, then the owner was deleted before the apply."""
+    read_before = cluster.create()
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, "llama")
+    with pytest.raises(OwnerGone, match="was deleted"):
+        modeldeployment.reconcile(read_before, KubeClient(cluster.api), now=datetime.now(timezone.utc),
+                                  emit=lambda *_: None)
+    assert not any(cluster.children().values())
 
 
 async def test_unsatisfiable_spec_sets_condition_and_keeps_children(cluster: Cluster) -> None:

@@ -44,10 +44,21 @@ def apply_children(
     applied: dict[str, str] = {}
     degraded = find((owner.get("status") or {}).get("conditions"), R.DEGRADED)
     restored = degraded is not None and degraded["reason"] != R.APPLY_FAILED
+    owner_checked = False
     for child in objects:
         key = f"{child['kind']}/{child['metadata']['name']}"
         try:
-            applied[key] = kube.apply(adopt(child, owner), live=(known or {}).get(key, UNREAD))
+            live = (known or {}).get(key, UNREAD)
+            if live is UNREAD:
+                live = kube.get(child["apiVersion"], child["kind"], child["metadata"].get("namespace"),
+                                child["metadata"]["name"])
+            if live is None and not owner_checked:
+                # Creating: make sure the owner was not deleted since it was read, or this reconcile would bring
+                # back children the deletion just removed (pods failing on a deleted ServiceAccount until the
+                # garbage collector catches up).
+                _check_owner_exists(owner, kube)
+                owner_checked = True
+            applied[key] = kube.apply(adopt(child, owner), live=live)
         except KubeError as exc:
             log.warning("Applying %s for %s/%s failed: %s", key, owner["metadata"]["namespace"],
                         owner["metadata"]["name"], exc)
@@ -57,6 +68,18 @@ def apply_children(
         elif applied[key] == "patched":
             emit("Normal", "Updated", f"Brought {key} in line with the spec")
     return applied, None
+
+
+class OwnerGone(Exception):
+    """The owner was deleted while it was being reconciled: nothing more is created for it."""
+
+
+def _check_owner_exists(owner: dict[str, Any], kube: KubeClient) -> None:
+    meta = owner["metadata"]
+    current = kube.get(owner["apiVersion"], owner["kind"], meta["namespace"], meta["name"])
+    if current is None or current["metadata"].get("uid") != meta.get("uid") \
+            or current["metadata"].get("deletionTimestamp"):
+        raise OwnerGone(f"{owner['kind']} {meta['namespace']}/{meta['name']} was deleted")
 
 
 def delete_children(owner: dict[str, Any], children: Iterable[tuple[str, str, str]], kube: KubeClient) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from neuroscale.api.common import API_VERSION, GROUP, VERSION
-from neuroscale.controllers.children import delete_children
+from neuroscale.controllers.children import OwnerGone, delete_children
 from neuroscale.handlers.periodic import register_periodic
 from neuroscale.k8s.client import KubeError
 from neuroscale.observability import CHILD_WRITES, RECONCILE_SECONDS, RECONCILES
@@ -55,6 +55,9 @@ def run_reconcile(
             if body is None:
                 return None  # deleted meanwhile: the deletion handler and the garbage collector take over
             outcome = fn(body)
+        except OwnerGone as gone:
+            log.info("%s; its deletion handler and the garbage collector take over", gone)
+            return None
         except KubeError as exc:
             RECONCILES.labels(kind, "error").inc()
             raise kopf.TemporaryError(f"Kubernetes API call failed: {exc}", delay=15) from exc
@@ -106,7 +109,11 @@ def register_owner(registry: kopf.OperatorRegistry, config: OperatorConfig, owne
     def on_deleted(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         if type == "DELETED":
             gone = plain(body)
-            delete_children(gone, owner.children(gone["metadata"]["name"]), memo.runtime.kube)
+            meta = gone["metadata"]
+            # Under the reconcile lock: a reconcile that read the owner just before it went finishes its apply
+            # first and is then undone here, instead of re-creating children after they were deleted.
+            with memo.runtime.lock((owner.kind, meta.get("namespace"), meta["name"])):
+                delete_children(gone, owner.children(meta["name"]), memo.runtime.kube)
 
     for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
         on(*owner.resource, registry=registry, id="reconcile")(on_change)
