@@ -47,6 +47,9 @@ ONE_BACKEND = "set exactly one of inCluster or external"
 OPENAI_EMBEDDING = "embedding kind openai needs url"
 BEDROCK_EMBEDDING = "embedding kind bedrock needs model (a Titan model id) and region"
 SEMANTIC_ONLY = "semantic settings apply only to mode semantic"
+TRUSTED_HEADER = "auth mode trustedHeader needs auth.trustedHeader"
+PROXY_PROOF = ("trustedHeader needs proxyCidrs or sharedSecretHeader with sharedSecretRef: otherwise any client "
+               "names any tenant")
 
 
 def md(**spec: Any) -> dict[str, Any]:
@@ -91,6 +94,11 @@ REFUSED: dict[str, list[dict[str, Any]]] = {
     BEDROCK_EMBEDDING: [ct(**SEMANTIC, semantic={"embedding": {"kind": "bedrock", "region": "us-east-1"}}),
                         ct(**SEMANTIC, semantic={"embedding": {"kind": "bedrock", "model": "amazon.titan-embed"}})],
     SEMANTIC_ONLY: [ct(semantic={"similarityThreshold": 0.9}), ct(mode="exact", semantic={})],
+    TRUSTED_HEADER: [ic(auth={"mode": "trustedHeader"})],
+    PROXY_PROOF: [ic(auth={"mode": "trustedHeader", "trustedHeader": {"header": "x-tenant"}}),
+                  ic(auth={"mode": "trustedHeader", "trustedHeader": {"header": "x-tenant", "proxyCidrs": []}}),
+                  ic(auth={"mode": "trustedHeader",
+                           "trustedHeader": {"header": "x-tenant", "sharedSecretHeader": "x-proxy-secret"}})],
 }
 CASES = [(message, obj) for message, objects in REFUSED.items() for obj in objects]
 

@@ -91,6 +91,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         model_name=rendered.model_name,
         config_hash=rendered.config_hash,
         cache_endpoint=binding.settings["redis_url"] if binding else None,
+        auth_mode=spec.auth.mode,
         cache=cache_condition,
         apply_error=apply_error,
     )

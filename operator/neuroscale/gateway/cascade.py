@@ -28,6 +28,8 @@ class Served:
     tier: str
     response: dict[str, Any]
     escalations: list[tuple[str, Reason]]
+    # (tier, usage) of every tier that answered, escalated-from ones included: what the request cost.
+    usages: list[tuple[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -118,6 +120,7 @@ class Cascade:
 
     async def complete(self, request: ParsedRequest, plan: TierPlan) -> Served:
         escalations = self._skipped(plan)
+        usages: list[tuple[str, Any]] = []
         for position, index in enumerate(plan.tiers):
             upstream, tier = self.upstreams[index], self.config.tiers[index]
             is_last = position == len(plan.tiers) - 1
@@ -135,6 +138,7 @@ class Cascade:
                 continue
             self.health.answered(upstream.name)
             self.metrics.count_usage(upstream.name, response.get("usage"))
+            usages.append((upstream.name, response.get("usage")))
             reason = self.judge.judge(view_of_response(request.endpoint, response)) if judged else None
             if reason is not None:
                 escalations.append(self._escalate(index, reason))
@@ -143,7 +147,7 @@ class Cascade:
                 for choice in response.get("choices") or ():
                     if isinstance(choice, dict) and choice.get("logprobs") is not None:
                         choice["logprobs"] = None
-            return Served(upstream.name, response, escalations)
+            return Served(upstream.name, response, escalations, usages)
         raise AssertionError("a plan always has at least one tier")
 
     async def open_stream(self, request: ParsedRequest, plan: TierPlan) -> ServedStream:

@@ -27,6 +27,11 @@ SUFFIX = "-gateway"
 CONFIG_DIR = "/etc/neuroscale"
 CONFIG_FILE = "gateway.json"
 CONFIG_HASH = "neuroscale.io/config-hash"
+# The tenants file of spec.auth.apiKeys: its own directory, because the kubelet updates a Secret volume in place
+# (keys rotate without a restart) only when it is mounted whole, never through subPath.
+TENANTS_DIR = "/var/run/neuroscale/tenants"
+TENANTS_FILE = "tenants.yaml"
+PROXY_SECRET_ENV = "NEUROSCALE_PROXY_SHARED_SECRET"
 CONTAINER_PORT = 8080
 PORT_NAME = "http"
 MODEL_DEPLOYMENT_PORT = 8000  # ModelDeployment's default service.port, for a tier whose spec is unknown
@@ -78,6 +83,21 @@ def api_key_env(tier_name: str) -> str:
     return "NEUROSCALE_TIER_" + re.sub(r"[^A-Za-z0-9]", "_", tier_name).upper() + "_API_KEY"
 
 
+def api_keys_secret(name: str, spec: InferenceCascadeSpec) -> str:
+    return spec.auth.api_keys.secret_name or f"{name}-api-keys"
+
+
+def _price(tier: CascadeTier, body: dict[str, Any] | None) -> dict[str, float]:
+    """A tier's chargeback price: the spec's table, else a ModelDeployment's own cost per million generated tokens."""
+    if tier.pricing is not None:
+        return {"prompt_per_million": tier.pricing.prompt_per_million_tokens,
+                "completion_per_million": tier.pricing.completion_per_million_tokens}
+    cost = ((body or {}).get("status") or {}).get("costPerMillionTokens")
+    if tier.model_deployment is not None and isinstance(cost, (int, float)) and cost >= 0:
+        return {"prompt_per_million": 0.0, "completion_per_million": float(cost)}
+    return {"prompt_per_million": 0.0, "completion_per_million": 0.0}
+
+
 def _model_deployment_target(ref: str, namespace: str, body: dict[str, Any] | None) -> tuple[str, str, str, str]:
     """(endpoint, model name, ready, message) of a ModelDeployment tier from the ModelDeployment (None: not found)."""
     conventional = f"http://{ref}.{namespace}.svc.cluster.local:{MODEL_DEPLOYMENT_PORT}/v1"
@@ -116,6 +136,8 @@ def _tier_common(tier: CascadeTier) -> dict[str, Any]:
 
 def _resolve(tier: CascadeTier, namespace: str, model_deployments: Mapping[str, dict[str, Any] | None]) -> ResolvedTier:
     common = _tier_common(tier)
+    ref_body = model_deployments.get(tier.model_deployment.name) if tier.model_deployment is not None else None
+    common["price"] = _price(tier, ref_body)
     unprobed = "external tier: not probed by the operator"
     if tier.model_deployment is not None:
         ref = tier.model_deployment.name
@@ -186,13 +208,44 @@ def gateway_config(name: str, spec: InferenceCascadeSpec, tiers: list[ResolvedTi
     }
     if cache is not None:
         data["cache"] = cache.settings
-        if cache.tenant_header:
-            data["tenant_header"] = cache.tenant_header
+    data["auth"] = _auth(name, spec)
+    if spec.auth.mode != "none" or spec.quotas.requests_per_minute or spec.quotas.tokens_per_minute:
+        data["quotas"] = _quotas(name, spec, cache)
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in err.errors())
         raise ValueError(f"the gateway config cannot work: {problems}") from None
+
+
+def _auth(name: str, spec: InferenceCascadeSpec) -> dict[str, Any]:
+    auth = spec.auth
+    if auth.mode == "apiKeys":
+        return {"mode": "api_keys", "keys_file": f"{TENANTS_DIR}/{TENANTS_FILE}"}
+    if auth.mode == "trustedHeader" and auth.trusted_header is not None:
+        trusted = auth.trusted_header
+        out: dict[str, Any] = {"mode": "trusted_header", "tenant_header": trusted.header,
+                               "proxy_cidrs": list(trusted.proxy_cidrs or ())}
+        if trusted.shared_secret_header and trusted.shared_secret_ref is not None:
+            out |= {"shared_secret_header": trusted.shared_secret_header, "shared_secret_env": PROXY_SECRET_ENV}
+        return out
+    return {"mode": "none"}
+
+
+def _quotas(name: str, spec: InferenceCascadeSpec, cache: CacheBinding | None) -> dict[str, Any]:
+    """Quotas count in the cache's Redis, shared by every replica; without a cache each replica counts alone."""
+    out: dict[str, Any] = {"key_prefix": name}
+    if cache is not None and cache.settings.get("redis_url"):
+        out["redis_url"] = cache.settings["redis_url"]
+        if cache.settings.get("password_env"):
+            out["password_env"] = cache.settings["password_env"]
+        if cache.settings.get("key_prefix"):
+            out["key_prefix"] = cache.settings["key_prefix"]
+    for key, value in (("requests_per_minute", spec.quotas.requests_per_minute),
+                       ("tokens_per_minute", spec.quotas.tokens_per_minute)):
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def gateway_labels(name: str) -> dict[str, str]:
@@ -212,6 +265,10 @@ def _meta(name: str, namespace: str, annotations: dict[str, str] | None = None) 
 
 def _secret_env(spec: InferenceCascadeSpec) -> list[dict[str, Any]]:
     env = []
+    trusted = spec.auth.trusted_header
+    if spec.auth.mode == "trustedHeader" and trusted is not None and trusted.shared_secret_ref is not None:
+        ref = trusted.shared_secret_ref
+        env.append({"name": PROXY_SECRET_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     for tier in spec.tiers:
         if tier.openai is not None and tier.openai.api_key_secret_ref is not None:
             ref = tier.openai.api_key_secret_ref
@@ -250,13 +307,20 @@ def _deployment(name: str, namespace: str, spec: InferenceCascadeSpec, config: G
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": gateway_name(name)}},
+                                     {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    if spec.auth.mode == "apiKeys":
+        container["volumeMounts"].append({"name": "tenants", "mountPath": TENANTS_DIR, "readOnly": True})
+        # Optional: the gateway starts without the Secret and answers 401 until it exists, then picks it up.
+        volumes.append({"name": "tenants", "secret": {
+            "secretName": api_keys_secret(name, spec), "optional": True,
+            "items": [{"key": spec.auth.api_keys.secret_key, "path": TENANTS_FILE}]}})
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [{"name": "config", "configMap": {"name": gateway_name(name)}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "volumes": volumes,
         "topologySpreadConstraints": [{
             "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": {"matchLabels": _selector(name)},
