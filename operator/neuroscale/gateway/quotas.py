@@ -1,10 +1,11 @@
 """Per-tenant requests-per-minute and tokens-per-minute, shared by every gateway replica through Redis.
 
 The counting is the `limits` package's sliding-window counter (two Redis keys per limit, one Lua call per
-operation), in Redis when `QuotaConfig.redis_url` is set and in process otherwise. A request is counted when it
-is admitted; its tokens are only known once the answer is out, so tokens are checked before (a tenant with no
-tokens left in the window gets a 429) and charged after, capped at what is left in the window so the next request
-is refused rather than the tenant going into debt for minutes.
+operation), in Redis when `QuotaConfig.redis_url` is set and in process otherwise. Admission reads both windows in
+one concurrent round trip and refuses a tenant with nothing left (429); the request is then counted off the
+response path, and its tokens once the answer is out (they are only known then), capped at what is left in the
+window so the next request is refused rather than the tenant going into debt for minutes. The price of one round
+trip is that requests admitted at the same instant on several replicas can overshoot a limit by that many.
 
 Quotas never take the gateway down with them: when Redis is slow (`timeout_seconds`) or unreachable, the request
 goes through unchecked and `neuroscale_gateway_quota_unavailable_total` counts it; after `breaker_failures` such
@@ -18,7 +19,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import redis.asyncio as redis_asyncio
@@ -103,14 +104,11 @@ class Quotas:
         rpm, tpm = self.limits_of(tenant)
         if rpm is None and tpm is None:
             return {}
-        calls: list[Awaitable[Any]] = []
-        if rpm is not None:
-            calls += [self._limiter.hit(self._item(rpm), "requests", tenant.name),
-                      self._limiter.get_window_stats(self._item(rpm), "requests", tenant.name)]
-        if tpm is not None:
-            calls.append(self._limiter.get_window_stats(self._item(tpm), "tokens", tenant.name))
+        windows = [(self._item(amount), limit) for amount, limit in ((rpm, "requests"), (tpm, "tokens"))
+                   if amount is not None]
         try:
-            results = await self._redis(lambda: asyncio.gather(*calls))
+            results = await self._redis(lambda: asyncio.gather(
+                *(self._limiter.get_window_stats(item, limit, tenant.name) for item, limit in windows)))
         except _FAILURES as error:
             self.unavailable.labels("check").inc()
             log.debug("quota check skipped for %s: %r", tenant.name, error)
@@ -119,12 +117,11 @@ class Quotas:
         headers: dict[str, str] = {}
         refused: tuple[str, float] | None = None
         if rpm is not None:
-            admitted, stats = results[0], results[1]
-            # The stats were read alongside the hit, not after it: remaining is exact to within this request.
-            remaining = max(0, stats.remaining - 1) if admitted else 0
-            headers |= {"x-ratelimit-limit-requests": str(rpm), "x-ratelimit-remaining-requests": str(remaining),
+            stats = results[0]
+            headers |= {"x-ratelimit-limit-requests": str(rpm),
+                        "x-ratelimit-remaining-requests": str(max(0, stats.remaining - 1)),
                         "x-ratelimit-reset-requests": duration(stats.reset_time - now)}
-            if not admitted:
+            if stats.remaining <= 0:
                 refused = ("requests", stats.reset_time - now)
         if tpm is not None:
             stats = results[-1]
@@ -141,33 +138,36 @@ class Quotas:
                 f"Please try again in {duration(wait)}.", type="rate_limit_error", code="rate_limit_exceeded",
                 headers={**headers, "Retry-After": str(max(1, math.ceil(wait)))},
             )
+        if rpm is not None:
+            self._soon(self.charge(tenant, 1, "requests", rpm))
         return headers
 
-    def charge_soon(self, tenant: Tenant, tokens: int) -> None:
-        """Charge `tokens` off the response path; shutdown waits for charges in flight (`drain`)."""
-        if tokens <= 0 or self.limits_of(tenant)[1] is None:
-            return
-        task = asyncio.create_task(self.charge(tenant, tokens))
+    def _soon(self, charge: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(charge)
         self.charges.add(task)
         task.add_done_callback(self.charges.discard)
 
-    async def charge(self, tenant: Tenant, tokens: int) -> None:
+    def charge_soon(self, tenant: Tenant, tokens: int) -> None:
+        """Charge a tenant's tokens off the response path; shutdown waits for charges in flight (`close`)."""
         tpm = self.limits_of(tenant)[1]
-        if tpm is None or tokens <= 0:
-            return
-        item = self._item(tpm)
+        if tokens > 0 and tpm is not None:
+            self._soon(self.charge(tenant, tokens, "tokens", tpm))
+
+    async def charge(self, tenant: Tenant, amount: int, limit: str, per_minute: int) -> None:
+        item = self._item(per_minute)
         try:
-            # Two tries: a charge another replica made between reading what is left and charging makes the first fail.
-            for _ in range(2):
-                stats = await self._redis(lambda: self._limiter.get_window_stats(item, "tokens", tenant.name))
-                cost = min(tokens, stats.remaining)
-                if cost <= 0:
-                    return
-                if await self._redis(lambda: self._limiter.hit(item, "tokens", tenant.name, cost=cost)):
+            # A hit that would pass the limit counts nothing, so charge what is left when that is less. Two tries:
+            # another replica charging between the read and the hit makes the first one fail.
+            for _ in range(2 if amount > 1 else 1):
+                cost = amount
+                if amount > 1:
+                    stats = await self._redis(lambda: self._limiter.get_window_stats(item, limit, tenant.name))
+                    cost = min(amount, stats.remaining)
+                if cost <= 0 or await self._redis(lambda: self._limiter.hit(item, limit, tenant.name, cost=cost)):
                     return
         except _FAILURES as error:
             self.unavailable.labels("charge").inc()
-            log.debug("token charge of %d skipped for %s: %r", tokens, tenant.name, error)
+            log.debug("%s charge of %d skipped for %s: %r", limit, amount, tenant.name, error)
 
     async def close(self, timeout: float) -> None:
         if self.charges:

@@ -1,0 +1,276 @@
+"""Tenants through the real gateway, with a real Redis on loopback: API keys from a tenants file (401 without a
+valid key, rotation without a restart, a tenants file that does not parse leaves the old keys), two tenants never
+sharing a cached answer, a forged tenant header ignored under API keys; the trusted-header mode (proxy range,
+shared secret); token and request quotas enforced across two gateway processes (429 with Retry-After and
+x-ratelimit-* headers, the other tenant unaffected); a Redis outage failing open and counted; the chargeback
+counters equal to the tokens the stub tiers reported, and dollars from each tier's price."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from tests.support.gateway_harness import RunningGateway, make_config, openai_tier, serve_gateway
+from tests.support.stub_upstream import StubUpstream
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = {"team-a": "sk-team-a-0001", "team-b": "sk-team-b-0001"}
+QUESTION = {"model": "cascade", "temperature": 0, "messages": [{"role": "user", "content": "Capital of France?"}]}
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def tenants_document(**limits: dict[str, int]) -> str:
+    tenants = {name: {"keySha256": [digest(key)], **limits.get(name.replace("-", "_"), {})}
+               for name, key in KEYS.items()}
+    return yaml.safe_dump({"tenants": tenants})
+
+
+@pytest.fixture
+def tenants_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(tenants_document())
+    return path
+
+
+def api_keys(path: Path) -> dict[str, Any]:
+    return {"mode": "api_keys", "keys_file": str(path), "reload_seconds": 0.05}
+
+
+async def ask(http: aiohttp.ClientSession, gateway_url: str, key: str | None, body: dict | None = None,
+              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    sent = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
+    async with http.post(gateway_url + "/v1/chat/completions", json=body or QUESTION, headers=sent) as response:
+        text = await response.text()
+        return response.status, dict(response.headers), {} if body and body.get("stream") else json.loads(text)
+
+
+async def test_missing_or_wrong_key_gets_an_openai_401(http: aiohttp.ClientSession, small: StubUpstream,
+                                                        tenants_file: Path) -> None:
+    config = make_config([openai_tier("small", small.base_url)], auth=api_keys(tenants_file))
+    async with serve_gateway(config) as gateway:
+        for key in (None, "sk-unknown", KEYS["team-a"] + "x"):
+            status, headers, body = await ask(http, gateway.url, key)
+            assert status == 401 and body["error"]["code"] == "invalid_api_key", body
+            assert body["error"]["type"] == "invalid_request_error" and headers["WWW-Authenticate"].startswith("Bearer")
+        async with http.get(gateway.url + "/v1/models") as response:
+            assert response.status == 401
+        async with http.get(gateway.url + "/v1/models", headers={"Authorization": f"Bearer {KEYS['team-b']}"}) as ok:
+            assert ok.status == 200
+        status, _, _ = await ask(http, gateway.url, KEYS["team-a"])
+        assert status == 200 and small.requests, "a valid key is served"
+        assert gateway.metric("neuroscale_gateway_auth_failures_total", code="invalid_api_key") == 4
+
+
+async def test_keys_rotate_without_a_restart(http: aiohttp.ClientSession, small: StubUpstream, tenants_file: Path) -> None:
+    config = make_config([openai_tier("small", small.base_url)], auth=api_keys(tenants_file))
+    async with serve_gateway(config) as gateway:
+        assert (await ask(http, gateway.url, KEYS["team-a"]))[0] == 200
+        new_key = "sk-team-a-0002"
+        # What the kubelet does with a Secret volume: the new content replaces the file in one rename.
+        staged = tenants_file.with_suffix(".new")
+        staged.write_text(yaml.safe_dump({"tenants": {"team-a": {"keySha256": [digest(new_key)]}}}))
+        staged.replace(tenants_file)
+        await eventually(lambda: ask(http, gateway.url, new_key), lambda answer: answer[0] == 200)
+        assert (await ask(http, gateway.url, KEYS["team-a"]))[0] == 401, "the rotated-out key no longer works"
+
+        tenants_file.write_text("tenants: [not, a, mapping]")
+        await eventually(lambda: asyncio.sleep(0.05, gateway.metric("neuroscale_gateway_tenants_file_rejected_total")),
+                         lambda rejected: rejected == 1)
+        assert (await ask(http, gateway.url, new_key))[0] == 200, "a broken file leaves the previous keys in force"
+
+
+async def test_two_tenants_never_share_a_cached_answer_and_forged_headers_are_ignored(
+    http: aiohttp.ClientSession, small: StubUpstream, tenants_file: Path, redis_url: str
+) -> None:
+    cache = {"mode": "exact", "backend": "redis", "redis_url": redis_url}
+    config = make_config([openai_tier("small", small.base_url)], auth=api_keys(tenants_file), cache=cache)
+    async with serve_gateway(config) as gateway:
+        _, first_a, _ = await ask(http, gateway.url, KEYS["team-a"])
+        await eventually(lambda: ask(http, gateway.url, KEYS["team-a"]),
+                         lambda answer: answer[1]["x-neuroscale-cache"] == "exact")
+        # team-b claims to be team-a in every header a client could try: its key alone decides, so team-a's cached
+        # answer is not served to it.
+        forged = {"x-tenant": "team-a", "x-tenant-id": "team-a", "x-neuroscale-tenant": "team-a"}
+        _, first_b, _ = await ask(http, gateway.url, KEYS["team-b"], headers=forged)
+        assert first_a["x-neuroscale-cache"] == first_b["x-neuroscale-cache"] == "miss"
+        assert first_b["x-neuroscale-tier"] == "small" and len(small.requests) == 2
+        status, _, _ = await ask(http, gateway.url, None, headers=forged)
+        assert status == 401, "headers without a key name no tenant"
+        _, again_b, _ = await eventually(lambda: ask(http, gateway.url, KEYS["team-b"]),
+                                         lambda answer: answer[1]["x-neuroscale-cache"] == "exact")
+        assert len(small.requests) == 2, "each tenant's second ask was its own cache hit"
+        assert gateway.metric("neuroscale_gateway_tenant_requests_total", tenant="team-b", tier="small") == 1
+        assert gateway.metric("neuroscale_gateway_tenant_cache_hits_total", tenant="team-b") >= 1
+
+
+async def test_trusted_header_needs_the_proxy(http: aiohttp.ClientSession, small: StubUpstream,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_SECRET", "s3cret")
+    auth = {"mode": "trusted_header", "tenant_header": "x-tenant", "proxy_cidrs": ["127.0.0.0/8"],
+            "shared_secret_header": "x-proxy-secret", "shared_secret_env": "PROXY_SECRET"}
+    async with serve_gateway(make_config([openai_tier("small", small.base_url)], auth=auth)) as gateway:
+        proxy = {"x-proxy-secret": "s3cret"}
+        assert (await ask(http, gateway.url, None, headers={**proxy, "x-tenant": "Team-C"}))[0] == 200
+        status, _, body = await ask(http, gateway.url, None, headers={"x-proxy-secret": "guess", "x-tenant": "team-c"})
+        assert status == 401 and body["error"]["code"] == "untrusted_source"
+        status, _, body = await ask(http, gateway.url, None, headers=proxy)
+        assert status == 401 and body["error"]["code"] == "missing_tenant"
+        assert gateway.metric("neuroscale_gateway_tenant_requests_total", tenant="team-c", tier="small") == 1
+    outside = {**auth, "proxy_cidrs": ["10.0.0.0/8"]}
+    async with serve_gateway(make_config([openai_tier("small", small.base_url)], auth=outside)) as gateway:
+        status, _, body = await ask(http, gateway.url, None, headers={"x-proxy-secret": "s3cret", "x-tenant": "team-c"})
+        assert status == 401 and body["error"]["code"] == "untrusted_source"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def second_gateway(tmp_path: Path) -> Iterator[Any]:
+    """Starts `neuroscale gateway` in its own process from a config; yields a function that does so."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    async def start(config: dict[str, Any]) -> str:
+        port = free_port()
+        path = tmp_path / f"gateway-{port}.json"
+        path.write_text(json.dumps({**config, "port": port}))
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+        processes.append(subprocess.Popen([sys.executable, "-m", "neuroscale", "gateway", "--config", str(path)],
+                                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(url + "/readyz") as response:
+                        if response.status == 200:
+                            return url
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError("the second gateway did not come up")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_token_quota_holds_across_two_gateway_processes(
+    http: aiohttp.ClientSession, small: StubUpstream, tenants_file: Path, redis_url: str, second_gateway: Any
+) -> None:
+    tenants_file.write_text(tenants_document(team_a={"tokensPerMinute": 10}))
+    config = make_config([openai_tier("small", small.base_url)], auth=api_keys(tenants_file),
+                         quotas={"redis_url": redis_url, "key_prefix": "quota-test"})
+    async with serve_gateway(config) as first:
+        other = await second_gateway(config.model_dump(mode="json"))
+        status, headers, _ = await ask(http, first.url, KEYS["team-a"])
+        assert status == 200 and headers["x-ratelimit-limit-tokens"] == "10"
+        assert headers["x-ratelimit-remaining-tokens"] == "10", "tokens are charged after the answer"
+        used = sum(usage["total_tokens"] for usage in small.usages)
+        assert used >= 10, "the stub's answer must use up the quota for this test to mean anything"
+
+        status, headers, body = await eventually(lambda: ask(http, other, KEYS["team-a"]),
+                                                 lambda answer: answer[0] == 429)
+        assert body["error"]["type"] == "rate_limit_error" and body["error"]["code"] == "rate_limit_exceeded"
+        assert 1 <= int(headers["Retry-After"]) <= 60
+        assert headers["x-ratelimit-remaining-tokens"] == "0" and headers["x-ratelimit-reset-tokens"].endswith("s")
+        assert len(small.requests) == 1, "a refused request never reaches a tier"
+
+        status, headers, _ = await ask(http, other, KEYS["team-b"])
+        assert status == 200 and "x-ratelimit-limit-tokens" not in headers, "team-b has no limit and is unaffected"
+        status, _, _ = await ask(http, first.url, KEYS["team-a"])
+        assert status == 429, "the first gateway sees the same counters"
+        assert first.metric("neuroscale_gateway_quota_rejections_total", tenant="team-a", limit="tokens") == 1
+
+
+async def test_request_quota_and_default_limits(http: aiohttp.ClientSession, small: StubUpstream, tenants_file: Path,
+                                                redis_url: str) -> None:
+    tenants_file.write_text(tenants_document(team_b={"requestsPerMinute": 1000}))
+    config = make_config([openai_tier("small", small.base_url)], auth=api_keys(tenants_file),
+                         quotas={"redis_url": redis_url, "requests_per_minute": 2})
+    async with serve_gateway(config) as gateway:
+        answers = [await ask(http, gateway.url, KEYS["team-a"]) for _ in range(3)]
+        assert [status for status, _, _ in answers] == [200, 200, 429]
+        assert [headers["x-ratelimit-remaining-requests"] for _, headers, _ in answers] == ["1", "0", "0"]
+        assert answers[2][2]["error"]["message"].startswith("Rate limit reached for tenant 'team-a' on requests")
+        assert (await ask(http, gateway.url, KEYS["team-b"]))[1]["x-ratelimit-limit-requests"] == "1000"
+
+
+async def test_redis_outage_fails_open_and_is_counted(http: aiohttp.ClientSession, small: StubUpstream,
+                                                       tenants_file: Path) -> None:
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    config = make_config([openai_tier("small", small.base_url)], auth=api_keys(tenants_file),
+                         quotas={"redis_url": nobody, "requests_per_minute": 1, "tokens_per_minute": 1,
+                                 "breaker_failures": 2})
+    async with serve_gateway(config) as gateway:
+        statuses = [(await ask(http, gateway.url, KEYS["team-a"]))[0] for _ in range(4)]
+        assert statuses == [200] * 4, "quotas that cannot be checked do not refuse anyone"
+        assert gateway.metric("neuroscale_gateway_quota_unavailable_total", operation="check") == 4
+        assert (await ask(http, gateway.url, "sk-wrong"))[0] == 401, "authentication never fails open"
+
+
+async def test_chargeback_counts_what_the_tiers_reported(http: aiohttp.ClientSession, small: StubUpstream,
+                                                         large: StubUpstream, tenants_file: Path) -> None:
+    tiers = [openai_tier("small", small.base_url, price={"prompt_per_million": 0, "completion_per_million": 2.0}),
+             openai_tier("large", large.base_url, price={"prompt_per_million": 3.0, "completion_per_million": 15.0})]
+    config = make_config(tiers, auth=api_keys(tenants_file), cache={"mode": "exact", "backend": "memory"})
+    async with serve_gateway(config) as gateway:
+        await ask(http, gateway.url, KEYS["team-a"])
+        await ask(http, gateway.url, KEYS["team-a"], body={**QUESTION, "stream": True, "temperature": 1})
+        await ask(http, gateway.url, KEYS["team-b"], headers={"x-neuroscale-tier": "large"})
+        small.behaviour.answer = "I'm sorry, I cannot help with that."  # refused: escalates to large
+        await ask(http, gateway.url, KEYS["team-b"], body={**QUESTION, "temperature": 1})
+        await eventually(lambda: ask(http, gateway.url, KEYS["team-a"]),
+                         lambda answer: answer[1].get("x-neuroscale-tier") == "cache")
+
+        a_small = small.usages[:2]
+        b_small, b_large = small.usages[2:], large.usages
+        assert len(b_small) == 1 and len(b_large) == 2
+
+        def tokens(tenant: str, tier: str, kind: str) -> float:
+            return gateway.metric("neuroscale_gateway_tenant_tokens_total", tenant=tenant, tier=tier, kind=kind)
+
+        for tenant, tier, usages in (("team-a", "small", a_small), ("team-b", "small", b_small),
+                                     ("team-b", "large", b_large)):
+            assert tokens(tenant, tier, "prompt") == sum(u["prompt_tokens"] for u in usages)
+            assert tokens(tenant, tier, "completion") == sum(u["completion_tokens"] for u in usages)
+        assert tokens("team-a", "large", "completion") == 0
+        cost_b_large = sum(u["prompt_tokens"] * 3.0 + u["completion_tokens"] * 15.0 for u in b_large) / 1e6
+        assert gateway.metric("neuroscale_gateway_tenant_cost_usd_total", tenant="team-b", tier="large") == \
+            pytest.approx(cost_b_large)
+        assert gateway.metric("neuroscale_gateway_tenant_escalations_total", tenant="team-b", from_tier="small") == 1
+        assert gateway.metric("neuroscale_gateway_tenant_requests_total", tenant="team-b", tier="large") == 2
+        hits = gateway.metric("neuroscale_gateway_tenant_cache_hits_total", tenant="team-a")
+        assert hits >= 1
+        assert gateway.metric("neuroscale_gateway_tenant_saved_tokens_total", tenant="team-a", kind="completion") == \
+            hits * a_small[0]["completion_tokens"]
+        assert gateway.metric("neuroscale_gateway_tenant_cost_usd_total", tenant="team-a", tier="cache") == 0
+
+
+async def eventually(call: Any, done: Any, timeout: float = 5.0) -> Any:
+    """Repeat `call()` until `done(result)`; the last result otherwise fails the test."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await call()
+        if done(result) or asyncio.get_running_loop().time() > deadline:
+            assert done(result), f"not reached within {timeout} s: {result!r}"
+            return result
+        await asyncio.sleep(0.05)
