@@ -1,0 +1,136 @@
+"""Tenants without a server: the tenants file format and its errors, bearer parsing, the trusted-header bound on
+metric labels, OpenAI's reset-duration format, usage counting, the gateway config's auth rules, and how an
+InferenceCascade renders auth, quotas and prices (Secret volume, proxy secret env, the cache's Redis, a
+ModelDeployment's cost per million tokens)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from neuroscale.api.inferencecascade import InferenceCascadeSpec
+from neuroscale.gateway.auth import OTHER_TENANT, Authenticator, bearer_key, parse_tenants
+from neuroscale.gateway.chargeback import usage_tokens
+from neuroscale.gateway.config import AuthConfig
+from neuroscale.gateway.protocol import OpenAIError
+from neuroscale.gateway.quotas import duration
+from neuroscale.render.inferencecascade import PROXY_SECRET_ENV, TENANTS_DIR, render_inference_cascade, resolve_tiers
+from neuroscale.render.cachetier import cache_binding
+from neuroscale.api.cachetier import CacheTierSpec
+from tests.support.factories import make_inference_cascade
+
+A = hashlib.sha256(b"key-a").hexdigest()
+B = hashlib.sha256(b"key-b").hexdigest()
+
+
+def test_tenants_file_maps_digests_to_tenants_with_limits() -> None:
+    keys = parse_tenants(f"tenants:\n  team-a:\n    keySha256: ['{A.upper()}', '{B}']\n    tokensPerMinute: 500\n")
+    assert [(digest.hex(), tenant.name, tenant.tokens_per_minute) for digest, tenant in keys] == [
+        (A, "team-a", 500), (B, "team-a", 500)]
+    assert parse_tenants("") == [] and parse_tenants("{}") == []
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (f"tenants:\n  a: {{keySha256: ['{A}']}}\n  b: {{keySha256: ['{A}']}}\n", "listed for both 'a' and 'b'"),
+    ("tenants:\n  a: {keySha256: [plain-key]}\n", "64 hex characters"),
+    (f"tenants:\n  Team A: {{keySha256: ['{A}']}}\n", "tenant name 'Team A'"),
+    ("tenants:\n  a: {keySha256: []}\n", "at least 1"),
+    (f"tenants:\n  a: {{keySha256: ['{A}'], tokensPerMinute: 0}}\n", "greater than or equal to 1"),
+    (f"tenants:\n  a: {{keys: ['{A}']}}\n", "keys: Extra inputs"),
+    ("tenants: [", "not valid YAML"),
+])
+def test_bad_tenants_files_say_why_without_echoing_digests(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        parse_tenants(text)
+    assert A not in str(caught.value)
+
+
+def test_bearer_key() -> None:
+    assert bearer_key("Bearer sk-1") == bearer_key("bearer   sk-1 ") == "sk-1"
+    assert bearer_key("Basic abc") is None and bearer_key("Bearer ") is None and bearer_key(None) is None
+
+
+def test_trusted_header_tenants_past_the_bound_share_one_label() -> None:
+    auth = Authenticator(AuthConfig(mode="trusted_header", tenant_header="x-tenant", proxy_cidrs=("10.0.0.0/8",),
+                                    max_tenants=2), CollectorRegistry())
+    labels = [auth.authenticate({"x-tenant": name}, "10.1.2.3").metric_label for name in ("a", "b", "c", "a", "d")]
+    assert labels == ["a", "b", OTHER_TENANT, "a", OTHER_TENANT]
+    assert auth.authenticate({"x-tenant": "c"}, "10.1.2.3").name == "c", "the tenant itself is kept for the cache"
+    with pytest.raises(OpenAIError) as refused:
+        auth.authenticate({"x-tenant": "a"}, "192.168.0.1")
+    assert refused.value.status == 401 and refused.value.code == "untrusted_source"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"mode": "api_keys"}, "needs keys_file"),
+    ({"mode": "trusted_header", "tenant_header": "x-t"}, "any client could name any tenant"),
+    ({"mode": "trusted_header"}, "needs tenant_header"),
+    ({"mode": "trusted_header", "tenant_header": "x-t", "proxy_cidrs": ["10.0.0.300/8"]}, "not an address range"),
+])
+def test_auth_config_refuses_what_cannot_authenticate(change: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        AuthConfig.model_validate(change)
+
+
+def test_reset_durations_use_openais_format() -> None:
+    assert [duration(s) for s in (0.02, 0.9994, 1.0, 1.2, 59.5, 60, 125)] == [
+        "20ms", "999ms", "1s", "2s", "1m0s", "1m0s", "2m5s"]
+
+
+def test_usage_tokens_ignores_what_is_not_a_count() -> None:
+    assert usage_tokens({"prompt_tokens": 7, "completion_tokens": 3}) == {"prompt": 7, "completion": 3}
+    assert usage_tokens({"prompt_tokens": -1, "completion_tokens": True}) == {"prompt": 0, "completion": 0}
+    assert usage_tokens(None) == {"prompt": 0, "completion": 0}
+
+
+def render(spec: dict, cost: float | None = None, cache: bool = False):
+    parsed = InferenceCascadeSpec.model_validate(make_inference_cascade(**spec)["spec"])
+    llama = {"spec": {"model": {"source": "hf://meta-llama/Llama-3.1-8B-Instruct"}},
+             "status": {"costPerMillionTokens": cost} if cost is not None else {}}
+    binding = cache_binding("answers", "models", CacheTierSpec.model_validate(
+        {"mode": "exact", "backend": {"inCluster": {}}}), key_prefix="chat") if cache else None
+    rendered = render_inference_cascade("chat", "models", parsed, resolve_tiers(parsed, "models", {"llama": llama}),
+                                        binding, image="neuroscale:test")
+    deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
+    return rendered.config, deployment["spec"]["template"]["spec"]
+
+
+def test_api_keys_by_default_mount_the_secret_and_read_no_api() -> None:
+    config, pod = render({}, cost=0.42, cache=True)
+    assert config.auth.mode == "api_keys" and config.auth.keys_file == f"{TENANTS_DIR}/tenants.yaml"
+    volume = next(v for v in pod["volumes"] if v["name"] == "tenants")["secret"]
+    assert volume == {"secretName": "chat-api-keys", "optional": True,
+                      "items": [{"key": "tenants.yaml", "path": "tenants.yaml"}]}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "tenants")
+    assert mount == {"name": "tenants", "mountPath": TENANTS_DIR, "readOnly": True} and "subPath" not in mount
+    assert pod["automountServiceAccountToken"] is False, "the gateway reads the mounted file, never the API"
+    assert config.quotas is not None and config.quotas.redis_url == config.cache["redis_url"]
+    small, large = config.tiers
+    assert (small.price.prompt_per_million, small.price.completion_per_million) == (0.0, 0.42)
+    assert large.price.completion_per_million == 0.0
+
+
+def test_trusted_header_and_price_table_render() -> None:
+    auth = {"mode": "trustedHeader", "trustedHeader": {
+        "header": "x-tenant", "proxyCidrs": ["10.0.0.0/16"], "sharedSecretHeader": "x-proxy-secret",
+        "sharedSecretRef": {"name": "proxy", "key": "secret"}}}
+    tiers = [{"name": "small", "modelDeployment": {"name": "llama"},
+              "pricing": {"promptPerMillionTokens": 0.1, "completionPerMillionTokens": 0.2}},
+             {"name": "large", "bedrock": {"modelId": "anthropic.claude", "region": "us-east-1"},
+              "pricing": {"promptPerMillionTokens": 3, "completionPerMillionTokens": 15}}]
+    config, pod = render({"auth": auth, "tiers": tiers, "quotas": {"tokensPerMinute": 1000}}, cost=0.42)
+    assert config.auth.mode == "trusted_header" and config.auth.proxy_cidrs == ("10.0.0.0/16",)
+    assert config.auth.shared_secret_env == PROXY_SECRET_ENV
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env[PROXY_SECRET_ENV]["valueFrom"] == {"secretKeyRef": {"name": "proxy", "key": "secret"}}
+    assert all(v["name"] != "tenants" for v in pod["volumes"])
+    assert [(t.price.prompt_per_million, t.price.completion_per_million) for t in config.tiers] == [(0.1, 0.2), (3, 15)]
+    assert config.quotas is not None and config.quotas.redis_url is None and config.quotas.tokens_per_minute == 1000
+
+
+def test_no_auth_without_quotas_renders_neither() -> None:
+    config, pod = render({"auth": {"mode": "none"}})
+    assert config.auth.mode == "none" and config.quotas is None
