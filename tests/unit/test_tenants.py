@@ -1,10 +1,12 @@
 """Tenants without a server: the tenants file format and its errors, bearer parsing, the trusted-header bound on
-metric labels, OpenAI's reset-duration format, usage counting, the gateway config's auth rules, and how an
+metric labels, the sliding-window arithmetic and the in-process counters (on a fake clock), OpenAI's
+reset-duration format, usage counting, the gateway config's auth rules, and how an
 InferenceCascade renders auth, quotas and prices (Secret volume, proxy secret env, the cache's Redis, a
 ModelDeployment's cost per million tokens)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
@@ -16,7 +18,9 @@ from neuroscale.gateway.auth import OTHER_TENANT, Authenticator, bearer_key, par
 from neuroscale.gateway.chargeback import usage_tokens
 from neuroscale.gateway.config import AuthConfig
 from neuroscale.gateway.protocol import OpenAIError
-from neuroscale.gateway.quotas import duration
+from neuroscale.gateway.auth import Tenant
+from neuroscale.gateway.config import QuotaConfig
+from neuroscale.gateway.quotas import MemoryCounters, Quotas, Window, duration
 from neuroscale.render.inferencecascade import PROXY_SECRET_ENV, TENANTS_DIR, render_inference_cascade, resolve_tiers
 from neuroscale.render.cachetier import cache_binding
 from neuroscale.api.cachetier import CacheTierSpec
@@ -78,6 +82,34 @@ def test_auth_config_refuses_what_cannot_authenticate(change: dict, message: str
 def test_reset_durations_use_openais_format() -> None:
     assert [duration(s) for s in (0.02, 0.9994, 1.0, 1.2, 59.5, 60, 125)] == [
         "20ms", "999ms", "1s", "2s", "1m0s", "1m0s", "2m5s"]
+
+
+def test_sliding_window_weighs_the_previous_minute_by_what_is_left_of_it() -> None:
+    window = Window(limit=100, previous=80, current=30, into=15)
+    assert window.used == 80 * 0.75 + 30 and window.remaining == 10 and window.retry_after == 0
+    full = Window(limit=100, previous=80, current=50, into=15)  # used 110: 10 over, the previous share sheds 80/min
+    assert full.remaining == 0 and full.retry_after == pytest.approx(10 / 80 * 60, abs=0.01)
+    over = Window(limit=100, previous=0, current=150, into=45)  # wait for next minute, then a third of it
+    assert over.retry_after == pytest.approx(15 + 20, abs=0.01)
+    assert (over.reset, Window(100, 5, 0, 45).reset, Window(100, 0, 0, 45).reset) == (75, 15, 0)
+
+
+async def test_memory_counters_admit_charge_and_slide() -> None:
+    now = [600.0]
+    quotas = Quotas(QuotaConfig(tokens_per_minute=100, requests_per_minute=3), CollectorRegistry(),
+                    counters=MemoryCounters(lambda: now[0]))
+    tenant = Tenant("team-a")
+    headers = await quotas.admit(tenant)
+    assert headers["x-ratelimit-remaining-requests"] == "2" and headers["x-ratelimit-remaining-tokens"] == "100"
+    quotas.charge_soon(tenant, 250)
+    await asyncio.gather(*quotas.charges)
+    with pytest.raises(OpenAIError) as refused:
+        await quotas.admit(tenant)
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "61"
+    assert refused.value.headers["x-ratelimit-remaining-tokens"] == "0", "charged up to the limit, not beyond"
+    now[0] += 90  # half of the previous minute's 100 tokens still count
+    assert (await quotas.admit(tenant))["x-ratelimit-remaining-tokens"] == "50"
+    assert quotas.rejections.labels("team-a", "tokens")._value.get() == 1
 
 
 def test_usage_tokens_ignores_what_is_not_a_count() -> None:
