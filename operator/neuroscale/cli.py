@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "neuroscale.sizing.cli",  # size
     "neuroscale.autoscale.cli",  # simulate
     "neuroscale.gateway.cli",  # gateway
+    "neuroscale.usage.cli",  # usage
 )
 
 INPUT_ERROR_EXIT = 2  # as argparse exits on a bad argument

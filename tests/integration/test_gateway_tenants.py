@@ -3,7 +3,8 @@ valid key, rotation without a restart, a tenants file that does not parse leaves
 sharing a cached answer, a forged tenant header ignored under API keys; the trusted-header mode (proxy range,
 shared secret); token and request quotas enforced across two gateway processes (429 with Retry-After and
 x-ratelimit-* headers, the other tenant unaffected); a Redis outage failing open and counted; the chargeback
-counters equal to the tokens the stub tiers reported, and dollars from each tier's price."""
+counters equal to the tokens the stub tiers reported, and dollars from each tier's price; `neuroscale usage`
+reading them back from a real Prometheus scraping the gateway."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.support.gateway_harness import RunningGateway, make_config, openai_tier, serve_gateway
+from neuroscale.cli import main as cli_main
+from tests.support.gateway_harness import make_config, openai_tier, serve_gateway
+from tests.support.prometheus_server import PrometheusServer, pod_target
 from tests.support.stub_upstream import StubUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,3 +277,40 @@ async def eventually(call: Any, done: Any, timeout: float = 5.0) -> Any:
             assert done(result), f"not reached within {timeout} s: {result!r}"
             return result
         await asyncio.sleep(0.05)
+
+
+async def test_usage_reads_the_chargeback_back_from_prometheus(
+    http: aiohttp.ClientSession, small: StubUpstream, large: StubUpstream, tenants_file: Path,
+    prometheus: PrometheusServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    tiers = [openai_tier("small", small.base_url),
+             openai_tier("large", large.base_url, price={"prompt_per_million": 3.0, "completion_per_million": 15.0})]
+    config = make_config(tiers, auth=api_keys(tenants_file))
+    async with serve_gateway(config) as gateway:
+        address = gateway.url.removeprefix("http://")
+        # A second pod of another cascade scrapes the same figures: --cascade must leave them out.
+        await asyncio.to_thread(prometheus.set_targets, [pod_target(address, "models", "chat-gateway-5d8f7b9c4-x2x9z"),
+                                                         pod_target(address, "models", "chatty-gateway-5d8f7b9c4-x")])
+        zero = 'neuroscale_gateway_tenant_requests_total{pod="chat-gateway-5d8f7b9c4-x2x9z",tenant="team-b"}'
+        await asyncio.to_thread(prometheus.wait_for, zero, bool)  # the series exist at 0 before any request
+        for _ in range(3):
+            await ask(http, gateway.url, KEYS["team-a"])
+        await ask(http, gateway.url, KEYS["team-b"], headers={"x-neuroscale-tier": "large"})
+        seen = 'sum(neuroscale_gateway_tenant_requests_total{pod="chat-gateway-5d8f7b9c4-x2x9z"})'
+        await asyncio.to_thread(prometheus.wait_for, seen, lambda r: bool(r) and float(r[0]["value"][1]) == 4)
+        await asyncio.sleep(6)  # more samples: increase() extrapolates by up to a scrape interval past the last one
+        code = await asyncio.to_thread(cli_main, ["usage", "--prometheus-url", prometheus.url, "--namespace",
+                                                  "models", "--cascade", "chat", "--window", "1h"])
+    assert code == 0
+    table = {tuple(line.split()[:2]): line.split()[2:] for line in capsys.readouterr().out.splitlines()[2:]}
+    # increase() extrapolates past the samples it has, by up to half a scrape interval at each end: over a few
+    # seconds of samples that is tens of percent, over a day a fraction of one.
+    requests_a, prompt_a, generated_a = (float(v) for v in table[("team-a", "small")][:3])
+    assert requests_a == pytest.approx(3, rel=0.3)
+    assert prompt_a == pytest.approx(sum(u["prompt_tokens"] for u in small.usages), rel=0.3)
+    assert generated_a == pytest.approx(sum(u["completion_tokens"] for u in small.usages), rel=0.3)
+    dollars = sum(u["prompt_tokens"] * 3.0 + u["completion_tokens"] * 15.0 for u in large.usages) / 1e6
+    assert float(table[("team-b", "large")][-1]) == pytest.approx(dollars, rel=0.3)
+    assert float(table[("team-b", "*")][0]) == pytest.approx(1, rel=0.3)
+    assert not any(tier == "small" for tenant, tier in table if tenant == "team-b"), "team-b never reached small"
+    assert float(table[("team-a", "*")][0]) < 4.5, "the other cascade's pod (same figures) is not counted"

@@ -2,7 +2,7 @@
 metric labels, the sliding-window arithmetic and the in-process counters (on a fake clock), OpenAI's
 reset-duration format, usage counting, the gateway config's auth rules, and how an
 InferenceCascade renders auth, quotas and prices (Secret volume, proxy secret env, the cache's Redis, a
-ModelDeployment's cost per million tokens)."""
+ModelDeployment's cost per million tokens); the usage report's PromQL and table."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from neuroscale.gateway.quotas import MemoryCounters, Quotas, Window, duration
 from neuroscale.render.inferencecascade import PROXY_SECRET_ENV, TENANTS_DIR, render_inference_cascade, resolve_tiers
 from neuroscale.render.cachetier import cache_binding
 from neuroscale.api.cachetier import CacheTierSpec
+from neuroscale.usage.report import format_table, tenant_totals, usage_queries, usage_rows
 from tests.support.factories import make_inference_cascade
 
 A = hashlib.sha256(b"key-a").hexdigest()
@@ -166,3 +167,30 @@ def test_trusted_header_and_price_table_render() -> None:
 def test_no_auth_without_quotas_renders_neither() -> None:
     config, pod = render({"auth": {"mode": "none"}})
     assert config.auth.mode == "none" and config.quotas is None
+
+
+def test_usage_queries_select_one_cascades_gateways_and_refuse_odd_windows() -> None:
+    queries = usage_queries("models", 'c"x.y', "1d")
+    assert queries["requests"] == ('sum by (tenant, tier) (increase(neuroscale_gateway_tenant_requests_total'
+                                   '{namespace="models",pod=~"c\\"x\\\\.y-gateway-[a-z0-9]+-[a-z0-9]+"}[1d]))')
+    assert 'kind="completion"' in queries["completion_tokens"] and "by (tenant, from_tier)" in queries["escalations"]
+    assert usage_queries(None, None, "30m")["cost_usd"].endswith("neuroscale_gateway_tenant_cost_usd_total{}[30m]))")
+    for window in ("1y", "1d]) or vector(1", "0h", ""):
+        with pytest.raises(ValueError, match="is not a duration"):
+            usage_queries(None, None, window)
+
+
+def test_usage_rows_merge_columns_put_cache_last_and_drop_zero_rows() -> None:
+    rows = usage_rows({
+        "requests": [({"tenant": "b", "tier": "small"}, 2.0), ({"tenant": "a", "tier": "cache"}, 1.0),
+                     ({"tenant": "a", "tier": "small"}, 3.0), ({"tenant": "a", "tier": "large"}, 0.0)],
+        "cost_usd": [({"tenant": "a", "tier": "small"}, 0.5)],
+        "cache_hits": [({"tenant": "a"}, 1.0)],
+        "escalations": [({"tenant": "b", "from_tier": "small"}, 1.0)],
+    })
+    assert [(r.tenant, r.tier, r.requests, r.cache_hits, r.escalations, r.cost_usd) for r in rows] == [
+        ("a", "small", 3.0, 0, 0, 0.5), ("a", "cache", 1.0, 1.0, 0, 0), ("b", "small", 2.0, 0, 1.0, 0)]
+    totals = tenant_totals(rows)
+    assert [(t.tenant, t.requests, t.cost_usd) for t in totals] == [("a", 4.0, 0.5), ("b", 2.0, 0)]
+    table = format_table(rows, "1d").splitlines()
+    assert table[1].split()[:3] == ["tenant", "tier", "requests"] and table[-1].split()[:3] == ["b", "*", "2"]

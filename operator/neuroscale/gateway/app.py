@@ -49,9 +49,9 @@ class GatewayState:
         self.session: aiohttp.ClientSession | None = None
         self.cascade: Cascade | None = None
         self.ready = False
-        self.auth = Authenticator(config.auth, metrics.registry)
-        self.quotas = Quotas(config.quotas, metrics.registry) if config.quotas is not None else None
         self.chargeback = Chargeback(config, metrics.registry)
+        self.auth = Authenticator(config.auth, metrics.registry, self.chargeback.initialise)
+        self.quotas = Quotas(config.quotas, metrics.registry) if config.quotas is not None else None
         self.key_watch: asyncio.Task[None] | None = None
         # Cache writes run after the answer went out; tracked so shutdown lets them finish.
         self.stores: set[asyncio.Task[None]] = set()
@@ -143,6 +143,7 @@ async def _start(app: web.Application) -> None:
     ]
     state.cascade = Cascade(state.config, upstreams, state.metrics)
     state.key_watch = state.auth.start()
+    state.chargeback.initialise(state.auth.known_tenants)
     if state.cache is None and state.config.cache is not None:
         from neuroscale.cache import CacheSettings, build_cache
 

@@ -136,8 +136,10 @@ def unauthorized(message: str, code: str = "invalid_api_key") -> OpenAIError:
 class KeyFile:
     """The tenants file, re-read when its identity or size or modification time changes."""
 
-    def __init__(self, path: str, on_reload_failure: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, path: str, on_reload_failure: Callable[[], None] = lambda: None,
+                 on_load: Callable[[frozenset[str]], None] = lambda names: None) -> None:
         self.path = Path(path)
+        self._on_load = on_load
         self.tenants: list[tuple[bytes, Tenant]] = []
         self.names: frozenset[str] = frozenset()
         self._seen: tuple[int, int, int] | None = None
@@ -167,6 +169,7 @@ class KeyFile:
         self.tenants = tenants
         self.names = frozenset(tenant.name for _, tenant in tenants)
         log.info("tenants file %s loaded: %d tenants, %d keys", self.path, len(self.names), len(tenants))
+        self._on_load(self.names)
         return True
 
     async def watch(self, every: float) -> None:
@@ -178,7 +181,9 @@ class KeyFile:
 class Authenticator:
     """Turns a request's headers and peer address into a Tenant, or raises an OpenAI-style 401."""
 
-    def __init__(self, config: AuthConfig, registry: CollectorRegistry) -> None:
+    def __init__(self, config: AuthConfig, registry: CollectorRegistry,
+                 on_tenants: Callable[[frozenset[str]], None] = lambda names: None) -> None:
+        """`on_tenants` hears the tenants every time the tenants file is (re)loaded."""
         self.config = config
         self.failures = Counter(
             "neuroscale_gateway_auth_failures", "Requests refused with 401, by code (invalid_api_key|untrusted_source|"
@@ -188,7 +193,7 @@ class Authenticator:
             "neuroscale_gateway_tenants_file_rejected", "Versions of the tenants file that did not parse (the keys "
             "loaded before stayed in force).", registry=registry,
         )
-        self.keys = KeyFile(config.keys_file, self.rejected_files.inc) \
+        self.keys = KeyFile(config.keys_file, self.rejected_files.inc, on_tenants) \
             if config.mode == "api_keys" and config.keys_file else None
         self._networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in config.proxy_cidrs)
         self._shared_secret = os.environ.get(config.shared_secret_env or "", "").encode() \

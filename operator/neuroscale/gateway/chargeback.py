@@ -61,6 +61,23 @@ class Chargeback:
             ["tenant", "from_tier"], registry=registry,
         )
 
+    def initialise(self, tenants: Iterable[str]) -> None:
+        """Create every series of these tenants at 0, so Prometheus' increase() counts a tenant's first requests
+        (a series that appears at 3 looks to it like a series that was always 3)."""
+        names = list(self.prices)
+        for tenant in tenants:
+            for tier in names:
+                self.requests.labels(tenant, tier)
+                self.cost.labels(tenant, tier)
+                for kind, _ in KINDS:
+                    self.tokens.labels(tenant, tier, kind)
+            for tier in names[:-1]:
+                self.escalations.labels(tenant, tier)
+            self.requests.labels(tenant, CACHE_TIER)
+            self.cache_hits.labels(tenant)
+            for kind, _ in KINDS:
+                self.saved_tokens.labels(tenant, kind)
+
     def served(self, tenant: Tenant, tier: str, usages: Iterable[tuple[str, Any]],
                escalations: Iterable[tuple[str, Any]]) -> int:
         """Record an answer a tier gave; `usages` holds (tier, usage) of every tier that answered. Returns the
