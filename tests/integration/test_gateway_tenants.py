@@ -4,7 +4,7 @@ sharing a cached answer, a forged tenant header ignored under API keys; the trus
 shared secret); token and request quotas enforced across two gateway processes (429 with Retry-After and
 x-ratelimit-* headers, the other tenant unaffected); a Redis outage failing open and counted; the chargeback
 counters equal to the tokens the stub tiers reported, and dollars from each tier's price; `neuroscale usage`
-reading them back from a real Prometheus scraping the gateway."""
+and the operator's status summary reading them back from a real Prometheus scraping the gateway."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ import aiohttp
 import pytest
 import yaml
 
+from neuroscale.autoscale.metrics import MetricsSource, PrometheusSettings
 from neuroscale.cli import main as cli_main
+from neuroscale.controllers.cascade_usage import read_usage
 from tests.support.gateway_harness import make_config, openai_tier, serve_gateway
 from tests.support.prometheus_server import PrometheusServer, pod_target
 from tests.support.stub_upstream import StubUpstream
@@ -301,6 +304,9 @@ async def test_usage_reads_the_chargeback_back_from_prometheus(
         await asyncio.sleep(6)  # more samples: increase() extrapolates by up to a scrape interval past the last one
         code = await asyncio.to_thread(cli_main, ["usage", "--prometheus-url", prometheus.url, "--namespace",
                                                   "models", "--cascade", "chat", "--window", "1h"])
+        source = MetricsSource(PrometheusSettings(url=prometheus.url))
+        summary = await asyncio.to_thread(read_usage, source, "models", "chat", time.time())
+        source.close()
     assert code == 0
     table = {tuple(line.split()[:2]): line.split()[2:] for line in capsys.readouterr().out.splitlines()[2:]}
     # increase() extrapolates past the samples it has, by up to half a scrape interval at each end: over a few
@@ -314,3 +320,8 @@ async def test_usage_reads_the_chargeback_back_from_prometheus(
     assert float(table[("team-b", "*")][0]) == pytest.approx(1, rel=0.3)
     assert not any(tier == "small" for tenant, tier in table if tenant == "team-b"), "team-b never reached small"
     assert float(table[("team-a", "*")][0]) < 4.5, "the other cascade's pod (same figures) is not counted"
+    # The operator's status summary reads the same queries: team-b first (it cost money), whole counts.
+    assert summary is not None and summary["window"] == "1d" and summary["omittedTenants"] == 0
+    assert [t["tenant"] for t in summary["tenants"]] == ["team-b", "team-a"]
+    assert summary["tenants"][0]["costUsd"] == pytest.approx(dollars, rel=0.3)
+    assert summary["tenants"][1]["requests"] == pytest.approx(3, abs=1)

@@ -24,7 +24,9 @@ from neuroscale.gateway.quotas import MemoryCounters, Quotas, Window, duration
 from neuroscale.render.inferencecascade import PROXY_SECRET_ENV, TENANTS_DIR, render_inference_cascade, resolve_tiers
 from neuroscale.render.cachetier import cache_binding
 from neuroscale.api.cachetier import CacheTierSpec
-from neuroscale.usage.report import format_table, tenant_totals, usage_queries, usage_rows
+from neuroscale.api.inferencecascade import InferenceCascadeStatus
+from neuroscale.controllers.cascade_usage import usage_summary
+from neuroscale.usage.report import UsageRow, format_table, tenant_totals, usage_queries, usage_rows
 from tests.support.factories import make_inference_cascade
 
 A = hashlib.sha256(b"key-a").hexdigest()
@@ -194,3 +196,12 @@ def test_usage_rows_merge_columns_put_cache_last_and_drop_zero_rows() -> None:
     assert [(t.tenant, t.requests, t.cost_usd) for t in totals] == [("a", 4.0, 0.5), ("b", 2.0, 0)]
     table = format_table(rows, "1d").splitlines()
     assert table[1].split()[:3] == ["tenant", "tier", "requests"] and table[-1].split()[:3] == ["b", "*", "2"]
+
+
+def test_status_summary_lists_the_costliest_tenants_in_whole_counts() -> None:
+    rows = [UsageRow(f"t{i:02d}", "small", requests=i + 0.4, cost_usd=i / 3) for i in range(60)]
+    summary = usage_summary(rows)
+    assert summary["omittedTenants"] == 10 and len(summary["tenants"]) == 50
+    assert summary["tenants"][0] == {"tenant": "t59", "requests": 59, "promptTokens": 0, "completionTokens": 0,
+                                     "cacheHits": 0, "savedTokens": 0, "escalations": 0, "costUsd": 19.6667}
+    InferenceCascadeStatus.model_validate({"usage": summary})

@@ -318,6 +318,29 @@ class TierStatus(ApiModel):
     message: str = Field(default="", description="Why the tier is not ready, or how readiness was judged.")
 
 
+class TenantUsage(ApiModel):
+    """What one tenant used over the summary's window, all tiers together (`neuroscale usage` splits by tier)."""
+
+    tenant: str = Field(description="Tenant name from the tenants file (or 'default', or a trusted header's).")
+    requests: int = Field(default=0, description="Answered requests, cache hits included.")
+    prompt_tokens: int = Field(default=0, description="Prompt tokens the tiers processed.")
+    completion_tokens: int = Field(default=0, description="Tokens the tiers generated.")
+    cache_hits: int = Field(default=0, description="Requests answered from the cache.")
+    saved_tokens: int = Field(default=0, description="Tokens the cache hits did not have processed again.")
+    escalations: int = Field(default=0, description="Times a request moved past a tier.")
+    cost_usd: float = Field(default=0.0, description="USD: tokens × each tier's price; cache hits cost nothing.")
+
+
+class UsageSummary(ApiModel):
+    """Per-tenant usage read from Prometheus by the operator (needs its --prometheus-url)."""
+
+    window: str = Field(description="How far back the figures reach, e.g. 1d.")
+    tenants: list[TenantUsage] = Field(
+        default_factory=list, max_length=50, description="The costliest tenants first, at most 50.",
+    )
+    omitted_tenants: int = Field(default=0, description="Tenants beyond the 50 listed.")
+
+
 class InferenceCascadeStatus(ApiModel):
     """Observed state of an InferenceCascade."""
 
@@ -335,6 +358,7 @@ class InferenceCascadeStatus(ApiModel):
     auth_mode: str | None = Field(
         default=None, description="How callers are authenticated: apiKeys, trustedHeader, or none (one tenant).",
     )
+    usage: UsageSummary | None = Field(default=None, description="Per-tenant usage and cost over the last day.")
 
 
 class InferenceCascade(ApiModel):

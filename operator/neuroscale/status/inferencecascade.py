@@ -146,6 +146,7 @@ def cascade_status(
         "configHash": observed.config_hash,
         "cacheEndpoint": observed.cache_endpoint,
         "authMode": observed.auth_mode,
+        "usage": current.get("usage"),  # written by the usage summary (controllers/cascade_usage.py), kept here
         **gen,
     }
     return {k: v for k, v in status.items() if v is not None}
