@@ -11,12 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +23,10 @@ import yaml
 from neuroscale.autoscale.metrics import MetricsSource, PrometheusSettings
 from neuroscale.cli import main as cli_main
 from neuroscale.controllers.cascade_usage import read_usage
-from tests.support.gateway_harness import make_config, openai_tier, serve_gateway
+from tests.support.gateway_harness import gateway_process, make_config, openai_tier, serve_gateway
 from tests.support.prometheus_server import PrometheusServer, pod_target
 from tests.support.stub_upstream import StubUpstream
 
-ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"team-a": "sk-team-a-0001", "team-b": "sk-team-b-0001"}
 QUESTION = {"model": "cascade", "temperature": 0, "messages": [{"role": "user", "content": "Capital of France?"}]}
 
@@ -149,44 +144,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def second_gateway(tmp_path: Path) -> Iterator[Any]:
-    """Starts `neuroscale gateway` in its own process from a config; yields a function that does so."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    async def start(config: dict[str, Any]) -> str:
-        port = free_port()
-        path = tmp_path / f"gateway-{port}.json"
-        path.write_text(json.dumps({**config, "port": port}))
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
-        processes.append(subprocess.Popen([sys.executable, "-m", "neuroscale", "gateway", "--config", str(path)],
-                                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        url = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(url + "/readyz") as response:
-                        if response.status == 200:
-                            return url
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError("the second gateway did not come up")
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 async def test_token_quota_holds_across_two_gateway_processes(
-    http: aiohttp.ClientSession, small: StubUpstream, tenants_file: Path, redis_url: str, second_gateway: Any
+    http: aiohttp.ClientSession, small: StubUpstream, tenants_file: Path, redis_url: str
 ) -> None:
     tenants_file.write_text(tenants_document(team_a={"tokensPerMinute": 10}))
     config = make_config([openai_tier("small", small.base_url)], auth=api_keys(tenants_file),
                          quotas={"redis_url": redis_url, "key_prefix": "quota-test"})
-    async with serve_gateway(config) as first:
-        other = await second_gateway(config.model_dump(mode="json"))
+    async with serve_gateway(config) as first, gateway_process(config) as second:
+        other = second.url
         status, headers, _ = await ask(http, first.url, KEYS["team-a"])
         assert status == 200 and headers["x-ratelimit-limit-tokens"] == "10"
         assert headers["x-ratelimit-remaining-tokens"] == "10", "tokens are charged after the answer"

@@ -205,3 +205,20 @@ def test_status_summary_lists_the_costliest_tenants_in_whole_counts() -> None:
     assert summary["tenants"][0] == {"tenant": "t59", "requests": 59, "promptTokens": 0, "completionTokens": 0,
                                      "cacheHits": 0, "savedTokens": 0, "escalations": 0, "costUsd": 19.6667}
     InferenceCascadeStatus.model_validate({"usage": summary})
+
+
+def test_gateway_pods_drain_and_two_or_more_get_a_disruption_budget() -> None:
+    parsed = InferenceCascadeSpec.model_validate(make_inference_cascade(gateway={"replicas": 3, "drainSeconds": 40})["spec"])
+    rendered = render_inference_cascade("chat", "models", parsed, resolve_tiers(parsed, "models", {}), None,
+                                        image="neuroscale:test")
+    pod = next(o for o in rendered.objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert rendered.config.drain_seconds == 40
+    assert pod["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert pod["terminationGracePeriodSeconds"] == 50 and pod["topologySpreadConstraints"]
+    budget = next(o for o in rendered.objects if o["kind"] == "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1 and budget["selector"]["matchLabels"].items() <= \
+        next(o for o in rendered.objects if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    single = InferenceCascadeSpec.model_validate(make_inference_cascade(gateway={"replicas": 1})["spec"])
+    objects = render_inference_cascade("chat", "models", single, resolve_tiers(single, "models", {}), None,
+                                       image="neuroscale:test").objects
+    assert all(o["kind"] != "PodDisruptionBudget" for o in objects), "one replica must never block a node drain"

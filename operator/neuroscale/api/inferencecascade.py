@@ -197,6 +197,11 @@ class GatewaySpec(ApiModel):
     service_account: ServiceAccountSpec = Field(**default_object(
         ServiceAccountSpec, "Pod identity: needed for Bedrock and SageMaker tiers (IRSA role or existing account)."))
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest accepted request body.")
+    drain_seconds: int = Field(
+        default=60, ge=0, le=3600,
+        description="On shutdown (rollout, eviction, scale-in) requests and streams in flight may finish for this "
+        "long before the gateway exits; the pod's grace period covers it.",
+    )
 
 
 class ApiKeysAuth(ApiModel):

@@ -22,7 +22,8 @@ from neuroscale.render.inferencecascade import gateway_name, render_inference_ca
 from neuroscale.status import inferencecascade as S
 
 KIND = "InferenceCascade"
-CHILD_KINDS = (("v1", "ConfigMap"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ServiceAccount"))
+CHILD_KINDS = (("v1", "ConfigMap"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ServiceAccount"),
+               ("policy/v1", "PodDisruptionBudget"))
 
 def owned_children(name: str) -> list[tuple[str, str, str]]:
     return [(api_version, kind, gateway_name(name)) for api_version, kind in CHILD_KINDS]
@@ -81,8 +82,9 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
             spec_problem=ConditionUpdate(R.RESOLVED, "False", R.INVALID_SPEC, str(exc))), now, emit, {})
 
     applied, apply_error = apply_children(body, rendered.objects, kube, emit)
-    if not any(o["kind"] == "ServiceAccount" for o in rendered.objects):
-        delete_children(body, [("v1", "ServiceAccount", gateway_name(name))], kube)
+    for api_version, kind in (("v1", "ServiceAccount"), ("policy/v1", "PodDisruptionBudget")):
+        if not any(o["kind"] == kind for o in rendered.objects):
+            delete_children(body, [(api_version, kind, gateway_name(name))], kube)
     observed = S.CascadeObserved(
         deployment=kube.get("apps/v1", "Deployment", namespace, gateway_name(name)),
         desired_replicas=spec.gateway.replicas,

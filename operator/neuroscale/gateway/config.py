@@ -261,6 +261,10 @@ class GatewayConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig, description="How callers are authenticated.")
     quotas: QuotaConfig | None = Field(default=None, description="Per-tenant rate limits; omitted: none.")
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest accepted request body.")
+    drain_seconds: float = Field(
+        default=60.0, ge=0, le=3600,
+        description="On SIGTERM: stop accepting, let requests and streams in flight finish for up to this long, exit.",
+    )
     limits: Limits = Field(default_factory=Limits, description="Bounds on reads from tiers and clients.")
 
     @field_validator("cache")

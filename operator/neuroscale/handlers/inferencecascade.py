@@ -39,7 +39,8 @@ CASCADE = OwnerKind(
     kind=controller.KIND,
     plural="inferencecascades",
     child_label=LABEL_CASCADE,
-    child_resources=(("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "configmaps")),
+    child_resources=(("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "configmaps"),
+                     ("policy", "v1", "poddisruptionbudgets")),
     reconcile=lambda body, runtime: controller.reconcile(
         body, runtime.kube, now=runtime.clock(), emit=emitter(body), image=runtime.config.gateway_image),
     children=controller.owned_children,

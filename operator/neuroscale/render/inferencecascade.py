@@ -32,6 +32,9 @@ CONFIG_HASH = "neuroscale.io/config-hash"
 TENANTS_DIR = "/var/run/neuroscale/tenants"
 TENANTS_FILE = "tenants.yaml"
 PROXY_SECRET_ENV = "NEUROSCALE_PROXY_SHARED_SECRET"
+# A terminating pod keeps serving this long before it gets SIGTERM: the time Services and load balancers take to stop
+# sending it new connections once it is marked for deletion.
+PRE_STOP_SECONDS = 5
 CONTAINER_PORT = 8080
 PORT_NAME = "http"
 MODEL_DEPLOYMENT_PORT = 8000  # ModelDeployment's default service.port, for a tier whose spec is unknown
@@ -205,6 +208,7 @@ def gateway_config(name: str, spec: InferenceCascadeSpec, tiers: list[ResolvedTi
         "escalation": _escalation(spec),
         "port": CONTAINER_PORT,
         "max_body_bytes": spec.gateway.max_body_bytes,
+        "drain_seconds": spec.gateway.drain_seconds,
     }
     if cache is not None:
         data["cache"] = cache.settings
@@ -304,6 +308,7 @@ def _deployment(name: str, namespace: str, spec: InferenceCascadeSpec, config: G
         "resources": {"requests": {"cpu": spec.gateway.resources.cpu or DEFAULT_CPU, "memory": memory},
                       "limits": {"memory": memory}},
         "securityContext": {**container_security(), "readOnlyRootFilesystem": True},
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
@@ -318,6 +323,8 @@ def _deployment(name: str, namespace: str, spec: InferenceCascadeSpec, config: G
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        # preStop, then the drain (cli.py), then a margin before the kubelet kills what is left.
+        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + spec.gateway.drain_seconds + 5,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": volumes,
@@ -373,6 +380,12 @@ def render_inference_cascade(
     objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name, namespace),
                     "data": {CONFIG_FILE: config_json}})
     objects.append(_deployment(name, namespace, spec, config, config_hash, cache, image, account_name))
+    if spec.gateway.replicas >= 2:
+        # Voluntary disruptions (node drains, Karpenter consolidation) take one gateway at a time; a single replica
+        # gets no budget, so it never blocks a drain.
+        objects.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(name, namespace),
+                        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(name)},
+                                 "unhealthyPodEvictionPolicy": "AlwaysAllow"}})
     objects.append({
         "apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace),
         "spec": {"type": spec.gateway.service_type, "selector": _selector(name),
