@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from neuroscale.api.inferencecascade import InferenceCascadeSpec
-from neuroscale.gateway.auth import OTHER_TENANT, Authenticator, bearer_key, parse_tenants
+from neuroscale.gateway.auth import OTHER_TENANT, Authenticator, KeyFile, bearer_key, parse_tenants
 from neuroscale.gateway.chargeback import usage_tokens
 from neuroscale.gateway.config import AuthConfig
 from neuroscale.gateway.protocol import OpenAIError
@@ -222,3 +223,15 @@ def test_gateway_pods_drain_and_two_or_more_get_a_disruption_budget() -> None:
     objects = render_inference_cascade("chat", "models", single, resolve_tiers(single, "models", {}), None,
                                        image="neuroscale:test").objects
     assert all(o["kind"] != "PodDisruptionBudget" for o in objects), "one replica must never block a node drain"
+
+
+def test_tenants_file_appearing_later_is_picked_up_and_a_missing_one_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tenants.yaml"
+    keys = KeyFile(str(path))
+    assert not keys.refresh() and not keys.refresh()
+    assert sum("unreadable" in r.message for r in caplog.records) == 1
+    path.write_text(f"tenants:\n  a: {{keySha256: ['{A}']}}\n")
+    assert keys.refresh() and keys.names == {"a"}
+    assert not keys.refresh(), "an unchanged file is not parsed again"

@@ -143,6 +143,7 @@ class KeyFile:
         self.tenants: list[tuple[bytes, Tenant]] = []
         self.names: frozenset[str] = frozenset()
         self._seen: tuple[int, int, int] | None = None
+        self._missing = False
         self._on_reload_failure = on_reload_failure
 
     def refresh(self) -> bool:
@@ -150,11 +151,13 @@ class KeyFile:
         try:
             info = os.stat(self.path)  # follows the kubelet's ..data symlink, so a swapped Secret shows as a change
         except OSError as error:
-            if self._seen is not None or not self.tenants:
+            if not self._missing:  # said once, not at every check while the Secret is absent
                 log.warning("tenants file %s unreadable (%s); %s", self.path, error.strerror,
                             "keeping the keys loaded before" if self.tenants else "every request gets 401")
-                self._seen = None
+                self._missing = True
+            self._seen = None
             return False
+        self._missing = False
         seen = (info.st_ino, info.st_size, info.st_mtime_ns)
         if seen == self._seen:
             return False
