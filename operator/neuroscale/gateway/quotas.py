@@ -8,10 +8,11 @@ integers per tenant and limit, and never lets a burst at a minute boundary doubl
 One Lua script per request reads both limits and, when the request is admitted, counts it: a single round trip on
 the response path, timed by Redis's own clock so replicas never disagree on the minute. Tokens are only known once
 the answer is out, so they are checked before (a tenant with none left gets a 429) and charged after by a second
-script, off the response path, capped at what is left in the window so one huge answer does not lock a tenant out
-for many minutes. The `limits` package was the first choice and was measured (tests/bench/bench_quotas.py): reading
-two windows and counting the request takes it three Lua calls, 0.28 ms p50 on loopback against 0.12 ms for this one
-script, and 1.7× the CPU per request, too much of the 0.3 ms authentication and quotas may add. Without `redis_url`
+script, off the response path and gathered over 50 ms, capped at what is left in the window so one huge answer
+does not lock a tenant out for many minutes. The `limits` package was the first choice and was measured
+(tests/bench/bench_quotas.py): reading two windows and counting the request takes it three Lua calls, 0.28-0.33 ms
+p50 on loopback against 0.12 ms for this one script, and 1.7x the CPU per request, too much of the 0.3 ms
+authentication and quotas may add. Without `redis_url`
 the same arithmetic runs in process, and each replica counts alone.
 
 Quotas never take the gateway down with them: when Redis is slow (`timeout_seconds`) or unreachable, the request
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _FAILURES = (CacheUnavailable, redis_asyncio.RedisError, OSError, TimeoutError)
 WINDOW_SECONDS = 60
+CHARGE_DELAY_SECONDS = 0.05
 
 # KEYS: requests prefix, tokens prefix. ARGV: requests limit, tokens limit (0: none).
 # Returns the minute's index, the seconds into it, then previous and current counts of requests and of tokens
@@ -206,7 +208,10 @@ class Quotas:
         self.config = config
         self._counters: _Counters = counters or (RedisCounters(config) if config.redis_url else MemoryCounters())
         self._breaker = RedisBreaker(config.breaker_failures, config.breaker_reset_seconds)
-        self.charges: set[asyncio.Task[None]] = set()
+        # Tokens waiting to be charged, by tenant: answers that end within CHARGE_DELAY_SECONDS of each other are
+        # charged in one call, so a busy tenant costs one Redis write per interval rather than one per answer.
+        self._pending: dict[str, tuple[Tenant, int, int]] = {}
+        self._flush: asyncio.Task[None] | None = None
         self.rejections = Counter(
             "neuroscale_gateway_quota_rejections", "Requests refused with 429, by tenant and the limit hit "
             "(requests|tokens).", ["tenant", "limit"], registry=registry,
@@ -264,12 +269,21 @@ class Quotas:
         )
 
     def charge_soon(self, tenant: Tenant, tokens: int) -> None:
-        """Charge a tenant's tokens off the response path; shutdown waits for charges in flight (`close`)."""
+        """Charge a tenant's tokens off the response path, within CHARGE_DELAY_SECONDS; `close` charges the rest."""
         tpm = self.limits_of(tenant)[1]
-        if tokens > 0 and tpm is not None:
-            task = asyncio.create_task(self._charge(tenant, tpm, tokens))
-            self.charges.add(task)
-            task.add_done_callback(self.charges.discard)
+        if tokens <= 0 or tpm is None:
+            return
+        pending = self._pending.get(tenant.name)
+        self._pending[tenant.name] = (tenant, tpm, tokens + (pending[2] if pending else 0))
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self.flush(CHARGE_DELAY_SECONDS))
+
+    async def flush(self, delay: float = 0.0) -> None:
+        """Charge every tenant's pending tokens (after `delay`, to gather the answers ending meanwhile)."""
+        if delay:
+            await asyncio.sleep(delay)
+        pending, self._pending = self._pending, {}
+        await asyncio.gather(*(self._charge(tenant, tpm, tokens) for tenant, tpm, tokens in pending.values()))
 
     async def _charge(self, tenant: Tenant, tpm: int, tokens: int) -> None:
         try:
@@ -279,6 +293,11 @@ class Quotas:
             log.debug("token charge of %d skipped for %s: %r", tokens, tenant.name, error)
 
     async def close(self, timeout: float) -> None:
-        if self.charges:
-            await asyncio.wait(set(self.charges), timeout=timeout)
+        if self._flush is not None:
+            self._flush.cancel()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.flush()
+        except TimeoutError:
+            log.warning("token charges still pending at shutdown were dropped")
         await self._counters.close()
