@@ -44,7 +44,7 @@ SHORT = {"md": "ModelDeployment", "ic": "InferenceCascade", "ct": "CacheTier"}
 NEURON_TAINT_KEY = "aws.amazon.com/neuron"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 MODEL_LABEL = "neuroscale.io/model-deployment"
-SMALL_MODEL = "hf://meta-llama/Llama-3.2-1B-Instruct"  # sized at TP 1, one Neuron device, on any instance
+SMALL_MODEL = "hf://meta-llama/Llama-3.2-1B-Instruct"  # fits one NeuronCore of any instance
 
 
 class Kubectl:
@@ -354,6 +354,8 @@ EXAMPLES = example_files()
 # does not run): no scheduler here picks its pod up, so it cannot become Ready. Its pod would fit otherwise: the
 # same 12-device, TP 24 replica is scheduled in cascade-8b-to-70b-exact-cache.yaml.
 UNSCHEDULABLE_HERE = {("llama-3.3-70b-inf2-48xlarge.yaml", "llama-3-3-70b"): "my-scheduler"}
+# minReplicas 0 with no traffic: the model stays at zero (Ready=False, ScaledToZero) and runs no pod.
+SCALED_TO_ZERO_HERE = {("scale-to-zero-bedrock-bridge.yaml", "llama-8b")}
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -377,6 +379,10 @@ async def test_examples_apply_server_side_and_become_ready(kubectl: Kubectl, clu
             name = doc["metadata"]["name"]
             if (example, name) in UNSCHEDULABLE_HERE:
                 continue
+            if (example, name) in SCALED_TO_ZERO_HERE:
+                await kubectl.arun("wait", "-n", ns, "--for=jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}"
+                                   "=ScaledToZero", f"{short}/{name}", "--timeout=150s", timeout=180)
+                continue
             await kubectl.arun("wait", "-n", ns, "--for=condition=Ready", f"{short}/{name}", "--timeout=150s",
                                timeout=180)
         for doc in models:
@@ -389,8 +395,11 @@ async def test_examples_apply_server_side_and_become_ready(kubectl: Kubectl, clu
                                             "--timeout=5s", check=False)
                 assert waited.returncode != 0 and "timed out" in waited.stderr, waited
                 continue
-            # Every replica, not just the first: placed by kube-scheduler on its instance type, Ready by kwok.
             md = await asyncio.to_thread(cluster.get, "ModelDeployment", name)
+            if (example, name) in SCALED_TO_ZERO_HERE:
+                assert md["status"]["desiredReplicas"] == 0 and not await asyncio.to_thread(cluster.pods, name)
+                continue
+            # Every replica, not just the first: placed by kube-scheduler on its instance type, Ready by kwok.
             want = md["status"]["desiredReplicas"]
             await kubectl.arun("wait", "-n", ns, "--for=condition=Ready", "pod", "-l", f"{MODEL_LABEL}={name}",
                                "--timeout=60s", timeout=90)
@@ -407,7 +416,8 @@ async def test_examples_apply_server_side_and_become_ready(kubectl: Kubectl, clu
 async def test_model_pod_lands_only_on_its_instance_type_tolerating_the_neuron_taint(
         cluster: Cluster, instance: str, neuron_nodes: None) -> None:
     ns = cluster.namespace
-    md = make_model_deployment("small", ns, model={"source": SMALL_MODEL}, accelerator={"instanceType": instance})
+    md = make_model_deployment("small", ns, model={"source": SMALL_MODEL},
+                               accelerator={"instanceType": instance, "tensorParallelDegree": 2})
     async with running_operator(ns, resync_seconds=2.0):
         await asyncio.to_thread(cluster.create, md)
         (pod,) = await eventually(lambda: [p for p in cluster.pods("small") if p.spec.node_name
@@ -420,6 +430,26 @@ async def test_model_pod_lands_only_on_its_instance_type_tolerating_the_neuron_t
     assert any(t.key == NEURON_TAINT_KEY and t.operator == "Exists" and t.effect == "NoSchedule"
                for t in pod.spec.tolerations), pod.spec.tolerations
     assert int(pod.spec.containers[0].resources.requests[NEURON_TAINT_KEY]) == 1
+
+
+async def test_replicas_smaller_than_a_device_share_it_through_neuroncore_requests(
+        cluster: Cluster, neuron_nodes: None) -> None:
+    """Two TP-1 replicas ask for one NeuronCore each: both run on the cluster's one inf2.xlarge (one device, two
+    cores), which whole-device requests could not do."""
+    ns = cluster.namespace
+    md = make_model_deployment("tiny", ns, model={"source": SMALL_MODEL}, replicas=2,
+                               accelerator={"instanceType": "inf2.xlarge", "tensorParallelDegree": 1})
+    async with running_operator(ns, resync_seconds=2.0):
+        await asyncio.to_thread(cluster.create, md)
+        pods = await eventually(lambda: len(p := [x for x in cluster.pods("tiny") if x.spec.node_name
+                                                  and x.status.phase == "Running"]) == 2 and p, timeout=120)
+    assert len({p.spec.node_name for p in pods}) == 1
+    node = await asyncio.to_thread(cluster.node, pods[0].spec.node_name)
+    assert node.metadata.labels[INSTANCE_TYPE_LABEL] == "inf2.xlarge"
+    for pod in pods:
+        requests = pod.spec.containers[0].resources.requests
+        assert requests["aws.amazon.com/neuroncore"] == "1"
+        assert NEURON_TAINT_KEY not in requests
 
 
 async def test_more_neuron_devices_than_the_nodes_hold_stays_pending(cluster: Cluster, neuron_nodes: None) -> None:

@@ -5,7 +5,8 @@ Service and PDB owned by the resource (real uid) and a truthful status with the 
 observedGeneration; update → the pod template rolls and observedGeneration follows; a deleted child is restored;
 the resource deleted with the operator stopped → its children go by owner-reference garbage collection; a spec
 sizing cannot satisfy → Sized=False with a Warning Event and the children untouched; a settled resync writes nothing
-(resourceVersions unchanged). Plus what only a real server does: CRD schema and CEL rules reject bad objects
+(resourceVersions unchanged); LoRA adapters and an EAGLE head reach the pod (flags, download init containers) and
+the status (adapters, their memory, the assumed acceptance rate). Plus what only a real server does: CRD schema and CEL rules reject bad objects
 (minReplicas > maxReplicas, a tensor-parallel degree the instance cannot run, a negative replica count, an unknown
 engine); status is a subresource (a status write does not bump generation, a main-resource write cannot set status);
 the scale subresource (`kubectl scale`) drives replicas when autoscaling is off; the chart's namespaced RBAC is
@@ -17,6 +18,7 @@ an external cluster that test is skipped (it may have no Neuron nodes) and nothi
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import kubernetes
@@ -106,6 +108,24 @@ async def test_create_renders_owned_children_and_status(cluster: Cluster) -> Non
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"] == 1
     limits = children["Deployment"].spec.template.spec.containers[0].resources.limits
     assert int(limits["aws.amazon.com/neuron"]) == md["status"]["sizing"]["neuronDevices"]
+
+
+async def test_adapters_and_speculation_reach_the_pod_and_the_status(cluster: Cluster) -> None:
+    adapters = [{"name": "sql", "source": "hf://org/sql-lora", "rank": 16},
+                {"name": "support", "source": "s3://loras/support", "rank": 8}]
+    speculation = {"method": "eagle3", "draftModel": {"source": "s3://heads/llama-3.1-8b-eagle3"}}
+    async with running_operator(cluster.namespace):
+        await asyncio.to_thread(cluster.create, adapters=adapters, speculativeDecoding=speculation)
+        md = await settled(cluster)
+    status = md["status"]
+    assert status["adapters"] == adapters
+    assert status["sizing"]["adaptersGiB"] > 0 and status["sizing"]["speculatorGiB"] > 0
+    assert "acceptance rate assumed 0.7" in status["sizing"]["explanation"]
+    argv = args(cluster)
+    assert argv[argv.index("--lora-modules") + 1:][:2] == ["sql=/models/adapters/sql", "support=/models/adapters/support"]
+    assert json.loads(argv[argv.index("--speculative-config") + 1])["model"] == "/models/speculator"
+    inits = [c.name for c in cluster.deployment().spec.template.spec.init_containers]
+    assert inits == ["download-model", "download-speculator", "download-adapter-0", "download-adapter-1"]
 
 
 async def test_ready_follows_the_pods(control_plane: Any, cluster: Cluster) -> None:

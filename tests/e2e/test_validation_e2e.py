@@ -28,6 +28,18 @@ import kubernetes
 import pytest
 import yaml
 
+from neuroscale.api.adapters import (
+    ADAPTER_MODEL_NAME_RULE,
+    ADAPTER_REVISION_RULE,
+    ADAPTERS_ENGINE_RULE,
+    ADAPTERS_TRN2_RULE,
+)
+from neuroscale.api.speculative_decoding import (
+    DRAFT_METHOD_RULE,
+    DRAFT_REVISION_RULE,
+    EAGLE_TRN2_RULE,
+    SPECULATION_ENGINE_RULE,
+)
 from tests.e2e.cluster import throwaway_namespace
 from tests.support.crd_schema import CrdSchema, openapi_schema
 from tests.support.factories import deep_merge, make_cache_tier, make_inference_cascade, make_model_deployment
@@ -91,6 +103,7 @@ def without(obj: dict[str, Any], *path: str) -> dict[str, Any]:
 
 TP_RULE = "tensorParallelDegree is not supported on this instance type"
 REPLICAS_RULE = "minReplicas must not exceed maxReplicas"
+SCALE_TO_ZERO_RULE = "minReplicas 0 (scale to zero) needs autoscaling enabled"
 ENGINE_FEATURES_RULE = "fp8/int8 weights, an fp8 KV cache and prefix caching need engine vllm"
 TRN2_RULE = "trn2 instances need engine vllm (TGI and DJL-LMI support inf2 and trn1 only)"
 
@@ -143,6 +156,8 @@ MODEL_DEPLOYMENT_ROWS = [
             f'spec.autoscaling: Invalid value: {REPLICAS_RULE}'),
     Invalid("md: minReplicas above the defaulted maxReplicas", md(autoscaling={"minReplicas": 5}),
             f'spec.autoscaling: Invalid value: {REPLICAS_RULE}'),
+    Invalid("md: minReplicas 0 with autoscaling off", md(autoscaling={"minReplicas": 0, "enabled": False}),
+            f'spec.autoscaling: Invalid value: {SCALE_TO_ZERO_RULE}'),
     Invalid("md: tgi with fp8 weights", md(engine={"name": "tgi"}, model={"dtype": "fp8"}),
             f'spec: Invalid value: {ENGINE_FEATURES_RULE}'),
     Invalid("md: djl-lmi with prefix caching", md(engine={"name": "djl-lmi", "prefixCaching": True}),
@@ -176,6 +191,36 @@ MODEL_DEPLOYMENT_ROWS = [
             'status.conditions[1]: Duplicate value: {"type":"Ready"}', via="status"),
     Invalid("md: source longer than 512", md(model={"source": "hf://org/" + "m" * 520}),
             "spec.model.source: Too long: may not be more than 512 bytes"),
+]
+
+EAGLE3 = {"method": "eagle3", "draftModel": {"source": "hf://org/eagle3-head"}}
+ADAPTER = {"name": "sql", "source": "hf://org/sql-lora"}
+TRN2 = {"instanceType": "trn2.48xlarge", "families": []}
+# Speculative decoding and LoRA adapters (tests/unit/test_crd_extensions.py is the unit tier's side).
+MODEL_DEPLOYMENT_ROWS += [
+    Invalid("md: speculative decoding on tgi", md(engine={"name": "tgi"}, speculativeDecoding=EAGLE3),
+            f"spec: Invalid value: {SPECULATION_ENGINE_RULE.message}"),
+    Invalid("md: eagle v1 pinned to trn2", md(accelerator=TRN2, speculativeDecoding={**EAGLE3, "method": "eagle"}),
+            f"spec: Invalid value: {EAGLE_TRN2_RULE.message}"),
+    Invalid("md: a separate draft model", md(speculativeDecoding={**EAGLE3, "method": "draft"}),
+            f"spec.speculativeDecoding: Invalid value: {DRAFT_METHOD_RULE.message}"),
+    Invalid("md: a revision on an s3 head",
+            md(speculativeDecoding={**EAGLE3, "draftModel": {"source": "s3://heads/h", "revision": "main"}}),
+            f"spec.speculativeDecoding.draftModel: Invalid value: {DRAFT_REVISION_RULE.message}"),
+    Invalid("md: 17 speculative tokens", md(speculativeDecoding={**EAGLE3, "numSpeculativeTokens": 17}),
+            "spec.speculativeDecoding.numSpeculativeTokens: Invalid value: 17: "
+            "spec.speculativeDecoding.numSpeculativeTokens in body should be less than or equal to 16"),
+    Invalid("md: adapters on djl-lmi", md(engine={"name": "djl-lmi"}, adapters=[ADAPTER]),
+            f"spec: Invalid value: {ADAPTERS_ENGINE_RULE.message}"),
+    Invalid("md: adapters pinned to trn2", md(accelerator=TRN2, adapters=[ADAPTER]),
+            f"spec: Invalid value: {ADAPTERS_TRN2_RULE.message}"),
+    Invalid("md: an adapter named like the model",
+            md(model={"source": "hf://org/base", "servedModelName": "sql"}, adapters=[ADAPTER]),
+            f"spec: Invalid value: {ADAPTER_MODEL_NAME_RULE.message}"),
+    Invalid("md: a revision on an s3 adapter", md(adapters=[{**ADAPTER, "source": "s3://loras/sql", "revision": "v1"}]),
+            f"spec.adapters[0]: Invalid value: {ADAPTER_REVISION_RULE.message}"),
+    Invalid("md: two adapters named sql", md(adapters=[ADAPTER, {**ADAPTER, "source": "hf://org/other"}]),
+            'spec.adapters[1]: Duplicate value: {"name":"sql"}'),
 ]
 
 # --- InferenceCascade ---------------------------------------------------------------------------------------------

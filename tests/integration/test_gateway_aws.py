@@ -119,7 +119,7 @@ async def test_refusal_escalates_to_bedrock_converse(small: StubUpstream) -> Non
     body = json.loads(text)
     assert body["choices"][0]["message"]["content"] == "Paris."
     assert body["usage"] == {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
-    assert gateway.metric("neuroscale_gateway_tokens_total", tier="claude", kind="prompt") == 11
+    assert gateway.metric("neuroscale_gateway_tokens_total", tier="claude", kind="prompt", adapter="") == 11
 
 
 async def test_bedrock_throttling_escalates_and_validation_goes_back(small: StubUpstream) -> None:

@@ -65,7 +65,7 @@ async def test_cheapest_tier_serves_and_says_so(small: StubUpstream, large: Stub
         assert small.requests[0]["model"] == "small-model"
         assert large.requests == []
         assert gateway.metric("neuroscale_gateway_requests_total", endpoint="chat", tier="small", status="200") == 1
-        assert gateway.metric("neuroscale_gateway_tokens_total", tier="small", kind="completion") == 3
+        assert gateway.metric("neuroscale_gateway_tokens_total", tier="small", kind="completion", adapter="") == 3
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,7 @@ async def test_stream_usage_only_when_asked(small, large, http) -> None:
     async with serve_gateway(two_tier_config(small, large)) as gateway:
         _, events = await stream_events(http, gateway, {"messages": QUESTION, "stream_options": {"include_usage": True}})
         assert events[-2]["usage"]["completion_tokens"] == 3
-        assert gateway.metric("neuroscale_gateway_tokens_total", tier="small", kind="completion") == 3
+        assert gateway.metric("neuroscale_gateway_tokens_total", tier="small", kind="completion", adapter="") == 3
 
 
 async def test_stream_first_token_timeout_escalates(small, large, http) -> None:

@@ -25,11 +25,11 @@ from aiohttp import web
 _PIECES = re.compile(r"\S+\s*")
 
 
-async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
-    """Serve `app` on 127.0.0.1 at a free port; the caller cleans up the runner."""
+async def serve_on_loopback(app: web.Application, port: int = 0) -> tuple[web.AppRunner, int]:
+    """Serve `app` on 127.0.0.1 at `port` (0: a free one); the caller cleans up the runner."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -76,21 +76,28 @@ class StubUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
         return app
 
-    async def start(self) -> StubUpstream:
-        self._runner, self.port = await serve_on_loopback(self.app())
+    async def start(self, port: int = 0) -> StubUpstream:
+        """Listen on `port` (0: a free one); a stopped stub can start again on its old port, as a woken replica
+        comes back behind the same Service address."""
+        self._runner, self.port = await serve_on_loopback(self.app(), port)
         return self
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
 
     async def __aenter__(self) -> StubUpstream:
         return await self.start()
 
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.name, "object": "model"}]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, "chat")

@@ -39,6 +39,7 @@ ENGINES = ("vllm", "tgi", "djl-lmi")
 TP = "tensorParallelDegree is not supported on this instance type"
 REPLICAS = "minReplicas must not exceed maxReplicas"
 ENGINE_FEATURES = "fp8/int8 weights, an fp8 KV cache and prefix caching need engine vllm"
+SCALE_TO_ZERO = "minReplicas 0 (scale to zero) needs autoscaling enabled"
 TRN2 = "trn2 instances need engine vllm (TGI and DJL-LMI support inf2 and trn1 only)"
 ONE_KIND = "set exactly one of modelDeployment, openai, bedrock or sagemaker"
 DEFAULT_MAX_TIER = "escalation.defaultMaxTier must name one of the tiers"
@@ -50,6 +51,17 @@ SEMANTIC_ONLY = "semantic settings apply only to mode semantic"
 TRUSTED_HEADER = "auth mode trustedHeader needs auth.trustedHeader"
 PROXY_PROOF = ("trustedHeader needs proxyCidrs or sharedSecretHeader with sharedSecretRef: otherwise any client "
                "names any tenant")
+SPECULATION_ENGINE = "speculativeDecoding needs engine vllm"
+EAGLE_TRN2 = ("method eagle (EAGLE v1) runs on the NxD Inference image (inf2, trn1); the vLLM Neuron plugin on trn2 "
+              "takes method eagle3 only")
+DRAFT_METHOD = ("method draft is not supported: the Neuron vLLM images serve a separate draft model only on the legacy "
+                "vLLM v0 fork (Neuron SDK 2.26); use an EAGLE head with method eagle (inf2, trn1) or eagle3")
+DRAFT_REVISION = "a draftModel revision applies to hf:// sources only"
+ADAPTER_REVISION = "an adapter's revision applies to hf:// sources only"
+ADAPTERS_ENGINE = "adapters need engine vllm"
+ADAPTERS_TRN2 = ("adapters run on the NxD Inference image (inf2, trn1); the vLLM Neuron plugin on trn2 documents no "
+                 "LoRA serving")
+ADAPTER_MODEL_NAME = "an adapter name must differ from model.servedModelName"
 
 
 def md(**spec: Any) -> dict[str, Any]:
@@ -80,6 +92,7 @@ REFUSED: dict[str, list[dict[str, Any]]] = {
     REPLICAS: [md(autoscaling={"minReplicas": 5, "maxReplicas": 2}),
                md(autoscaling={"minReplicas": 5}),  # against the defaulted maxReplicas (4)
                md(autoscaling={"minReplicas": 2, "maxReplicas": 1, "enabled": False})],
+    SCALE_TO_ZERO: [md(autoscaling={"minReplicas": 0, "enabled": False})],
     ENGINE_FEATURES: [md(engine={"name": "tgi"}, model={"dtype": "fp8"}),
                       md(engine={"name": "djl-lmi", "prefixCaching": True}),
                       md(engine={"name": "tgi"}, model={"kvCacheDtype": "fp8"}),
@@ -99,6 +112,22 @@ REFUSED: dict[str, list[dict[str, Any]]] = {
                   ic(auth={"mode": "trustedHeader", "trustedHeader": {"header": "x-tenant", "proxyCidrs": []}}),
                   ic(auth={"mode": "trustedHeader",
                            "trustedHeader": {"header": "x-tenant", "sharedSecretHeader": "x-proxy-secret"}})],
+}
+EAGLE = {"method": "eagle", "draftModel": {"source": "hf://org/eagle-head"}}
+EAGLE3 = {"method": "eagle3", "draftModel": {"source": "hf://org/eagle3-head"}}
+ADAPTER = {"name": "sql", "source": "hf://org/sql-lora"}
+TRN2_PINNED = {"instanceType": "trn2.48xlarge", "families": []}
+REFUSED |= {
+    SPECULATION_ENGINE: [md(engine={"name": "tgi"}, speculativeDecoding=EAGLE3),
+                         md(engine={"name": "djl-lmi"}, speculativeDecoding=EAGLE)],
+    EAGLE_TRN2: [md(speculativeDecoding=EAGLE, accelerator=TRN2_PINNED)],
+    DRAFT_METHOD: [md(speculativeDecoding={**EAGLE, "method": "draft"})],
+    DRAFT_REVISION: [md(speculativeDecoding={**EAGLE3, "draftModel": {"source": "s3://bucket/head",
+                                                                       "revision": "main"}})],
+    ADAPTER_REVISION: [md(adapters=[{**ADAPTER, "source": "s3://bucket/sql", "revision": "v1"}])],
+    ADAPTERS_ENGINE: [md(engine={"name": "tgi"}, adapters=[ADAPTER])],
+    ADAPTERS_TRN2: [md(adapters=[ADAPTER], accelerator=TRN2_PINNED)],
+    ADAPTER_MODEL_NAME: [md(model={"source": "hf://org/base", "servedModelName": "sql"}, adapters=[ADAPTER])],
 }
 CASES = [(message, obj) for message, objects in REFUSED.items() for obj in objects]
 
@@ -261,7 +290,10 @@ def list_maps(schema: dict[str, Any], at: str = "spec") -> Iterator[tuple[str, l
 
 
 DUPLICATE_KEYS = {
-    ("InferenceCascade", "spec.tiers"): ic(tiers=[SMALL, {**BEDROCK, "name": "small"}]),
+    ("InferenceCascade", "spec.tiers"): (ic(tiers=[SMALL, {**BEDROCK, "name": "small"}]),
+                                         "tier names must be unique; more than one tier is named small"),
+    ("ModelDeployment", "spec.adapters"): (md(adapters=[ADAPTER, {**ADAPTER, "source": "hf://org/other"}]),
+                                           "adapter names must be unique; more than one adapter is named sql"),
 }
 
 
@@ -269,9 +301,9 @@ def test_list_map_keys_are_unique_in_the_model_too() -> None:
     found = {(kind, at) for kind, schema in SCHEMAS.items()
              for at, _ in list_maps(schema.openapi["properties"]["spec"])}
     assert found == set(DUPLICATE_KEYS), "a list-map was added to a spec: give it a duplicate-key case"
-    for (kind, _), obj in DUPLICATE_KEYS.items():
+    for (kind, _), (obj, message) in DUPLICATE_KEYS.items():
         errors = model_errors(MODELS[kind], obj["spec"])
-        assert [e["msg"] for e in errors] == ["tier names must be unique; more than one tier is named small"]
+        assert [e["msg"] for e in errors] == [message]
 
 
 def spec_models() -> set[type[BaseModel]]:

@@ -33,6 +33,7 @@ from tests.support.crd_schema import (
     to_json_schema,
 )
 from tests.support.factories import deep_merge, make_model_deployment
+from tests.unit.test_crd_extensions import EXTENSION_RULES
 
 CRD = crd(MODEL_DEPLOYMENT)
 SCHEMA = CrdSchema(openapi_schema(CRD))
@@ -43,6 +44,7 @@ TP_RULE = "tensorParallelDegree is not supported on this instance type"
 REPLICAS_RULE = "minReplicas must not exceed maxReplicas"
 ENGINE_FEATURES_RULE = "fp8/int8 weights, an fp8 KV cache and prefix caching need engine vllm"
 TRN2_RULE = "trn2 instances need engine vllm (TGI and DJL-LMI support inf2 and trn1 only)"
+SCALE_TO_ZERO_RULE = "minReplicas 0 (scale to zero) needs autoscaling enabled"
 
 
 def md(**spec: Any) -> dict[str, Any]:
@@ -170,11 +172,12 @@ def test_defaults_fill_absent_and_null_fields_but_not_absent_optional_objects() 
 def test_every_rule_is_exercised_here() -> None:
     messages = [rule.message for rule in SCHEMA.rules()]
     assert len(messages) == len(set(messages)), "two rules share a message; users could not tell them apart"
-    assert set(messages) == {TP_RULE, REPLICAS_RULE, ENGINE_FEATURES_RULE, TRN2_RULE}, (
-        "a CEL rule was added or removed: give it admitted and rejected cases below")
+    assert set(messages) == {TP_RULE, REPLICAS_RULE, ENGINE_FEATURES_RULE, TRN2_RULE, SCALE_TO_ZERO_RULE,
+                             *EXTENSION_RULES}, (
+        "a CEL rule was added or removed: give it admitted and rejected cases below (or in test_crd_extensions.py)")
     assert {rule.message: rule.location for rule in SCHEMA.rules()} == {
-        TP_RULE: "spec.accelerator", REPLICAS_RULE: "spec.autoscaling",
-        ENGINE_FEATURES_RULE: "spec", TRN2_RULE: "spec",
+        TP_RULE: "spec.accelerator", REPLICAS_RULE: "spec.autoscaling", SCALE_TO_ZERO_RULE: "spec.autoscaling",
+        ENGINE_FEATURES_RULE: "spec", TRN2_RULE: "spec", **EXTENSION_RULES,
     }
 
 
@@ -216,6 +219,15 @@ def test_replica_bounds_rule_sees_defaults() -> None:
     assert failed_rules(md(autoscaling={"minReplicas": 4})) == []
     assert failed_rules(md(autoscaling={"maxReplicas": 1, "enabled": False})) == []
     assert failed_rules(md()) == [], "no autoscaling block: the rule has nothing to run on"
+
+
+def test_scale_to_zero_rule_needs_autoscaling_on() -> None:
+    assert failed_rules(md(autoscaling={"minReplicas": 0})) == [], "enabled defaults to true"
+    assert failed_rules(md(autoscaling={"minReplicas": 0, "enabled": True})) == []
+    assert failed_rules(md(autoscaling={"minReplicas": 0, "enabled": False})) == [SCALE_TO_ZERO_RULE]
+    assert failed_rules(md(autoscaling={"minReplicas": 1, "enabled": False})) == []
+    assert SCHEMA.errors(SCHEMA.defaulted(md(autoscaling={"minReplicas": 0}))) == []
+    assert SCHEMA.errors(SCHEMA.defaulted(md(autoscaling={"minReplicas": -1}))) != []
 
 
 def test_engine_features_rule_over_every_combination() -> None:

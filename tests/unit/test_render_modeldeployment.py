@@ -267,8 +267,10 @@ def test_startup_budget_honours_a_longer_declared_cold_start():
 def test_probes_use_the_engine_health_path_on_the_named_port():
     for engine_name, path in (("vllm", "/health"), ("tgi", "/health"), ("djl-lmi", "/ping")):
         container = engine(render(make_spec(engine={"name": engine_name})))
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        for probe in ("startupProbe", "livenessProbe"):
             assert container[probe]["httpGet"] == {"path": path, "port": "http"}
+        # Readiness also turns off while the pod drains (render/drain.py), so it runs a check in the container.
+        assert container["readinessProbe"]["exec"]["command"][-1] == f"http://127.0.0.1:8080{path}"
         assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
 
 

@@ -160,5 +160,7 @@ def test_any_valid_spec_renders_valid_objects_or_a_clear_refusal(wire: dict, nam
                 assert "valueFrom" not in var
 
     resources = engine["resources"]
-    devices = str(rendered.sizing.neuron_devices)
-    assert resources["requests"]["aws.amazon.com/neuron"] == resources["limits"]["aws.amazon.com/neuron"] == devices
+    where = rendered.sizing.placement
+    assert resources["requests"][where.resource] == resources["limits"][where.resource] == str(where.count)
+    neuron = {"aws.amazon.com/neuron", "aws.amazon.com/neuroncore"}
+    assert neuron & set(resources["requests"]) == {where.resource}, "one kind of Neuron resource per pod"

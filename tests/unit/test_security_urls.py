@@ -72,6 +72,11 @@ URL_FIELDS: dict[tuple[str, str], tuple[Builder, str, str]] = {
         "spec.autoscaling.metrics.prometheusUrl", "http://prometheus-server.monitoring:80"),
     ("ModelDeployment", "spec.model.source"): (
         lambda url: md(model={"source": url}), "spec.model.source", "hf://meta-llama/Llama-3.1-8B-Instruct"),
+    ("ModelDeployment", "spec.speculativeDecoding.draftModel.source"): (
+        lambda url: md(speculativeDecoding={"method": "eagle3", "draftModel": {"source": url}}),
+        "spec.speculativeDecoding.draftModel.source", "s3://eagle-heads/llama-3.1-8b"),
+    ("ModelDeployment", "spec.adapters[].source"): (
+        lambda url: md(adapters=[{"name": "sql", "source": url}]), "spec.adapters[0].source", "hf://org/sql-lora"),
     ("ModelDeployment", "spec.compileCache.uri"): (
         lambda url: md(compileCache={"uri": url}), "spec.compileCache.uri", "s3://neuron-cache/llama"),
     ("InferenceCascade", "spec.tiers[].openai.url"): (

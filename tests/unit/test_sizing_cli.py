@@ -50,13 +50,26 @@ def test_text_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert "per million tokens" in out
 
 
+def test_workload_latency_and_replica_flags_reach_the_request(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["size", "hf://meta-llama/Llama-3.3-70B-Instruct", "--family", "trn2", "--min-replicas", "2",
+                         "--prompt-tokens", "2000", "--output-tokens", "100", "--max-tpot-ms", "60",
+                         "--output", "json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and (data["tensorParallel"], data["replicasPerInstance"]) == (32, 2)
+    assert "2000 prompt + 100 generated tokens" in data["explanation"]
+    assert "within 60 ms per output token" in data["explanation"]
+
+
 def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(
         ["size", "hf://meta-llama/Llama-3.1-70B", "--instance-type", "trn1.32xlarge", "--output", "json"], capsys
     )
     assert code == 0
     data = json.loads(out)
-    assert (data["instanceType"], data["tensorParallel"], data["neuronDevices"]) == ("trn1.32xlarge", 16, 8)
+    assert (data["instanceType"], data["tensorParallel"], data["neuronDevices"]) == ("trn1.32xlarge", 32, 16)
+    assert data["neuronResource"] == {"aws.amazon.com/neuron": 16} and data["replicasPerInstance"] == 1
+    low, high = data["tokensPerSecondRange"]
+    assert low < data["tokensPerSecond"] < high and data["timePerOutputTokenMs"] > 0
     assert data["memoryGiB"]["required"] <= data["memoryGiB"]["capacity"]
     assert data["pricePerHour"] == 21.5
     assert data["costPerMillionTokens"] == pytest.approx(21.5 / (data["tokensPerSecond"] * 3600) * 1e6, rel=1e-3)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from neuroscale.sizing import CATALOG, KNOWN_ARCHITECTURES, SizingError, SizingRequest, SizingResult, size
+from neuroscale.sizing.sizer import Placement
 
 GIB = 1024**3
 LLAMA_8B = "hf://meta-llama/Meta-Llama-3-8B-Instruct"
@@ -32,13 +33,15 @@ def test_llama3_8b_needs_two_cores() -> None:
     assert result.neuron_cores == 2 and result.neuron_devices == 1
     # trn1.2xlarge has the same 2 cores / 32 GiB HBM / 32 GiB host and costs less than inf2.8xlarge.
     assert result.instance.name == "trn1.2xlarge"
-    assert "at TP 1 it would not fit" in result.explanation
+    assert "At TP 1 it would not fit" in result.explanation
 
 
 def test_llama3_8b_on_inf2_is_the_8xlarge_not_the_xlarge() -> None:
     result = size(make_request(families=("inf2",)))
     assert (result.instance.name, result.tensor_parallel) == ("inf2.8xlarge", 2)
     assert result.host_memory_gib > CATALOG["inf2.xlarge"].memory_gib
+    # inf2.24xlarge at TP 8 comes within a few % per token, for 3.3x the price per hour.
+    assert "Next best: inf2.24xlarge TP 8" in result.explanation
 
 
 def test_pinning_inf2_xlarge_for_8b_explains_host_memory() -> None:
@@ -78,15 +81,46 @@ def test_trn2_fp8_weights_come_from_an_fp8_checkpoint() -> None:
 
 
 def test_small_model_fits_the_cheapest_instance() -> None:
+    # One replica pays for its whole instance: the faster TP 2 on the same inf2.xlarge costs less per token.
     result = size(make_request(source="hf://meta-llama/Llama-3.2-1B-Instruct"))
+    assert (result.instance.name, result.tensor_parallel) == ("inf2.xlarge", 2)
+    assert result.placement == Placement("aws.amazon.com/neuron", 1, 1)
+
+
+def test_small_replicas_share_a_device_through_neuroncore_requests() -> None:
+    # Two replicas: two TP-1 replicas share one inf2.xlarge device, one NeuronCore each (~11 % less per token than
+    # two TP-2 replicas on two instances).
+    result = size(make_request(source="hf://meta-llama/Llama-3.2-1B-Instruct", replicas=(2, 2)))
     assert (result.instance.name, result.tensor_parallel) == ("inf2.xlarge", 1)
+    assert result.placement == Placement("aws.amazon.com/neuroncore", 1, 2)
+    assert result.price_per_hour == pytest.approx(CATALOG["inf2.xlarge"].price_per_hour / 2)
+    assert "Packing: 2 replicas fit one inf2.xlarge" in result.explanation
+    assert "over 2 replicas" in result.explanation
+    # Two to eight replicas: odd counts leave half an instance idle, the costs tie, and the faster TP 2 wins.
+    mixed = size(make_request(source="hf://meta-llama/Llama-3.2-1B-Instruct", replicas=(2, 8)))
+    assert (mixed.tensor_parallel, mixed.placement.resource) == (2, "aws.amazon.com/neuron")
+    assert "then the faster decode" in mixed.explanation
+
+
+def test_packing_is_priced_over_the_replica_range() -> None:
+    # TP 8 on inf2.48xlarge packs three replicas; at one replica the whole instance is paid for, so it never wins.
+    one = size(make_request(families=("inf2",), replicas=(1, 1)))
+    assert one.placement.replicas_per_instance == 1
+    assert one.price_per_hour == CATALOG[one.instance.name].price_per_hour
 
 
 def test_llama_70b_published_mappings() -> None:
     default = size(make_request(source=LLAMA_70B))
     assert (default.instance.name, default.tensor_parallel, default.neuron_devices) == ("inf2.48xlarge", 24, 12)
+    # TP 32 serves ~1.7x the tokens/s of TP 16 for the same instance: larger TP pays (TP 16 is the smallest fit).
     on_trn1 = size(make_request(source=LLAMA_70B, instance_type="trn1.32xlarge"))
-    assert (on_trn1.tensor_parallel, on_trn1.neuron_devices) == (16, 8)
+    assert (on_trn1.tensor_parallel, on_trn1.neuron_devices) == (32, 16)
+    assert "Next best: trn1.32xlarge TP 16" in on_trn1.explanation
+    at16 = size(make_request(source=LLAMA_70B, instance_type="trn1.32xlarge", tensor_parallel=16))
+    assert 1.5 < on_trn1.tokens_per_second / at16.tokens_per_second < 2.0
+    # Two replicas fill one instance at TP 16 (8 devices each): then TP 16 is the cheaper way.
+    packed = size(make_request(source=LLAMA_70B, instance_type="trn1.32xlarge", replicas=(2, 2)))
+    assert (packed.tensor_parallel, packed.placement.replicas_per_instance) == (16, 2)
     # ~148 GB of weights (NEURON.md) is ~131.5 GiB.
     assert default.weights_gib * GIB / 1e9 == pytest.approx(141.2, rel=0.01)
 
@@ -128,9 +162,41 @@ def test_dtypes_halve_their_part() -> None:
 
 
 def test_fp8_weights_let_8b_use_one_core() -> None:
-    result = size(make_request(dtype="fp8", kv_cache_dtype="fp8", max_num_seqs=4))
+    result = size(make_request(dtype="fp8", kv_cache_dtype="fp8", max_num_seqs=4, tensor_parallel=1))
     assert result.tensor_parallel == 1
     assert result.required_gib <= 16
+    assert result.placement.resource == "aws.amazon.com/neuroncore"
+
+
+def test_a_latency_target_rules_out_slow_configurations() -> None:
+    # Two replicas: TP 16 packed two to a trn1.32xlarge is cheapest, but decodes at ~75 ms per token.
+    cheap = size(make_request(source=LLAMA_70B, families=("trn1",), replicas=(2, 2)))
+    fast = size(make_request(source=LLAMA_70B, families=("trn1",), replicas=(2, 2), max_time_per_output_token_ms=45))
+    assert cheap.tensor_parallel == 16 and cheap.throughput.time_per_output_token_seconds * 1e3 > 45
+    assert fast.tensor_parallel == 32 and fast.throughput.time_per_output_token_seconds * 1e3 <= 45
+    assert "within 45 ms per output token (1 slower configuration left out)" in fast.explanation
+    with pytest.raises(SizingError, match="within 1 ms per output token; the fastest"):
+        size(make_request(source=LLAMA_70B, max_time_per_output_token_ms=1))
+
+
+def test_eight_core_8b_replicas_pack_three_to_an_inf2_48xlarge_under_a_latency_target() -> None:
+    # optimum-neuron's 8-core Llama-3.1-8B at batch 32 (README fidelity table): cheapest for three replicas held
+    # to 40 ms per token; without the target three TP-4 replicas on an inf2.24xlarge are 7 % cheaper per token.
+    common = {"source": "hf://meta-llama/Llama-3.1-8B-Instruct", "families": ("inf2",), "max_num_seqs": 32,
+              "replicas": (3, 3)}
+    held = size(make_request(**common, max_time_per_output_token_ms=40))
+    free = size(make_request(**common))
+    assert (held.instance.name, held.tensor_parallel, held.placement.replicas_per_instance) == ("inf2.48xlarge", 8, 3)
+    assert (free.instance.name, free.tensor_parallel, free.placement.replicas_per_instance) == ("inf2.24xlarge", 4, 3)
+    assert free.throughput.time_per_output_token_seconds * 1e3 > 60
+
+
+def test_trn2_runs_data_parallel_replicas_when_they_fill_it() -> None:
+    # AWS: the largest TP for latency, data parallelism for throughput (TP 32 x DP 2 for 70B on trn2).
+    alone = size(make_request(source=LLAMA_70B, families=("trn2",)))
+    pair = size(make_request(source=LLAMA_70B, families=("trn2",), replicas=(2, 2)))
+    assert alone.tensor_parallel == 64
+    assert (pair.tensor_parallel, pair.placement.replicas_per_instance) == (32, 2)
 
 
 def test_kv_heads_are_replicated_past_their_count() -> None:
@@ -240,6 +306,9 @@ def test_explicit_architecture_wins_over_the_source() -> None:
         ({"kv_cache_dtype": "int4"}, "unknown KV-cache dtype"),
         ({"families": ("p5",)}, r"unknown instance families \['p5'\]"),
         ({"instance_type": "p5.48xlarge"}, "valid types: inf2.xlarge"),
+        ({"max_model_len": 1024, "prompt_tokens": 1000, "output_tokens": 100}, "does not fit max_model_len 1024"),
+        ({"replicas": (3, 2)}, "1 <= min <= max"),
+        ({"max_time_per_output_token_ms": 0.0}, "must be positive"),
     ],
 )
 def test_invalid_requests(overrides: dict[str, Any], match: str) -> None:

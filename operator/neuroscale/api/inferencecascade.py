@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from neuroscale.api.common import (
     CONDITIONS_FIELD, DNS_LABEL, HTTP_URL, Condition, HttpUrl, SecretKeyRef, default_object,
 )
+from neuroscale.api.adapters import ADAPTER_NAME
 from neuroscale.api.modeldeployment import QUANTITY, ServiceAccountSpec
 from neuroscale.api.schema import ApiModel, Rule, crd_rules, refused
 
@@ -45,6 +46,15 @@ class ModelDeploymentTier(ApiModel):
     """A ModelDeployment in the cascade's namespace; its Service and served model name are resolved by the operator."""
 
     name: str = Field(description="ModelDeployment name.", max_length=63, pattern=DNS_LABEL)
+    adapter: str | None = Field(
+        default=None, max_length=63, pattern=ADAPTER_NAME,
+        description="One of its LoRA adapters (spec.adapters[].name) to use instead of its base model.",
+    )
+    wake_hold_seconds: float = Field(
+        default=10.0, ge=0, le=600,
+        description="When the ModelDeployment is scaled to zero (minReplicas 0): how long a request may wait for it "
+        "to wake before the next tier serves it; a wake expected to take longer is bridged at once.",
+    )
 
 
 class OpenAITier(ApiModel):

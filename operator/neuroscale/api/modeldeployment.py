@@ -17,15 +17,21 @@ from neuroscale.api.common import (
     default_object,
 )
 from neuroscale.api.schema import ApiModel, Rule, crd_rules, refused
+from neuroscale.api.adapters import (
+    ADAPTER_MODEL_NAME_RULE,
+    ADAPTERS_ENGINE_RULE,
+    ADAPTERS_TRN2_RULE,
+    MAX_ADAPTERS,
+    AdapterSpec,
+)
+from neuroscale.api.sources import MODEL_SOURCE, S3_URI
+from neuroscale.api.speculative_decoding import EAGLE_TRN2_RULE, SPECULATION_ENGINE_RULE, SpeculativeDecodingSpec
 from neuroscale.sizing.catalog import CATALOG
 
 InstanceTypeName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
 Engine = Literal["vllm", "tgi", "djl-lmi"]
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8"]
 
-# hf://org/name or s3://bucket/prefix: the two places a Neuron engine can load weights from.
-MODEL_SOURCE = r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?)$"
-S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
 # TGI's and DJL-LMI's Neuron backends run on Inferentia2 and Trainium1 only (NEURON.md "Serving engines").
 LEGACY_ENGINE_FAMILIES = ("inf2", "trn1", "trn1n")
@@ -42,6 +48,10 @@ def _allowed_tp_rule() -> str:
 
 TP_RULE = Rule(_allowed_tp_rule(), "tensorParallelDegree is not supported on this instance type")
 REPLICAS_RULE = Rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas")
+# Scale to zero is the autoscaler's decision (it wakes the deployment on a cascade gateway's demand): with
+# autoscaling off, spec.replicas rules and minReplicas 0 would only look like it did something.
+SCALE_TO_ZERO_RULE = Rule("self.enabled || self.minReplicas >= 1",
+                          "minReplicas 0 (scale to zero) needs autoscaling enabled")
 ENGINE_FEATURES_RULE = Rule(
     "self.engine.name == 'vllm' || (self.model.kvCacheDtype == 'auto' && "
     "(self.model.dtype == 'bf16' || self.model.dtype == 'fp16') && !self.engine.prefixCaching)",
@@ -144,6 +154,20 @@ class BatchingSpec(ApiModel):
     """Continuous batching (fixed at compile time on Neuron)."""
 
     max_num_seqs: int = Field(default=8, ge=1, le=256, description="Maximum sequences decoded together per replica.")
+    mean_prompt_tokens: int | None = Field(
+        default=None, ge=1, le=131072,
+        description="Typical prompt tokens per request, for sizing (prefill costs time; code and RAG traffic is "
+        "mostly input); omitted → 1024, capped to fit maxModelLen.",
+    )
+    mean_output_tokens: int | None = Field(
+        default=None, ge=1, le=131072,
+        description="Typical generated tokens per request, for sizing; omitted → 256 (at most maxModelLen / 4).",
+    )
+    max_time_per_output_token_ms: float | None = Field(
+        default=None, gt=0, le=60000,
+        description="Slowest acceptable decode at full batch, ms per generated token: sizing keeps to "
+        "configurations that meet it; omitted → the lowest cost per token decides.",
+    )
 
 
 class CompileCacheSpec(ApiModel):
@@ -166,10 +190,14 @@ class MetricsSpec(ApiModel):
 class AutoscalingSpec(ApiModel):
     """Token-throughput autoscaling. When enabled the operator owns the replica count."""
 
-    model_config = crd_rules(REPLICAS_RULE)
+    model_config = crd_rules(REPLICAS_RULE, SCALE_TO_ZERO_RULE)
 
     enabled: bool = Field(default=True, description="Scale on generated tokens/s and queue depth.")
-    min_replicas: int = Field(default=1, ge=1, le=1000, description="Never fewer replicas (Neuron cold starts are minutes).")
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000,
+        description="Never fewer replicas (Neuron cold starts are minutes). 0 scales to zero when idle, for a "
+        "deployment behind an InferenceCascade: its gateway wakes it and serves from the next tier meanwhile.",
+    )
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Never more replicas.")
     target_tokens_per_second: float | None = Field(
         default=None, gt=0, description="Generated tokens/s one replica should carry; omitted → derived from sizing."
@@ -197,6 +225,8 @@ class AutoscalingSpec(ApiModel):
     def _replica_bounds(self) -> AutoscalingSpec:
         if self.min_replicas > self.max_replicas:
             raise REPLICAS_RULE.refused()
+        if not self.enabled and self.min_replicas == 0:
+            raise SCALE_TO_ZERO_RULE.refused()
         return self
 
 
@@ -242,7 +272,8 @@ class SchedulingSpec(ApiModel):
 class ModelDeploymentSpec(ApiModel):
     """Desired state of a ModelDeployment."""
 
-    model_config = crd_rules(ENGINE_FEATURES_RULE, TRN2_RULE)
+    model_config = crd_rules(ENGINE_FEATURES_RULE, TRN2_RULE, SPECULATION_ENGINE_RULE, EAGLE_TRN2_RULE,
+                             ADAPTERS_ENGINE_RULE, ADAPTERS_TRN2_RULE, ADAPTER_MODEL_NAME_RULE)
 
     model: ModelSpec = Field(description="The model to serve.")
     engine: EngineSpec = Field(**default_object(EngineSpec, "Serving engine."))
@@ -257,6 +288,34 @@ class ModelDeploymentSpec(ApiModel):
     service_account: ServiceAccountSpec = Field(**default_object(ServiceAccountSpec, "Pod identity."))
     resources: ResourcesSpec = Field(**default_object(ResourcesSpec, "Host CPU and memory."))
     scheduling: SchedulingSpec = Field(**default_object(SchedulingSpec, "Placement."))
+    speculative_decoding: SpeculativeDecodingSpec | None = Field(
+        default=None, description="Speculative decoding with an EAGLE head (vLLM)."
+    )
+    adapters: list[AdapterSpec] = Field(
+        default_factory=list, max_length=MAX_ADAPTERS,
+        description="LoRA adapters served next to the model, each under its own model name (vLLM, inf2/trn1).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @model_validator(mode="after")
+    def _extensions_supported(self) -> ModelDeploymentSpec:
+        names = [adapter.name for adapter in self.adapters]
+        # The CRD's list-map key: the API server refuses a second adapter with a name already used.
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise refused(f"adapter names must be unique; more than one adapter is named {', '.join(duplicates)}")
+        trn2 = (self.accelerator.instance_type or "").startswith("trn2")
+        speculation = self.speculative_decoding
+        for broken, rule in (
+            (speculation is not None and self.engine.name != "vllm", SPECULATION_ENGINE_RULE),
+            (speculation is not None and speculation.method == "eagle" and trn2, EAGLE_TRN2_RULE),
+            (bool(self.adapters) and self.engine.name != "vllm", ADAPTERS_ENGINE_RULE),
+            (bool(self.adapters) and trn2, ADAPTERS_TRN2_RULE),
+            (self.model.served_model_name in names, ADAPTER_MODEL_NAME_RULE),
+        ):
+            if broken:
+                raise rule.refused()
+        return self
 
     @model_validator(mode="after")
     def _engine_supports(self) -> ModelDeploymentSpec:
@@ -288,6 +347,12 @@ class SizingStatus(ApiModel):
     required_gib: float = Field(alias="requiredGiB", description="Total device memory needed, GiB.")
     capacity_gib: float = Field(alias="capacityGiB", description="Device memory of the chosen cores, GiB.")
     estimated_tokens_per_second: float = Field(description="Estimated generated tokens/s per replica at full batch.")
+    speculator_gib: float | None = Field(
+        default=None, alias="speculatorGiB", description="Device memory of the speculative-decoding head, GiB."
+    )
+    adapters_gib: float | None = Field(
+        default=None, alias="adaptersGiB", description="Device memory of the LoRA adapter slots, GiB."
+    )
     explanation: str = Field(default="", description="Why this choice.")
 
 
@@ -304,6 +369,14 @@ class AutoscalingStatus(ApiModel):
         description="Policy memory kept across operator restarts (internal).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+
+class AdapterStatus(ApiModel):
+    """A LoRA adapter the replicas serve."""
+
+    name: str = Field(description="Model name clients send to use it.")
+    source: str = Field(description="Where it was downloaded from.")
+    rank: int = Field(description="Its LoRA rank.")
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -324,6 +397,7 @@ class ModelDeploymentStatus(ApiModel):
     )
     endpoint: str | None = Field(default=None, description="In-cluster OpenAI-compatible base URL.")
     served_model_name: str | None = Field(default=None, description="Model name clients send.")
+    adapters: list[AdapterStatus] | None = Field(default=None, description="LoRA adapters served, by model name.")
     autoscaling: AutoscalingStatus | None = Field(default=None, description="Autoscaler view.")
 
 

@@ -19,7 +19,13 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from neuroscale.autoscale.promql import MetricsTarget, check_rate_window, engine_queries, series_selector
+from neuroscale.autoscale.promql import (
+    MetricsTarget,
+    check_rate_window,
+    engine_queries,
+    gateway_demand_query,
+    series_selector,
+)
 
 __all__ = [
     "MetricsProblem",
@@ -231,6 +237,23 @@ class MetricsSource:
         if not isinstance(result, list):
             raise ValueError(f"expected an instant vector, got {type(result).__name__}")
         return [(dict(series["metric"]), float(series["value"][1])) for series in result]
+
+    def read_gateway_demand(self, namespace: str, deployment: str, now: float) -> tuple[float | None, str | None]:
+        """(requests cascade gateways held or bridged for the deployment within the rate window, None) or
+        (None, why not): no gateway series at all is "missing", never a guessed zero."""
+        query = gateway_demand_query(namespace, deployment, self.settings.rate_window)
+        try:
+            values = self._query(query, now)
+        except CredentialsUnavailable as error:
+            return None, str(error)
+        except (requests.RequestException, OSError) as error:
+            return None, f"Prometheus at {self._where} failed: {_cause(error)}"
+        except _BadAnswer as error:
+            log.warning("Prometheus at %s %s%s", self._where, error.public, f": {error.detail}" if error.detail else "")
+            return None, f"Prometheus at {self._where} {error.public} (details in the operator log)"
+        if not values:
+            return None, f"no cascade gateway reports demand for {namespace}/{deployment}"
+        return sum(values.values()), None
 
     def close(self) -> None:
         """Release the HTTP connection pools of every thread that queried."""

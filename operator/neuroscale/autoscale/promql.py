@@ -123,6 +123,16 @@ def check_rate_window(rate_window: str) -> None:
         raise ValueError(f"rate_window {rate_window!r} is not a PromQL duration such as 30s or 2m")
 
 
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def window_seconds(rate_window: str) -> float:
+    """A PromQL duration such as 2m, in seconds."""
+    check_rate_window(rate_window)
+    unit = "ms" if rate_window.endswith("ms") else rate_window[-1]
+    return float(rate_window[: -len(unit)]) * _UNIT_SECONDS[unit]
+
+
 def engine_queries(target: MetricsTarget, rate_window: str = "2m") -> EngineQueries:
     """The per-pod queries for the target's engine (metric names from each engine's documentation)."""
     check_rate_window(rate_window)
@@ -148,6 +158,23 @@ def engine_queries(target: MetricsTarget, rate_window: str = "2m") -> EngineQuer
         queue_depth=None,
         last_sample=f"max {by_pod} (timestamp(TokenThroughput{sel}))",
     )
+
+
+# What a cascade gateway counts for a ModelDeployment tier it held or bridged requests for (gateway/warmup.py).
+GATEWAY_COLD_REQUESTS = "neuroscale_gateway_cold_requests_total"
+
+
+def gateway_demand_query(namespace: str, deployment: str, rate_window: str = "2m") -> str:
+    """Requests every gateway replica held or bridged for `namespace/deployment` within the window, summed.
+
+    Gateways and the ModelDeployments they front share a namespace (cascade tiers are namespace-local), so the
+    scrape's `namespace` label of the gateway pod and the counter's `model_deployment` label select exactly one.
+    """
+    check_rate_window(rate_window)
+    if not deployment:
+        raise ValueError("deployment name must not be empty")
+    selector = f"{{namespace={promql_string(namespace)},model_deployment={promql_string(deployment)}}}"
+    return f"sum(increase({GATEWAY_COLD_REQUESTS}{selector}[{rate_window}]))"
 
 
 def promql(engine: Engine, target: MetricsTarget, rate_window: str = "2m") -> tuple[str, str | None]:

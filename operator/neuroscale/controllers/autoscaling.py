@@ -12,8 +12,9 @@ from typing import Any
 from neuroscale import reasons as R
 from neuroscale.api.modeldeployment import AutoscalingSpec, ModelDeploymentSpec
 from neuroscale.autoscale.metrics import MetricsReading, MetricsSource, PrometheusSettings, same_endpoint
-from neuroscale.autoscale.policy import Observation, PolicyConfig, ScalerState, decide, default_config
-from neuroscale.autoscale.promql import MetricsTarget
+from neuroscale.autoscale.policy import Decision, Observation, PolicyConfig, ScalerState, decide, default_config
+from neuroscale.autoscale.promql import MetricsTarget, window_seconds
+from neuroscale.autoscale.zero import ZeroConfig, ZeroDecision, ZeroInputs, decide_zero
 from neuroscale.conditions import ConditionUpdate, find, merge_conditions, rfc3339
 from neuroscale.controllers.children import write_status
 from neuroscale.k8s.client import KubeClient
@@ -32,6 +33,9 @@ class Memory:
 
     observations: deque[Observation] = field(default_factory=lambda: deque(maxlen=512))
     state: ScalerState | None = None
+    # Since when a minReplicas-0 deployment has been idle; in process only: a restart restarts the idle clock,
+    # which can only delay a scale to zero.
+    idle_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,9 @@ class StepOutcome:
 
 def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interval_s: float) -> PolicyConfig:
     """Derived defaults (see `default_config`) with every field the user set taking precedence."""
+    # The throughput policy never goes below one replica: the 0↔1 transitions are autoscale/zero.py's.
     config = default_config(
-        capacity_tokens_per_s, float(scaling.cold_start_seconds), min_replicas=scaling.min_replicas,
+        capacity_tokens_per_s, float(scaling.cold_start_seconds), min_replicas=max(1, scaling.min_replicas),
         max_replicas=scaling.max_replicas, predictive=scaling.predictive, control_interval_s=interval_s,
     )
     overrides: dict[str, Any] = {}
@@ -111,7 +116,13 @@ def step(
         target = MetricsTarget.for_deployment(namespace, name, spec.engine.name, min_reporting_pods=max(1, ready))
         reading = source.read(target, now)
     memory.observations.append(Observation(reading.at, reading.tokens_per_second, reading.queue_depth, ready))
-    decision = decide(now, list(memory.observations), current, memory.state, config)
+    zero, demand_error = _zero_decision(namespace, name, scaling, reading, current, source, memory, now)
+    if zero is not None and zero.replicas is not None:
+        decision = Decision(zero.replicas, zero.reason, memory.state, zero.metrics_healthy)
+    else:
+        decision = decide(now, list(memory.observations), current, memory.state, config)
+        if zero is not None and zero.note:
+            decision = replace(decision, reason=f"{decision.reason}; {zero.note}")
     memory.state = decision.state
     METRICS_HEALTHY.labels(namespace, name).set(1 if decision.metrics_healthy else 0)
 
@@ -136,7 +147,10 @@ def step(
         "desiredReplicas": decision.replicas,
         "lastDecision": decision.reason,
     })
-    # A failed read is reported at once, even while the policy still acts on the last good samples.
+    # A failed read is reported at once, even while the policy still acts on the last good samples. At zero no
+    # engine reports: only the gateways' demand counts.
+    if current == 0 and zero is not None:
+        reading = replace(reading, error=demand_error)
     if decision.metrics_healthy and reading.error is None:
         condition = ConditionUpdate(R.AUTOSCALING, "True", R.SCALING_ACTIVE, decision.reason)
     else:
@@ -157,6 +171,25 @@ def step(
         if previous is not None and previous["status"] != condition.status:
             emit("Warning" if condition.status == "False" else "Normal", condition.reason, condition.message)
     return StepOutcome(decision.replicas, changed, decision.reason, decision.metrics_healthy)
+
+
+def _zero_decision(
+    namespace: str, name: str, scaling: AutoscalingSpec, reading: MetricsReading, current: int,
+    source: MetricsSource | None, memory: Memory, now: float,
+) -> tuple[ZeroDecision | None, str | None]:
+    """The 0↔1 decision of a minReplicas-0 deployment (None for the others) and why demand is unknown, if it is."""
+    if scaling.min_replicas > 0:
+        return None, None
+    if source is None:
+        demand, error = None, "no Prometheus URL configured to read cascade gateway demand from"
+        window_s = window_seconds(PrometheusSettings.rate_window)
+    else:
+        demand, error = source.read_gateway_demand(namespace, name, now)
+        window_s = window_seconds(source.settings.rate_window)
+    seen = ZeroInputs(current, reading.tokens_per_second, reading.queue_depth, demand)
+    zero = decide_zero(now, seen, memory.idle_since, ZeroConfig.derived(scaling.cold_start_seconds, window_s))
+    memory.idle_since = zero.idle_since
+    return zero, error
 
 
 def _rounded(value: float | None) -> float | None:

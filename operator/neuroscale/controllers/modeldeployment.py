@@ -90,13 +90,17 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
             "capacityGiB": round(sizing.capacity_gib, 2),
             "estimatedTokensPerSecond": round(sizing.tokens_per_second, 1),
             "explanation": sizing.explanation,
+            **({"speculatorGiB": round(sizing.speculator_gib, 2)} if sizing.speculator_gib else {}),
+            **({"adaptersGiB": round(sizing.adapters_gib, 2)} if sizing.adapters_gib else {}),
         },
         price_per_hour=sizing.price_per_hour,
         cost_per_million_tokens=sizing.cost_per_million_tokens,
         selector=rendered.selector_string,
         endpoint=rendered.endpoint,
         served_model_name=rendered.served_model_name,
+        adapters=[{"name": a.name, "source": a.source, "rank": a.rank} for a in spec.adapters],
         apply_error=apply_error,
+        scales_to_zero=bool(spec.autoscaling and spec.autoscaling.enabled and spec.autoscaling.min_replicas == 0),
     )
     return _report(body, kube, observed, generation, now, emit, applied)
 

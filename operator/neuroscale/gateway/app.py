@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from neuroscale.gateway.adapters import adapter_names, adapter_plan
 from neuroscale.gateway.auth import Authenticator, Tenant, bearer_key
 from neuroscale.gateway.cascade import Cascade, ServedStream
 from neuroscale.gateway.chargeback import Chargeback
@@ -142,6 +143,7 @@ async def _start(app: web.Application) -> None:
         for tier in state.config.tiers
     ]
     state.cascade = Cascade(state.config, upstreams, state.metrics)
+    state.cascade.warmup.start(state.session)
     state.key_watch = state.auth.start()
     state.chargeback.initialise(state.auth.known_tenants)
     if state.cache is None and state.config.cache is not None:
@@ -163,6 +165,7 @@ async def _clean_up(app: web.Application) -> None:
     if state.quotas is not None:
         await state.quotas.close(STORE_DRAIN_SECONDS)
     if state.cascade is not None:
+        await state.cascade.warmup.stop()
         for upstream in state.cascade.upstreams:
             await upstream.close()
     if state.cache is not None:
@@ -314,8 +317,9 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     config = state.config
     tier_hint = request.headers.get(config.escalation.tier_header)
     max_tier_hint = request.headers.get(config.escalation.max_tier_header)
-    plan = plan_tiers(
-        config, parsed.body["model"], estimate_prompt_tokens(endpoint, parsed.body), tier_hint, max_tier_hint
+    prompt_tokens = estimate_prompt_tokens(endpoint, parsed.body)
+    plan = adapter_plan(config, parsed.body["model"], prompt_tokens) or plan_tiers(
+        config, parsed.body["model"], prompt_tokens, tier_hint, max_tier_hint
     )
     state.cascade.check_supported(parsed, plan)
 
@@ -451,7 +455,7 @@ async def _relay(
 
 
 def _model_names(config: GatewayConfig) -> list[str]:
-    return [config.model_name, *(tier.name for tier in config.tiers)]
+    return [config.model_name, *(tier.name for tier in config.tiers), *adapter_names(config)]
 
 
 def _model_object(name: str) -> dict[str, Any]:

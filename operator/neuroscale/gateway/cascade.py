@@ -13,12 +13,14 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from neuroscale.gateway.adapters import usage_adapter
 from neuroscale.gateway.config import GatewayConfig
 from neuroscale.gateway.escalation import AnswerJudge, Reason, TierPlan, view_of_response
 from neuroscale.gateway.metrics import GatewayMetrics
 from neuroscale.gateway.protocol import Endpoint, ParsedRequest, answer_problem, invalid
 from neuroscale.gateway.streaming import StreamAssembler, strip_hidden
 from neuroscale.gateway.upstreams.base import Upstream, UpstreamError
+from neuroscale.gateway.warmup import Warmup
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class Cascade:
         self.metrics = metrics
         self.judge = AnswerJudge.from_policy(config.escalation)
         self.health = TierHealth([upstream.name for upstream in upstreams])
+        self.warmup = Warmup(config.tiers, metrics.registry)
 
     def check_supported(self, request: ParsedRequest, plan: TierPlan) -> None:
         """Reject up front a parameter some planned tier cannot honour, rather than failing half-way up."""
@@ -124,6 +127,9 @@ class Cascade:
         for position, index in enumerate(plan.tiers):
             upstream, tier = self.upstreams[index], self.config.tiers[index]
             is_last = position == len(plan.tiers) - 1
+            if not await self.warmup.admit(index, can_bridge=not is_last):
+                escalations.append(self._escalate(index, Reason.COLD))
+                continue
             judged = not is_last and self.judge.active
             try:
                 async with asyncio.timeout(tier.timeouts.total_seconds):
@@ -137,7 +143,8 @@ class Cascade:
                 escalations.append(self._failure(index, error, is_last))
                 continue
             self.health.answered(upstream.name)
-            self.metrics.count_usage(upstream.name, response.get("usage"))
+            self.metrics.count_usage(upstream.name, response.get("usage"),
+                                     usage_adapter(self.config, upstream.name, request.body["model"]))
             usages.append((upstream.name, response.get("usage")))
             reason = self.judge.judge(view_of_response(request.endpoint, response)) if judged else None
             if reason is not None:
@@ -156,6 +163,9 @@ class Cascade:
         for position, index in enumerate(plan.tiers):
             upstream, tier = self.upstreams[index], self.config.tiers[index]
             is_last = position == len(plan.tiers) - 1
+            if not await self.warmup.admit(index, can_bridge=not is_last):
+                escalations.append(self._escalate(index, Reason.COLD))
+                continue
             judged = not is_last and self.judge.active and self.judge.inspect_chunks > 0
             window = self.judge.inspect_chunks if judged else 1
             chunks = upstream.stream(request.endpoint, self._tier_body(request, judged))
@@ -216,7 +226,8 @@ class Cascade:
                     if visible is not None:
                         yield visible
             served.complete = True
-            self.metrics.count_usage(served.tier, served.assembler.usage)
+            self.metrics.count_usage(served.tier, served.assembler.usage,
+                                     usage_adapter(self.config, served.tier, request.body["model"]))
         except UpstreamError as error:
             error.tier = error.tier or served.tier
             self.metrics.upstream_errors.labels(served.tier, error.kind).inc()

@@ -64,6 +64,17 @@ class _TierBase(_Strict):
     price: TierPrice = Field(default_factory=TierPrice, description="What this tier's tokens cost (chargeback).")
 
 
+class WakeSettings(_Strict):
+    """A ModelDeployment tier that may be scaled to zero: the gateway wakes it and bridges its cold start
+    (gateway/warmup.py)."""
+
+    model_deployment: str = Field(min_length=1, description="ModelDeployment name (the demand metric's label).")
+    cold_start_seconds: float = Field(ge=0, description="Declared cold start, until this gateway has measured one.")
+    hold_seconds: float = Field(default=10.0, ge=0, description="Longest a request waits for the tier to wake "
+                                "before the next tier serves it.")
+    probe_interval_seconds: float = Field(default=1.0, gt=0, le=60, description="How often readiness is probed.")
+
+
 class OpenAITier(_TierBase):
     """An OpenAI-compatible endpoint: a ModelDeployment's vLLM/TGI Service or an external API."""
 
@@ -77,6 +88,13 @@ class OpenAITier(_TierBase):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Environment variable holding the upstream's API key (mounted from a Secret).",
     )
+    adapters: tuple[str, ...] = Field(
+        default=(),
+        max_length=64,
+        description="LoRA adapters the upstream also serves (its ModelDeployment's spec.adapters): clients may send "
+        "them as `model`, and they are passed on as `model` (gateway/adapters.py).",
+    )
+    wake: WakeSettings | None = Field(default=None, description="Set when the tier may be scaled to zero.")
 
 
 class BedrockTier(_TierBase):
@@ -287,6 +305,10 @@ class GatewayConfig(_Strict):
             raise ValueError(f"tier names must be unique; repeated: {', '.join(duplicates)}")
         if self.model_name in names:
             raise ValueError(f"model_name {self.model_name!r} must differ from every tier name")
+        adapters = {a for tier in self.tiers if tier.kind == "openai" for a in tier.adapters}
+        shadowed = sorted(adapters & {self.model_name, *names})
+        if shadowed:
+            raise ValueError(f"adapter names must differ from model_name and every tier name: {', '.join(shadowed)}")
         cap = self.escalation.default_max_tier
         if cap is not None and cap not in names:
             raise ValueError(f"escalation.default_max_tier {cap!r} is not a tier; tiers are {', '.join(names)}")

@@ -41,6 +41,7 @@ class Reason(StrEnum):
     EMPTY_ANSWER = "empty_answer"
     REFUSAL = "refusal"
     LOW_LOGPROB = "low_logprob"
+    COLD = "cold"  # scaled to zero and not awake within the hold deadline: bridged to the next tier
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ class GatewayMetrics:
             ["endpoint", "tier", "status"], registry=r,
         )
         self.tokens = Counter(
-            "neuroscale_gateway_tokens", "Tokens reported by upstreams, by tier and kind (prompt|completion).",
-            ["tier", "kind"], registry=r,
+            "neuroscale_gateway_tokens",
+            "Tokens reported by upstreams, by tier, kind (prompt|completion) and LoRA adapter (empty: the base model).",
+            ["tier", "kind", "adapter"], registry=r,
         )
         self.escalations = Counter(
             "neuroscale_gateway_escalations", "Requests moved past a tier, by the tier left and the reason.",
@@ -67,10 +68,10 @@ class GatewayMetrics:
     def eviction(self, mode: str) -> None:
         self.cache_evictions.labels(mode).inc()
 
-    def count_usage(self, tier: str, usage: Any) -> None:
+    def count_usage(self, tier: str, usage: Any, adapter: str = "") -> None:
         if not isinstance(usage, dict):
             return
         for kind, key in (("prompt", "prompt_tokens"), ("completion", "completion_tokens")):
             value = usage.get(key)
             if isinstance(value, int) and value > 0:
-                self.tokens.labels(tier, kind).inc(value)
+                self.tokens.labels(tier, kind, adapter).inc(value)

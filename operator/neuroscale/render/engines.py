@@ -94,6 +94,9 @@ class EngineInputs:
     family: str = "inf2"
     # Seconds a compilation may take (the replica's compile budget); the plugin's own default is 600.
     compile_timeout_seconds: int = MIN_COMPILATION_TIMEOUT_SECONDS
+    # vLLM flags for speculative decoding and LoRA adapters, already shaped for the family's image
+    # (render/speculative_decoding.py, render/adapters.py).
+    feature_args: tuple[str, ...] = ()
 
     @property
     def local_model(self) -> bool:
@@ -177,6 +180,7 @@ class Vllm:
             "--max-num-seqs", str(inputs.max_num_seqs),
             "--max-model-len", str(inputs.max_model_len),
             "--dtype", _TORCH_DTYPE[inputs.dtype],
+            *inputs.feature_args,
         ]
 
     @staticmethod

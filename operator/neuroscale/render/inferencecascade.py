@@ -101,6 +101,12 @@ def _price(tier: CascadeTier, body: dict[str, Any] | None) -> dict[str, float]:
     return {"prompt_per_million": 0.0, "completion_per_million": 0.0}
 
 
+def _served_adapters(body: dict[str, Any] | None) -> tuple[str, ...]:
+    """The LoRA adapter names a ModelDeployment serves (its spec.adapters), for the gateway to offer as models."""
+    adapters = ((body or {}).get("spec") or {}).get("adapters") or ()
+    return tuple(a["name"] for a in adapters if isinstance(a, dict) and isinstance(a.get("name"), str))
+
+
 def _model_deployment_target(ref: str, namespace: str, body: dict[str, Any] | None) -> tuple[str, str, str, str]:
     """(endpoint, model name, ready, message) of a ModelDeployment tier from the ModelDeployment (None: not found)."""
     conventional = f"http://{ref}.{namespace}.svc.cluster.local:{MODEL_DEPLOYMENT_PORT}/v1"
@@ -121,6 +127,18 @@ def _model_deployment_target(ref: str, namespace: str, body: dict[str, Any] | No
     state = ready.get("status") if ready.get("status") in ("True", "False") else "False"
     detail = ready.get("message") or ready.get("reason") or ""
     return endpoint, model, state, "" if state == "True" else f"ModelDeployment {ref}: {detail}".rstrip(": ")
+
+
+def _wake(ref: str, body: dict[str, Any] | None, hold_seconds: float) -> dict[str, Any] | None:
+    """The gateway's wake settings for a ModelDeployment that may scale to zero (autoscaling with minReplicas 0)."""
+    try:
+        scaling = ModelDeploymentSpec.model_validate((body or {}).get("spec") or {}).autoscaling
+    except ValidationError:
+        return None
+    if scaling is None or not scaling.enabled or scaling.min_replicas > 0:
+        return None
+    return {"model_deployment": ref, "cold_start_seconds": float(scaling.cold_start_seconds),
+            "hold_seconds": hold_seconds}
 
 
 def _tier_common(tier: CascadeTier) -> dict[str, Any]:
@@ -144,9 +162,21 @@ def _resolve(tier: CascadeTier, namespace: str, model_deployments: Mapping[str, 
     unprobed = "external tier: not probed by the operator"
     if tier.model_deployment is not None:
         ref = tier.model_deployment.name
-        url, model, ready, message = _model_deployment_target(ref, namespace, model_deployments.get(ref))
-        return ResolvedTier(tier.name, tier.kind, url, ready, message,
-                            {**common, "kind": "openai", "url": url, "model": model})
+        body = model_deployments.get(ref)
+        url, model, ready, message = _model_deployment_target(ref, namespace, body)
+        config = {**common, "kind": "openai", "url": url, "model": model}
+        adapters = _served_adapters(body)
+        if adapters:
+            config["adapters"] = list(adapters)
+        adapter = tier.model_deployment.adapter
+        if adapter is not None:
+            config["model"] = adapter
+            if body is not None and adapter not in adapters:
+                ready, message = "False", f"ModelDeployment {ref} serves no adapter {adapter}"
+        wake = _wake(ref, body, tier.model_deployment.wake_hold_seconds)
+        if wake is not None:
+            config["wake"] = wake
+        return ResolvedTier(tier.name, tier.kind, url, ready, message, config)
     if tier.openai is not None:
         config = {**common, "kind": "openai", "url": tier.openai.url, "model": tier.openai.model}
         if tier.openai.api_key_secret_ref is not None:

@@ -7,11 +7,17 @@ from dataclasses import dataclass
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.api.schema import ObjectProblem
+from neuroscale.api.adapters import lora_rank_slot
+from neuroscale.api.speculative_decoding import NXDI_FAMILIES
 from neuroscale.render import labels
+from neuroscale.render.adapters import lora_args
 from neuroscale.render.engines import EngineImages, EngineInputs, get_engine
 from neuroscale.render.pod import PORT_NAME, PodInputs, engine_model, pod_template
 from neuroscale.render.resources import compile_seconds, replica_resources
+from neuroscale.render.speculative_decoding import speculative_args
+from neuroscale.sizing.memory import CoResident
 from neuroscale.sizing.sizer import SizingRequest, SizingResult, size
+from neuroscale.sizing.speculation import ASSUMED_ACCEPTANCE_RATE
 
 # Child objects take the CR's name; a Service name must be an RFC 1035 label.
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -55,12 +61,62 @@ def sizing_request(spec: ModelDeploymentSpec) -> SizingRequest:
         instance_type=spec.accelerator.instance_type,
         tensor_parallel=spec.accelerator.tensor_parallel_degree,
         families=_families(spec),
+        co_resident=co_resident(spec),
+        acceptance_rate=_acceptance_rate(spec),
+        prompt_tokens=spec.batching.mean_prompt_tokens,
+        output_tokens=spec.batching.mean_output_tokens,
+        max_time_per_output_token_ms=spec.batching.max_time_per_output_token_ms,
+        replicas=_replica_range(spec),
     )
+
+
+def co_resident(spec: ModelDeploymentSpec) -> CoResident | None:
+    """What shares the replica's Neuron memory with the model: the speculative head, the LoRA adapter slots."""
+    speculation, adapters = spec.speculative_decoding, spec.adapters
+    if speculation is None and not adapters:
+        return None
+    return CoResident(
+        num_speculative_tokens=speculation.num_speculative_tokens if speculation else 0,
+        speculator_params_billions=speculation.draft_model.parameters_billions if speculation else None,
+        lora_slots=len(adapters),
+        lora_rank=lora_rank_slot(adapters) if adapters else 0,
+    )
+
+
+def _acceptance_rate(spec: ModelDeploymentSpec) -> float:
+    speculation = spec.speculative_decoding
+    return (speculation.expected_acceptance_rate if speculation else None) or ASSUMED_ACCEPTANCE_RATE
+
+
+def _nxdi_features(spec: ModelDeploymentSpec) -> list[str]:
+    """What only vLLM's NxD Inference image serves (inf2/trn1): LoRA adapters and EAGLE v1 heads."""
+    features = ["LoRA adapters"] if spec.adapters else []
+    if spec.speculative_decoding is not None and spec.speculative_decoding.method == "eagle":
+        features.append("EAGLE (v1) speculative decoding")
+    return features
+
+
+def _replica_range(spec: ModelDeploymentSpec) -> tuple[int, int]:
+    """The replica counts sizing prices packing over: the autoscaler's range. Without autoscaling, one: a manual
+    `kubectl scale` must never move every replica to another instance type."""
+    scaling = spec.autoscaling
+    if scaling is None or not scaling.enabled:
+        return (1, 1)
+    return (max(1, scaling.min_replicas), max(1, scaling.min_replicas, scaling.max_replicas))
 
 
 def _families(spec: ModelDeploymentSpec) -> tuple[str, ...]:
     """The instance families sizing may pick: the spec's choice, narrowed to what the engine runs on."""
     chosen = tuple(spec.accelerator.families)
+    features = _nxdi_features(spec)
+    if spec.engine.name == "vllm" and features:
+        narrowed = tuple(f for f in chosen if f in NXDI_FAMILIES) if chosen else NXDI_FAMILIES
+        if not narrowed:
+            raise ValueError(
+                f"{' and '.join(features)} run on vLLM's NxD Inference image ({', '.join(NXDI_FAMILIES)}) only, but "
+                f"accelerator.families allows {', '.join(chosen)}; add an inf2/trn1 family"
+            )
+        return narrowed
     if spec.engine.name == "vllm":
         return chosen
     narrowed = tuple(f for f in chosen if f in LEGACY_ENGINE_FAMILIES) if chosen else LEGACY_ENGINE_FAMILIES
@@ -88,6 +144,13 @@ def check_engine_support(spec: ModelDeploymentSpec) -> None:
     ]
     if wanted:
         raise ValueError(f"engine {spec.engine.name} cannot serve with {' and '.join(wanted)}; use engine vllm")
+
+
+def _check_adapter_names(spec: ModelDeploymentSpec) -> None:
+    """An adapter named like the model would shadow it (the CRD checks an explicit servedModelName only)."""
+    served = served_model_name(spec)
+    if any(adapter.name == served for adapter in spec.adapters):
+        raise ValueError(f"adapter {served!r} has the served model's name; rename the adapter")
 
 
 def served_model_name(spec: ModelDeploymentSpec) -> str:
@@ -165,6 +228,7 @@ def render_model_deployment(
     Objects carry no ownerReferences (the caller adopts them) and are in canonical form, so a resync is a no-op.
     """
     validate_names(name, namespace)
+    _check_adapter_names(spec)
     if replicas < 0:
         raise ValueError(f"replicas must be 0 or more, got {replicas}")
     check_engine_support(spec)
@@ -186,6 +250,10 @@ def render_model_deployment(
             revision=_revision(spec),
             family=sizing.instance.family,
             compile_timeout_seconds=compile_seconds(sizing),
+            feature_args=(
+                *speculative_args(spec.speculative_decoding, sizing.instance.family, spec.model.max_model_len),
+                *lora_args(spec.adapters),
+            ),
         )
     )
     resources = replica_resources(spec, sizing)

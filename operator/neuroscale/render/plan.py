@@ -97,7 +97,7 @@ def render_model_deployment_doc(doc: dict[str, Any], name: str, namespace: str,
     price = f"${sizing.price_per_hour:.2f}/h per replica" if sizing.price_per_hour is not None else "price unknown"
     summary = (
         f"{spec.engine.name} on {sizing.instance.name}, TP {sizing.tensor_parallel} "
-        f"({sizing.neuron_devices} Neuron device{'s' if sizing.neuron_devices != 1 else ''}), {replicas} "
+        f"({sizing.placement.resource}: {sizing.placement.count}), {replicas} "
         f"replica{'s' if replicas != 1 else ''}, ~{sizing.tokens_per_second:.0f} tokens/s each, {price}; "
         f"serves {rendered.served_model_name!r} at {rendered.endpoint}"
     )

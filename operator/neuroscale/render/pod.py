@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
-from neuroscale.render import labels
+from neuroscale.render import drain, labels
+from neuroscale.render.adapters import adapter_downloads
+from neuroscale.render.downloads import Download
 from neuroscale.render.engines import (
     COMPILED_ARTIFACTS_DIR,
     CONTAINER_PORT,
@@ -15,6 +17,7 @@ from neuroscale.render.engines import (
     EngineLaunch,
 )
 from neuroscale.render.resources import STARTUP_PROBE_PERIOD_SECONDS, NEURON_RESOURCE, ReplicaResources
+from neuroscale.render.speculative_decoding import speculator_download
 from neuroscale.sizing.catalog import CATALOG
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -111,26 +114,37 @@ def _token_env(spec: ModelDeploymentSpec) -> list[dict]:
     return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}}]
 
 
-def _hub_download(spec: ModelDeploymentSpec, image: str) -> dict:
-    """An init container downloading the Hub snapshot into WEIGHTS_DIR, with the hub token if the spec has one."""
-    repo = spec.model.source.removeprefix("hf://")
+def _hub_download(spec: ModelDeploymentSpec, image: str, download: Download) -> dict:
+    """An init container downloading a Hub snapshot onto the models volume, with the hub token if the spec has one."""
+    repo = download.source.removeprefix("hf://")
     env = [{"name": "HF_HOME", "value": HF_HOME}, {"name": "HF_HUB_DISABLE_PROGRESS_BARS", "value": "1"},
            *_token_env(spec)]
-    return _init_container("download-model", image, ["python3"],
-                           ["-c", HUB_DOWNLOAD, repo, spec.model.revision or "", WEIGHTS_DIR], env,
+    return _init_container(download.container, image, ["python3"],
+                           ["-c", HUB_DOWNLOAD, repo, download.revision or "", download.target], env,
                            [_models_mount()], memory="2Gi")
+
+
+def _download(spec: ModelDeploymentSpec, images: EngineImages, engine_image: str, download: Download) -> dict:
+    if download.source.startswith("s3://"):
+        return _s3_sync(download.container, download.source, download.target, _models_mount(), images.aws_cli)
+    return _hub_download(spec, engine_image, download)
 
 
 def init_containers(spec: ModelDeploymentSpec, images: EngineImages, engine_image: str) -> list[dict]:
     """Weights and the compile cache are in place before the engine starts, so it neither downloads nor compiles.
 
-    Every container mounts `models` at MODELS_DIR and the weights land in WEIGHTS_DIR, the engine's model argument.
+    Every container mounts `models` at MODELS_DIR and the weights land in WEIGHTS_DIR, the engine's model argument;
+    a speculative head and LoRA adapters land in their own directories next to it.
     """
     found = []
     if spec.model.source.startswith("s3://"):
         found.append(_s3_sync("download-model", spec.model.source, WEIGHTS_DIR, _models_mount(), images.aws_cli))
     elif downloads_hub_weights(spec):
-        found.append(_hub_download(spec, engine_image))
+        found.append(_hub_download(spec, engine_image,
+                                   Download("download-model", spec.model.source, spec.model.revision, WEIGHTS_DIR)))
+    # The speculator's and the adapters' checkpoints: vLLM reads them from local paths only (render/adapters.py).
+    for download in (*speculator_download(spec.speculative_decoding), *adapter_downloads(spec.adapters)):
+        found.append(_download(spec, images, engine_image, download))
     if spec.compile_cache is not None:
         found.append(
             _s3_sync("restore-compile-cache", spec.compile_cache.uri, COMPILED_ARTIFACTS_DIR,
@@ -195,8 +209,10 @@ def engine_container(spec: ModelDeploymentSpec, inputs: PodInputs, image: str) -
         # Loading and compiling take minutes: the startup probe holds off liveness until the server answers.
         startupProbe=_probe(launch.health_path, STARTUP_PROBE_PERIOD_SECONDS, 5,
                             res.startup_seconds // STARTUP_PROBE_PERIOD_SECONDS),
-        readinessProbe=_probe(launch.health_path, 10, 5, 3),
+        # Not ready once draining (render/drain.py), so a scale-down sends it no new request.
+        readinessProbe=drain.readiness_probe(CONTAINER_PORT, launch.health_path),
         livenessProbe=_probe(launch.health_path, 30, 10, 5),
+        lifecycle={"preStop": drain.pre_stop(res.drain, inputs.engine, CONTAINER_PORT, launch.metrics_path)},
         securityContext=container_security(),
     )
     return container
@@ -247,8 +263,8 @@ def pod_template(spec: ModelDeploymentSpec, inputs: PodInputs, instance_type: st
         nodeSelector={**spec.scheduling.node_selector, INSTANCE_TYPE_LABEL: instance_type},
         tolerations=_tolerations(spec),
         securityContext=pod_security,
-        # vLLM and TGI finish in-flight requests on SIGTERM; give long generations time to complete.
-        terminationGracePeriodSeconds=120,
+        # The preStop drain lets in-flight requests finish before SIGTERM, then the engine stops.
+        terminationGracePeriodSeconds=inputs.resources.drain.grace_seconds,
     )
     image = engine_image(spec, inputs, instance_type)
     inits = init_containers(spec, inputs.images, image)

@@ -6,11 +6,13 @@ import math
 from dataclasses import dataclass
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.render.drain import Drain, drain_for
 from neuroscale.render.quantities import canonical_quantity, gibibytes, parse_quantity
 from neuroscale.sizing.memory import GIB, quantizes_at_load
-from neuroscale.sizing.sizer import SizingResult
+from neuroscale.sizing.sizer import NEURON_CORE_RESOURCE, NEURON_DEVICE_RESOURCE, SizingResult
 
-NEURON_RESOURCE = "aws.amazon.com/neuron"
+# The Neuron taint's key, and the whole-device resource.
+NEURON_RESOURCE = NEURON_DEVICE_RESOURCE
 
 # Room left on the node for the kubelet, containerd, kube-proxy, the VPC CNI, the Neuron device plugin and
 # neuron-monitor: 10% of the instance plus 1 vCPU and 2 GiB (EKS reserves ~6% of the first core and 255 MiB +
@@ -40,30 +42,35 @@ class ReplicaResources:
 
     cpu: str
     memory: str
-    neuron_devices: int
+    # aws.amazon.com/neuron (whole devices) or aws.amazon.com/neuroncore (cores of a device replicas share).
+    neuron_resource: str
+    neuron_count: int
     shm: str
     models_disk: str
     compile_cache_disk: str
     ephemeral_storage: str
     startup_seconds: int
+    drain: Drain
 
     def requests(self) -> dict[str, str]:
         return {
             "cpu": self.cpu,
             "memory": self.memory,
             "ephemeral-storage": self.ephemeral_storage,
-            NEURON_RESOURCE: str(self.neuron_devices),
+            self.neuron_resource: str(self.neuron_count),
         }
 
     def limits(self) -> dict[str, str]:
         # No CPU limit: throttling a tokenizer or scheduler thread only adds latency. Memory is capped at the
         # request so the pod is never the one the kernel's OOM killer picks on a crowded node.
-        return {"memory": self.memory, NEURON_RESOURCE: str(self.neuron_devices)}
+        return {"memory": self.memory, self.neuron_resource: str(self.neuron_count)}
 
 
 def _share(sizing: SizingResult) -> float:
-    """The fraction of the instance this replica's Neuron devices represent."""
-    return sizing.neuron_devices / sizing.instance.devices
+    """The fraction of the instance's Neuron devices (or cores, for replicas sharing a device) this replica claims."""
+    where, instance = sizing.placement, sizing.instance
+    capacity = instance.neuron_cores if where.resource == NEURON_CORE_RESOURCE else instance.devices
+    return where.count / capacity
 
 
 def derived_cpu(sizing: SizingResult) -> int:
@@ -79,14 +86,20 @@ def derived_memory_gib(sizing: SizingResult) -> int:
     return max(1, share, min(needed, math.floor(usable)))
 
 
+def _loaded_gib(sizing: SizingResult) -> float:
+    """What a replica loads and compiles: the model, and a speculative head and LoRA adapters next to it (both are
+    compiled into the same graph: "both the target and the draft model compile", vllm-neuron EAGLE3 tutorial)."""
+    return sizing.weights_gib + sizing.speculator_gib + sizing.adapters_gib
+
+
 def compile_seconds(sizing: SizingResult) -> int:
     """Seconds compiling the model may take (the engine's compilation timeout on trn2 is this budget)."""
-    return math.ceil(COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * sizing.weights_gib)
+    return math.ceil(COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * _loaded_gib(sizing))
 
 
 def startup_seconds(spec: ModelDeploymentSpec, sizing: SizingResult) -> int:
     """Seconds a replica may take to serve: load, plus compile unless the artifacts are restored from S3."""
-    weights = sizing.weights_gib
+    weights = _loaded_gib(sizing)
     budget = LOAD_BASE_SECONDS + LOAD_SECONDS_PER_GIB * weights
     if spec.compile_cache is None:
         budget += COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * weights
@@ -111,15 +124,18 @@ def replica_resources(spec: ModelDeploymentSpec, sizing: SizingResult) -> Replic
     # (engines.Vllm.quantized_checkpoints_path).
     quantized = quantizes_at_load(spec.model.dtype, sizing.instance.family)
     checkpoint_gib = sizing.architecture.params_billions * 1e9 * 2 / GIB if quantized else sizing.weights_gib
-    models_gib = math.ceil(checkpoint_gib * 1.5) + 10
+    # The speculative head and the LoRA adapters are downloaded onto the same volume.
+    models_gib = math.ceil(checkpoint_gib * 1.5 + sizing.speculator_gib + sizing.adapters_gib) + 10
     cache_gib = math.ceil(sizing.weights_gib) * (2 if quantized else 1) + 10
     return ReplicaResources(
         cpu=cpu,
         memory=memory,
-        neuron_devices=sizing.neuron_devices,
+        neuron_resource=sizing.placement.resource,
+        neuron_count=sizing.placement.count,
         shm=gibibytes(shm_gib),
         models_disk=gibibytes(models_gib),
         compile_cache_disk=gibibytes(cache_gib),
         ephemeral_storage=gibibytes(models_gib + cache_gib),
         startup_seconds=startup_seconds(spec, sizing),
+        drain=drain_for(spec.model.max_model_len, sizing.tokens_per_second, spec.batching.max_num_seqs),
     )

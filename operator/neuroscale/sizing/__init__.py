@@ -10,7 +10,7 @@ from neuroscale.sizing.architectures import (
 from neuroscale.sizing.catalog import CATALOG, FAMILY_TP, SCHEDULABLE_DEVICE_COUNTS, InstanceType, get_instance
 from neuroscale.sizing.memory import MemoryEstimate, estimate_memory
 from neuroscale.sizing.sizer import SizingError, SizingRequest, SizingResult, resolve_architecture, size
-from neuroscale.sizing.throughput import decode_tokens_per_second
+from neuroscale.sizing.throughput import ThroughputEstimate, estimate
 
 __all__ = [
     "CATALOG",
@@ -23,7 +23,8 @@ __all__ = [
     "SizingError",
     "SizingRequest",
     "SizingResult",
-    "decode_tokens_per_second",
+    "ThroughputEstimate",
+    "estimate",
     "estimate_memory",
     "generic_architecture",
     "get_architecture",

@@ -17,9 +17,14 @@ examples:
   neuroscale size s3://models/acme-chat/ --params-billions 13 --dtype fp8 --output json
   neuroscale size hf://meta-llama/Llama-3.1-70B --instance-type trn1.32xlarge --tp 32
 
-The choice: for each instance, the smallest tensor-parallel degree whose weights, KV cache and runtime margin
-fit in its NeuronCores' memory (and whose weights fit in host memory to load), then the cheapest such instance.
-Exit status 2 when the model cannot fit as asked; the message says what would.
+  neuroscale size hf://meta-llama/Llama-3.3-70B-Instruct --family trn2 --min-replicas 2 --max-replicas 2
+  neuroscale size hf://Qwen/Qwen2.5-7B-Instruct --prompt-tokens 3000 --output-tokens 200 --max-tpot-ms 30
+
+The choice: among every (instance, tensor-parallel degree) whose weights, KV cache and runtime margin fit its
+NeuronCores' memory (and whose weights fit host memory to load), the lowest cost per generated token at full batch
+for the request mix, averaged over the replica range (replicas smaller than an instance share it, each paying its
+share once enough replicas fill it), among those decoding within --max-tpot-ms. Exit status 2 when the model
+cannot fit as asked; the message says what would.
 """
 
 # Bounds checked while the command line is parsed. Each is far past anything that fits on the largest Neuron
@@ -28,6 +33,7 @@ Exit status 2 when the model cannot fit as asked; the message says what would.
 params_billions_type = float_in(0.0, 100_000.0, low_open=True)  # 100 trillion parameters
 max_model_len_type = int_in(1, 10_000_000)  # the longest context windows offered are 10M tokens
 tensor_parallel_type = int_in(1, 1024)  # the largest instance has 64 NeuronCores
+replicas_type = int_in(1, 1000)  # the API's replica bound
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -62,6 +68,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         dest="families",
         help="only consider this instance family (repeatable)",
     )
+    parser.add_argument("--prompt-tokens", type=max_model_len_type, help="mean prompt tokens per request (default 1024)")
+    parser.add_argument("--output-tokens", type=max_model_len_type,
+                        help="mean generated tokens per request (default 256)")
+    parser.add_argument("--max-tpot-ms", type=float_in(0.0, 60000.0, low_open=True), dest="max_tpot_ms",
+                        help="slowest acceptable milliseconds per output token at full batch")
+    parser.add_argument("--min-replicas", type=replicas_type, default=1, help="fewest replicas the deployment runs")
+    parser.add_argument("--max-replicas", type=replicas_type, default=None,
+                        help="most replicas (default: --min-replicas); packing is priced over the range")
     parser.add_argument("--output", choices=("text", "json"), default="text", help="output format")
     parser.set_defaults(func=main)
     return parser
@@ -89,8 +103,13 @@ def result_to_dict(result: SizingResult) -> dict[str, Any]:
             "capacity": round(result.capacity_gib, 2),
             "host": round(result.host_memory_gib, 2),
         },
+        "neuronResource": {result.placement.resource: result.placement.count},
+        "replicasPerInstance": result.placement.replicas_per_instance,
         "pricePerHour": result.price_per_hour,
         "tokensPerSecond": round(result.tokens_per_second, 1),
+        "tokensPerSecondRange": [round(result.throughput.low, 1), round(result.throughput.high, 1)],
+        "timePerOutputTokenMs": round(result.throughput.time_per_output_token_seconds * 1e3, 1),
+        "timeToFirstTokenMs": round(result.throughput.time_to_first_token_seconds * 1e3, 1),
         "costPerMillionTokens": (
             None if result.cost_per_million_tokens is None else round(result.cost_per_million_tokens, 3)
         ),
@@ -110,6 +129,10 @@ def main(args: argparse.Namespace) -> int:
         instance_type=args.instance_type,
         tensor_parallel=args.tensor_parallel,
         families=tuple(args.families or ()),
+        prompt_tokens=args.prompt_tokens,
+        output_tokens=args.output_tokens,
+        max_time_per_output_token_ms=args.max_tpot_ms,
+        replicas=(args.min_replicas, args.max_replicas or args.min_replicas),
     )
     try:
         result = size(request)

@@ -23,8 +23,10 @@ class Observed:
     selector: str | None = None
     endpoint: str | None = None
     served_model_name: str | None = None
+    adapters: list[dict[str, Any]] | None = None  # LoRA adapters served: name, source, rank
     spec_problem: ConditionUpdate | None = None  # Sized=False: invalid spec or no fit
     apply_error: str | None = None
+    scales_to_zero: bool = False  # autoscaling with minReplicas 0
 
 
 def rollout_conditions(observed: Observed, generation: int | None) -> list[ConditionUpdate]:
@@ -66,6 +68,12 @@ def rollout_conditions(observed: Observed, generation: int | None) -> list[Condi
     return [progressing, degraded]
 
 
+SCALED_TO_ZERO_WHILE_IDLE = (
+    "scaled to zero while idle (minReplicas 0, meant for a deployment behind an InferenceCascade): the cascade's "
+    "gateway wakes it on demand and serves from its next tier until a replica is ready"
+)
+
+
 def ready_condition(observed: Observed, updates: list[ConditionUpdate]) -> ConditionUpdate:
     by_type = {u.type: u for u in updates}
     if by_type[R.SIZED].status != "True":
@@ -74,6 +82,8 @@ def ready_condition(observed: Observed, updates: list[ConditionUpdate]) -> Condi
         return derive_ready(updates, positive=(R.SIZED,), negative=(R.DEGRADED,))
     ready = ((observed.deployment or {}).get("status") or {}).get("readyReplicas", 0)
     if observed.desired_replicas == 0:
+        if observed.scales_to_zero:
+            return ConditionUpdate(R.READY, "False", R.SCALED_TO_ZERO, SCALED_TO_ZERO_WHILE_IDLE)
         return ConditionUpdate(R.READY, "False", R.SCALED_TO_ZERO, "replicas is 0")
     if ready == 0:
         return ConditionUpdate(R.READY, "False", R.WAITING_FOR_PODS, "no replica is ready yet")
@@ -106,6 +116,7 @@ def model_deployment_status(
         "sizing": observed.sizing,
         "endpoint": observed.endpoint,
         "servedModelName": observed.served_model_name,
+        "adapters": observed.adapters or None,
     }
     if observed.price_per_hour is not None:
         status["costPerHour"] = round(observed.price_per_hour * running, 4)

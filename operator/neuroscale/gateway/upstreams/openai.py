@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from neuroscale.gateway.adapters import upstream_model
 from neuroscale.gateway.config import Limits, OpenAITier
 from neuroscale.gateway.protocol import Endpoint, loads_bounded
 from neuroscale.gateway.streaming import SSEDecoder, StreamTooLarge
@@ -88,7 +89,7 @@ class OpenAIUpstream:
         return chunk
 
     def _post(self, endpoint: Endpoint, body: dict[str, Any]) -> Any:
-        data = json.dumps({**body, "model": self._tier.model})
+        data = json.dumps({**body, "model": upstream_model(self._tier, body.get("model", ""))})
         return self._session.post(self._base + _PATHS[endpoint], data=data, headers=self._headers, timeout=self._timeout)
 
     async def _read_answer(self, response: aiohttp.ClientResponse) -> bytes:
