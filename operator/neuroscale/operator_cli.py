@@ -37,6 +37,7 @@ def main(args: argparse.Namespace) -> int:
         prometheus_sigv4_region=args.prometheus_sigv4_region,
         prometheus_rate_window=args.prometheus_rate_window,
         gateway_image=args.gateway_image or OperatorConfig().gateway_image,
+        compile_cache_check_seconds=args.compile_cache_check_seconds,
     )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.log_format == "json"
                    else kopf.LogFormat.PLAIN)
@@ -74,6 +75,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resync-seconds", type=float, default=300.0, help="drift-correction period (default 300)")
     parser.add_argument("--autoscale-interval-seconds", type=float, default=15.0,
                         help="autoscaler control interval (default 15)")
+    parser.add_argument("--compile-cache-check-seconds", type=float, default=60.0,
+                        help="reuse an S3 answer about an artifact key this long (default 60; a found key 10x)")
     parser.add_argument("--gateway-image", help="image for InferenceCascade gateways (default: this release's)")
     parser.add_argument("--peering", metavar="NAME", help="kopf peering object for high availability")
     parser.add_argument("--priority", type=int, help="peering priority (default: random, see below)")

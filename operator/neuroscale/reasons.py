@@ -7,6 +7,7 @@ PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 AUTOSCALING = "Autoscaling"
 RESOLVED = "Resolved"
+COMPILE_CACHE = "CompileCache"
 
 # Sized.
 SIZING_CHOSEN = "SizingChosen"
@@ -30,3 +31,11 @@ HEALTHY = "Healthy"
 SCALING_ACTIVE = "ScalingActive"
 SCALING_DISABLED = "ScalingDisabled"
 METRICS_UNAVAILABLE = "MetricsUnavailable"
+
+# CompileCache: True when S3 could be checked (the reason says what it holds), False when it could not.
+ARTIFACTS_FOUND = "ArtifactsFound"
+ARTIFACTS_MISSING = "ArtifactsMissing"
+S3_ACCESS_DENIED = "S3AccessDenied"
+S3_BUCKET_MISSING = "S3BucketMissing"
+S3_NO_CREDENTIALS = "S3NoCredentials"
+S3_UNAVAILABLE = "S3Unavailable"

@@ -24,6 +24,7 @@ class OperatorConfig:
     prometheus_sigv4_region: str | None = None
     prometheus_rate_window: str = "2m"
     gateway_image: str = RELEASE_IMAGE  # the chart passes the operator's own image
+    compile_cache_check_seconds: float = 60.0  # how long an S3 answer about an artifact key is reused
 
 
 @dataclass

@@ -176,9 +176,10 @@ async def test_scales_real_pods_with_token_throughput_and_holds_without_metrics(
     prometheus = prometheus_factory()
     config = OperatorConfig(resync_seconds=5.0, autoscale_interval_seconds=INTERVAL, prometheus_url=prometheus.url,
                             prometheus_rate_window="5s")
-    # inf2.48xlarge: the fake node has room for eight of these pods (one Neuron device each), so every replica
-    # the autoscaler asks for can really run.
-    body = make_model_deployment(NAME, namespace, replicas=1, accelerator={"instanceType": "inf2.48xlarge"},
+    # inf2.48xlarge at TP 2: the fake node has room for twelve of these pods (one Neuron device each), so every
+    # replica the autoscaler asks for can really run (left to itself, sizing packs fewer, wider replicas there).
+    body = make_model_deployment(NAME, namespace, replicas=1,
+                                 accelerator={"instanceType": "inf2.48xlarge", "tensorParallelDegree": 2},
                                  autoscaling={"minReplicas": 1, "maxReplicas": 8, "targetTokensPerSecond": 100,
                                               "coldStartSeconds": 0, "scaleDownStabilizationSeconds": 3,
                                               "predictive": False})

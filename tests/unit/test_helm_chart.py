@@ -253,6 +253,7 @@ GRANTED = [
     ("neuroscale.io", "inferencecascades", "list", None),
     ("neuroscale.io", "cachetiers", "patch", None),
     ("neuroscale.io", "modeldeployments", "patch", "status"),
+    ("", "pods", "list", None),  # cold starts are measured from the model pods
     ("neuroscale.io", "cachetiers", "patch", "status"),
     ("apps", "deployments", "list", None),
     ("apps", "deployments", "delete", None),
@@ -275,6 +276,8 @@ DENIED = [
     ("apps", "daemonsets", "create", None),
     ("apps", "statefulsets", "create", None),  # no kind renders one
     ("", "pods", "delete", None),
+    ("", "pods", "get", None),
+    ("", "pods", "patch", None),
     ("", "events", "delete", None),
     ("rbac.authorization.k8s.io", "roles", "create", None),
     ("apiextensions.k8s.io", "customresourcedefinitions", "create", None),

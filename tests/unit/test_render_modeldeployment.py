@@ -50,7 +50,7 @@ def pod_spec(rendered: RenderedModel) -> dict:
 
 
 def engine(rendered: RenderedModel) -> dict:
-    (container,) = pod_spec(rendered)["containers"]
+    (container,) = [c for c in pod_spec(rendered)["containers"] if c["name"] == "engine"]
     return container
 
 
@@ -250,7 +250,8 @@ def test_startup_budget_covers_published_load_and_compile_times():
     cached = render(make_spec(compileCache={"uri": "s3://cache-bucket/llama"}))
     # Llama-3-8B loads in 10 min 40 s on inf2.8xlarge; compiling a ~15 GB model takes ~15 min.
     assert _startup_seconds(cold) >= 640 + 900
-    assert 640 <= _startup_seconds(cached) < _startup_seconds(cold)
+    # Any replica may miss the compile cache and compile (then upload): the budget is the same with one.
+    assert _startup_seconds(cached) == _startup_seconds(cold)
     big = render(make_spec(model={"source": "hf://meta-llama/Llama-3.3-70B-Instruct"}))
     assert _startup_seconds(big) > _startup_seconds(cold)
     assert _startup_seconds(big) <= MAX_STARTUP_SECONDS
@@ -291,14 +292,17 @@ def test_s3_weights_and_compile_cache_are_restored_by_init_containers():
     assert inits["download-model"]["command"] == ["aws"]
     assert inits["download-model"]["args"][:4] == ["s3", "sync", "s3://weights-bucket/meta/llama-3.1-8b",
                                                    "/models/weights"]
-    assert inits["restore-compile-cache"]["args"][:4] == ["s3", "sync", "s3://cache-bucket/neuron/llama",
-                                                          "/var/cache/neuron"]
+    # Only the key's prefix is restored; weights from S3 do not travel with the artifacts (they are in S3 already).
+    prefix = f"s3://cache-bucket/neuron/llama/{rendered.artifact_key}/"
+    assert inits["restore-compile-cache"]["args"][1:] == [prefix, "/var/cache/neuron", ""]
+    assert list(inits)[0] == "restore-compile-cache"
     assert {c["image"] for c in inits.values()} == {"registry.example/aws-cli:2"}
     container = engine(rendered)
     assert container["args"][1] == "/models/weights"
     assert env_of(container)["NEURON_COMPILED_ARTIFACTS"]["value"] == "/var/cache/neuron"
     annotations = by_kind(rendered, "Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["neuroscale.io/compile-cache"] == "s3://cache-bucket/neuron/llama"
+    assert annotations["neuroscale.io/compile-cache"] == prefix
+    assert annotations["neuroscale.io/artifact-key"] == rendered.artifact_key
 
 
 def init_container(rendered: RenderedModel, name: str) -> dict | None:
@@ -373,7 +377,8 @@ def test_vllm_downloads_hub_weights_with_the_token_and_revision():
     rendered = render(spec, images=EngineImages(vllm="mirror.example/vllm:1"))
     init = init_container(rendered, "download-model")
     assert init["image"] == "mirror.example/vllm:1"  # the engine's image, which ships huggingface_hub
-    assert init["args"][2:] == ["meta-llama/Llama-3.1-8B-Instruct", "abc123", "/models/weights"]
+    assert init["args"][2:] == ["meta-llama/Llama-3.1-8B-Instruct", "abc123", "/models/weights",
+                                "/models/weights/.neuroscale-weights-restored"]
     assert env_of(init)["HF_TOKEN"] == {"name": "HF_TOKEN",
                                         "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "hf"}}}
     container = engine(rendered)
@@ -399,7 +404,7 @@ def test_quantized_checkpoint_is_restored_with_the_compile_cache():
     config = json.loads(container["args"][container["args"].index("--additional-config") + 1])
     quantized = on_volume(container, config["override_neuron_config"]["quantized_checkpoints_path"])
     restore = init_container(rendered, "restore-compile-cache")
-    restored = on_volume(restore, restore["args"][3])
+    restored = on_volume(restore, restore["args"][2])
     assert quantized[0] == restored[0]
     assert quantized[1].startswith(restored[1])
 
@@ -425,7 +430,7 @@ def test_trn2_runs_the_vllm_neuron_plugin_image_and_flags():
     assert int(env["VLLM_NEURON_COMPILATION_TIMEOUT"]["value"]) >= 1200
     # The plugin's compile cache root is where the compile cache is restored.
     restore = init_container(rendered, "restore-compile-cache")
-    assert on_volume(container, env["VLLM_CACHE_ROOT"]["value"]) == on_volume(restore, restore["args"][3])
+    assert on_volume(container, env["VLLM_CACHE_ROOT"]["value"]) == on_volume(restore, restore["args"][2])
     # The download uses the engine's (plugin) image too.
     assert init_container(rendered, "download-model")["image"] == container["image"]
     assert "vllm-neuronx:0.16.0" in engine(render())["image"]

@@ -2,7 +2,8 @@
 
 Covers: any valid spec either renders objects that pass the Kubernetes 1.31 OpenAPI schema or is refused with a
 SizingError/ValueError carrying a message (never another exception); user arguments reach the container verbatim
-as separate list elements and no container is started through a shell; the hub token is only ever a secret
+as separate list elements and no container is started through a shell (but the compile-cache steps, which run
+our fixed scripts with the spec's values as positional arguments); the hub token is only ever a secret
 reference; every quantity is canonical; selectors match the pod labels; device requests equal limits and match
 the sizing.
 """
@@ -17,11 +18,13 @@ from hypothesis import strategies as st
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.render import render_model_deployment
+from neuroscale.render.compile_cache import RESTORE_SCRIPT, UPLOAD_SCRIPT
 from neuroscale.render.quantities import canonical_quantity
 from neuroscale.sizing.catalog import CATALOG
 from neuroscale.sizing.sizer import SizingError
 
 SHELLS = {"sh", "bash", "/bin/sh", "/bin/bash", "dash", "zsh"}
+SCRIPTS = {"restore-compile-cache": RESTORE_SCRIPT, "upload-compile-cache": UPLOAD_SCRIPT}
 TOKEN_SECRET = "hub-token-secret"
 
 names = st.from_regex(r"\A[a-z]([-a-z0-9]{0,40}[a-z0-9])?\Z")
@@ -149,6 +152,11 @@ def test_any_valid_spec_renders_valid_objects_or_a_clear_refusal(wire: dict, nam
     if user_args:
         assert engine["args"][-len(user_args):] == user_args
     for container in containers:
+        if container["name"] in ("restore-compile-cache", "upload-compile-cache"):
+            # The compile-cache steps run our own fixed bash scripts; the spec's values are positional arguments.
+            assert container["command"] == ["bash", "-c", SCRIPTS[container["name"]]]
+            assert wire["compileCache"]["uri"].rstrip("/") in container["args"][1]
+            continue
         assert container["command"][0] not in SHELLS
         assert "-c" not in container["command"]
         assert all(isinstance(arg, str) for arg in container.get("args", []))

@@ -74,6 +74,10 @@ Argument: a dict with "clusterWide" (bool), which decides the kopf peering kind.
   resources: ["services", "configmaps"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
+  # Read only: cold starts are measured from the model pods' creation and Ready times.
+  resources: ["pods"]
+  verbs: ["list"]
+- apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["policy"]

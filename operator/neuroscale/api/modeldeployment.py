@@ -173,8 +173,10 @@ class BatchingSpec(ApiModel):
 class CompileCacheSpec(ApiModel):
     """Where compiled Neuron artifacts are kept so a new replica does not recompile (minutes to an hour)."""
 
-    uri: str = Field(description="S3 URI of precompiled artifacts, restored by an init container.", pattern=S3_URI,
-                     max_length=1024)
+    uri: str = Field(
+        description="S3 prefix holding compiled artifacts under <uri>/<artifact key>/: restored when the key's set "
+        "is complete, uploaded by the first replica that compiled it. ModelDeployments with the same key share it.",
+        pattern=S3_URI, max_length=1024)
 
 
 class MetricsSpec(ApiModel):
@@ -185,6 +187,10 @@ class MetricsSpec(ApiModel):
         description="Prometheus (or AMP workspace) query URL. Queried without the operator's credentials (bearer "
         "token, SigV4): those go only to the operator's own --prometheus-url. No credentials in the URL.",
     )
+
+
+# The cold start assumed when the spec declares none and no replica was measured yet (status.coldStart).
+DEFAULT_COLD_START_SECONDS = 600.0
 
 
 class AutoscalingSpec(ApiModel):
@@ -213,8 +219,10 @@ class AutoscalingSpec(ApiModel):
     )
     max_scale_up_step: int | None = Field(default=None, ge=1, description="Most replicas added in one decision.")
     max_scale_down_step: int | None = Field(default=None, ge=1, description="Most replicas removed in one decision.")
-    cold_start_seconds: int = Field(
-        default=600, ge=0, le=7200, description="How long a new replica takes to serve (load, and compile on a cache miss)."
+    cold_start_seconds: int | None = Field(
+        default=None, ge=0, le=7200,
+        description="How long a new replica takes to serve (load, and compile on a cache miss); omitted → the "
+        "measured cold start (status.coldStart), or 600 before any replica was measured.",
     )
     predictive: bool = Field(default=True, description="Look ahead by the cold start using the recent demand trend.")
     metrics: MetricsSpec = Field(
@@ -379,6 +387,40 @@ class AdapterStatus(ApiModel):
     rank: int = Field(description="Its LoRA rank.")
 
 
+CompileCacheState = Literal["Hit", "Miss", "Compiling", "Uploading", "Ready", "Unknown"]
+
+
+class CompileCacheStatus(ApiModel):
+    """Where the compiled artifacts of the current spec are, and whether new replicas restore or compile them."""
+
+    key: str = Field(description="Artifact key: a hash of everything that changes the compiled graph.")
+    uri: str = Field(description="S3 prefix of this key's artifacts (<spec.compileCache.uri>/<key>/).")
+    state: CompileCacheState = Field(
+        description="Hit: complete artifacts exist, replicas restore them. Miss: none yet, the next replica "
+        "compiles. Compiling: a replica is compiling. Uploading: a replica compiled and is uploading. Ready: the "
+        "artifacts compiled here are uploaded. Unknown: S3 could not be checked (the CompileCache condition says why).")
+    ready_seconds: float | None = Field(
+        default=None, description="Seconds from the first replica's creation to Ready for this key (measured).")
+    last_transition_time: str | None = Field(default=None, description="When key or state last changed (RFC 3339).")
+
+
+class ColdStartSample(ApiModel):
+    """One replica's cold start."""
+
+    pod: str = Field(description="Pod name.")
+    seconds: float = Field(description="Seconds from pod creation to Ready.")
+
+
+class ColdStartStatus(ApiModel):
+    """Measured time from a replica's creation to Ready, for the current artifact key."""
+
+    key: str = Field(description="Artifact key the samples belong to (a new key starts over).")
+    seconds: float = Field(description="Median of the recent samples: the autoscaler's cold start when "
+                           "spec.autoscaling.coldStartSeconds is omitted.")
+    samples: int = Field(description="Replicas measured for this key.")
+    recent: list[ColdStartSample] = Field(default_factory=list, description="The latest samples, newest last.")
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state of a ModelDeployment."""
 
@@ -399,6 +441,8 @@ class ModelDeploymentStatus(ApiModel):
     served_model_name: str | None = Field(default=None, description="Model name clients send.")
     adapters: list[AdapterStatus] | None = Field(default=None, description="LoRA adapters served, by model name.")
     autoscaling: AutoscalingStatus | None = Field(default=None, description="Autoscaler view.")
+    compile_cache: CompileCacheStatus | None = Field(default=None, description="Compiled artifacts in S3.")
+    cold_start: ColdStartStatus | None = Field(default=None, description="Measured replica cold start.")
 
 
 class ModelDeployment(ApiModel):

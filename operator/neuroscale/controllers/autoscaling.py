@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from neuroscale import reasons as R
-from neuroscale.api.modeldeployment import AutoscalingSpec, ModelDeploymentSpec
+from neuroscale.api.modeldeployment import DEFAULT_COLD_START_SECONDS, AutoscalingSpec, ModelDeploymentSpec
 from neuroscale.autoscale.metrics import MetricsReading, MetricsSource, PrometheusSettings, same_endpoint
 from neuroscale.autoscale.policy import Decision, Observation, PolicyConfig, ScalerState, decide, default_config
 from neuroscale.autoscale.promql import MetricsTarget, window_seconds
@@ -46,11 +46,20 @@ class StepOutcome:
     metrics_healthy: bool
 
 
-def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interval_s: float) -> PolicyConfig:
+def cold_start_seconds(scaling: AutoscalingSpec, status: dict[str, Any]) -> float:
+    """The spec's cold start, else the measured one (status.coldStart, per artifact key), else the default."""
+    if scaling.cold_start_seconds is not None:
+        return float(scaling.cold_start_seconds)
+    measured = (status.get("coldStart") or {}).get("seconds")
+    return float(measured) if measured is not None else DEFAULT_COLD_START_SECONDS
+
+
+def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interval_s: float,
+                  cold_start_s: float = DEFAULT_COLD_START_SECONDS) -> PolicyConfig:
     """Derived defaults (see `default_config`) with every field the user set taking precedence."""
     # The throughput policy never goes below one replica: the 0↔1 transitions are autoscale/zero.py's.
     config = default_config(
-        capacity_tokens_per_s, float(scaling.cold_start_seconds), min_replicas=max(1, scaling.min_replicas),
+        capacity_tokens_per_s, cold_start_s, min_replicas=max(1, scaling.min_replicas),
         max_replicas=scaling.max_replicas, predictive=scaling.predictive, control_interval_s=interval_s,
     )
     overrides: dict[str, Any] = {}
@@ -107,7 +116,8 @@ def step(
     if memory.state is None:  # after an operator restart, pick up what the last process remembered
         memory.state = ScalerState.from_dict((status.get("autoscaling") or {}).get("state"))
     capacity = (status.get("sizing") or {}).get("estimatedTokensPerSecond") or size(sizing_request(spec)).tokens_per_second
-    config = policy_config(scaling, float(capacity), interval_s)
+    cold_start = cold_start_seconds(scaling, status)
+    config = policy_config(scaling, float(capacity), interval_s, cold_start)
 
     if source is None:
         reading = MetricsReading(now, None, None, 0, error="no Prometheus URL configured (operator flag "
@@ -116,7 +126,7 @@ def step(
         target = MetricsTarget.for_deployment(namespace, name, spec.engine.name, min_reporting_pods=max(1, ready))
         reading = source.read(target, now)
     memory.observations.append(Observation(reading.at, reading.tokens_per_second, reading.queue_depth, ready))
-    zero, demand_error = _zero_decision(namespace, name, scaling, reading, current, source, memory, now)
+    zero, demand_error = _zero_decision(namespace, name, scaling, reading, current, source, memory, now, cold_start)
     if zero is not None and zero.replicas is not None:
         decision = Decision(zero.replicas, zero.reason, memory.state, zero.metrics_healthy)
     else:
@@ -175,7 +185,7 @@ def step(
 
 def _zero_decision(
     namespace: str, name: str, scaling: AutoscalingSpec, reading: MetricsReading, current: int,
-    source: MetricsSource | None, memory: Memory, now: float,
+    source: MetricsSource | None, memory: Memory, now: float, cold_start_s: float,
 ) -> tuple[ZeroDecision | None, str | None]:
     """The 0↔1 decision of a minReplicas-0 deployment (None for the others) and why demand is unknown, if it is."""
     if scaling.min_replicas > 0:
@@ -187,7 +197,7 @@ def _zero_decision(
         demand, error = source.read_gateway_demand(namespace, name, now)
         window_s = window_seconds(source.settings.rate_window)
     seen = ZeroInputs(current, reading.tokens_per_second, reading.queue_depth, demand)
-    zero = decide_zero(now, seen, memory.idle_since, ZeroConfig.derived(scaling.cold_start_seconds, window_s))
+    zero = decide_zero(now, seen, memory.idle_since, ZeroConfig.derived(cold_start_s, window_s))
     memory.idle_since = zero.idle_since
     return zero, error
 

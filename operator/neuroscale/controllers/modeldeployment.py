@@ -11,6 +11,7 @@ from neuroscale import reasons as R
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.api.schema import describe
 from neuroscale.conditions import ConditionUpdate
+from neuroscale.controllers.compile_cache import ArtifactStore, observe
 from neuroscale.controllers.children import (
     EmitEvent, Outcome, apply_children, delete_children, report_status,
 )
@@ -45,7 +46,8 @@ def replicas_to_render(spec: ModelDeploymentSpec, status: dict[str, Any], live: 
                scaling.max_replicas)
 
 
-def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: EmitEvent) -> Outcome:
+def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: EmitEvent,
+              artifacts: ArtifactStore | None = None) -> Outcome:
     """Bring the children of one ModelDeployment in line with its spec and report what is true.
 
     A spec the schema could not reject (a model that fits no instance, a name too long for a Service) becomes
@@ -77,6 +79,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         live = kube.get("apps/v1", "Deployment", namespace, name)
 
     sizing = rendered.sizing
+    view = observe(body, rendered, live, kube, artifacts, now=now)
     observed = Observed(
         desired_replicas=replicas,
         deployment=live,
@@ -100,6 +103,9 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         served_model_name=rendered.served_model_name,
         adapters=[{"name": a.name, "source": a.source, "rank": a.rank} for a in spec.adapters],
         apply_error=apply_error,
+        compile_cache=view.compile_cache,
+        compile_cache_condition=view.condition,
+        cold_start=view.cold_start,
         scales_to_zero=bool(spec.autoscaling and spec.autoscaling.enabled and spec.autoscaling.min_replicas == 0),
     )
     return _report(body, kube, observed, generation, now, emit, applied)
@@ -117,4 +123,5 @@ def _report(
 
 
 def _is_problem(condition: dict[str, Any]) -> bool:
-    return (condition["type"], condition["status"]) in ((R.SIZED, "False"), (R.DEGRADED, "True"))
+    return (condition["type"], condition["status"]) in ((R.SIZED, "False"), (R.DEGRADED, "True"),
+                                                        (R.COMPILE_CACHE, "False"))

@@ -103,6 +103,12 @@ class KubeClient:
                 return None
             raise
 
+    def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """The objects of `kind` in `namespace` matching `label_selector` (kubectl -l syntax)."""
+        found = self._call("GET", collection_path(api_version, kind, namespace),
+                           query={"labelSelector": label_selector})
+        return list(found.get("items") or [])
+
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         return self._call("POST", collection_path(obj["apiVersion"], obj["kind"], meta.get("namespace")), obj)

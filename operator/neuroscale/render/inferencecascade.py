@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from neuroscale.api.cachetier import CacheTierSpec
 from neuroscale.api.inferencecascade import CascadeTier, InferenceCascadeSpec
-from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.api.modeldeployment import DEFAULT_COLD_START_SECONDS, ModelDeploymentSpec
 from neuroscale.gateway.config import GatewayConfig
 from neuroscale.render import labels
 from neuroscale.render.cachetier import CacheBinding, cache_binding
@@ -137,7 +137,11 @@ def _wake(ref: str, body: dict[str, Any] | None, hold_seconds: float) -> dict[st
         return None
     if scaling is None or not scaling.enabled or scaling.min_replicas > 0:
         return None
-    return {"model_deployment": ref, "cold_start_seconds": float(scaling.cold_start_seconds),
+    # The declared cold start, not the measured one: the gateway measures its own wakes, and a config that followed
+    # every new sample would roll the gateways.
+    declared = scaling.cold_start_seconds
+    return {"model_deployment": ref,
+            "cold_start_seconds": float(declared) if declared is not None else DEFAULT_COLD_START_SECONDS,
             "hold_seconds": hold_seconds}
 
 

@@ -19,6 +19,8 @@ SCRAPE_PORT = "prometheus.io/port"
 SCRAPE_PATH = "prometheus.io/path"
 SERVED_MODEL = "neuroscale.io/served-model-name"
 COMPILE_CACHE = "neuroscale.io/compile-cache"
+# The compiled-artifact key a pod was rendered for: cold starts are measured per key.
+ARTIFACT_KEY = "neuroscale.io/artifact-key"
 ROLE_ARN = "eks.amazonaws.com/role-arn"
 
 # Kubernetes object names: a Service name is an RFC 1035 label of at most 63 characters.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.api.schema import ObjectProblem
@@ -11,10 +11,13 @@ from neuroscale.api.adapters import lora_rank_slot
 from neuroscale.api.speculative_decoding import NXDI_FAMILIES
 from neuroscale.render import labels
 from neuroscale.render.adapters import lora_args
+from neuroscale.render.artifacts import ArtifactInputs, artifact_key, graph_args, graph_env, keyed_prefix
 from neuroscale.render.engines import EngineImages, EngineInputs, get_engine
-from neuroscale.render.pod import PORT_NAME, PodInputs, engine_model, pod_template
+from neuroscale.render.pod import (
+    PORT_NAME, PodInputs, engine_args, engine_env, engine_image, engine_model, pod_template,
+)
 from neuroscale.render.resources import compile_seconds, replica_resources
-from neuroscale.render.speculative_decoding import speculative_args
+from neuroscale.render.speculative_decoding import speculative_args, speculator_download
 from neuroscale.sizing.memory import CoResident
 from neuroscale.sizing.sizer import SizingRequest, SizingResult, size
 from neuroscale.sizing.speculation import ASSUMED_ACCEPTANCE_RATE
@@ -41,6 +44,9 @@ class RenderedModel:
     selector: dict[str, str]
     endpoint: str
     served_model_name: str
+    artifact_key: str = ""
+    # `<compileCache.uri>/<key>/` when the spec has a compile cache.
+    artifact_prefix: str | None = None
 
     @property
     def selector_string(self) -> str:
@@ -259,19 +265,21 @@ def render_model_deployment(
     resources = replica_resources(spec, sizing)
     account, account_name = _service_account(name, namespace, spec)
     selector = labels.selector_labels(name)
-    template = pod_template(
-        spec,
-        PodInputs(
-            name=name,
-            engine=spec.engine.name,
-            launch=launch,
-            resources=resources,
-            images=images,
-            service_account=account_name,
-            served_model_name=served,
-        ),
-        sizing.instance.name,
+    inputs = PodInputs(name=name, engine=spec.engine.name, launch=launch, resources=resources, images=images,
+                       service_account=account_name, served_model_name=served)
+    artifact = ArtifactInputs(
+        model=spec.model.source, revision=spec.model.revision, engine=spec.engine.name,
+        image=engine_image(spec, inputs, sizing.instance.name), target=sizing.instance.accelerator,
+        tensor_parallel=sizing.tensor_parallel, max_num_seqs=spec.batching.max_num_seqs,
+        max_model_len=spec.model.max_model_len, dtype=spec.model.dtype, kv_cache_dtype=spec.model.kv_cache_dtype,
+        args=graph_args(engine_args(spec, launch)), env=graph_env(engine_env(spec, launch)),
+        companions=tuple(f"{download.source}@{download.revision or ''}"
+                         for download in speculator_download(spec.speculative_decoding)),
     )
+    key = artifact_key(artifact)
+    prefix = keyed_prefix(spec.compile_cache.uri, key) if spec.compile_cache is not None else None
+    inputs = replace(inputs, artifact_key=key, artifact_manifest=artifact.canonical(), artifact_prefix=prefix)
+    template = pod_template(spec, inputs, sizing.instance.name)
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -315,4 +323,6 @@ def render_model_deployment(
         selector=selector,
         endpoint=f"http://{name}.{namespace}.svc.cluster.local:{spec.service.port}/v1",
         served_model_name=served,
+        artifact_key=key,
+        artifact_prefix=prefix,
     )

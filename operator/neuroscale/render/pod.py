@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from neuroscale.api.modeldeployment import ModelDeploymentSpec
 from neuroscale.render import drain, labels
 from neuroscale.render.adapters import adapter_downloads
+from neuroscale.render.compile_cache import RESTORE_SCRIPT, RESTORED_WEIGHTS_FLAG, UPLOAD_SCRIPT
 from neuroscale.render.downloads import Download
 from neuroscale.render.engines import (
     COMPILED_ARTIFACTS_DIR,
@@ -31,10 +32,11 @@ WEIGHTS_DIR = f"{MODELS_DIR}/weights"
 HF_HOME = f"{MODELS_DIR}/huggingface"
 # Downloads a Hub snapshot with huggingface_hub (shipped with vLLM in its image), arguments in argv, no shell.
 # `original/*` holds Meta's duplicate consolidated checkpoint, which vLLM never loads (its default ignore pattern).
+# Skipped when the compile-cache restore brought the weights with the artifacts (argv[4] exists): a hit needs no Hub.
 HUB_DOWNLOAD = (
-    "import sys; from huggingface_hub import snapshot_download; "
-    "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2] or None, local_dir=sys.argv[3], "
-    "ignore_patterns=['original/*'])"
+    "import os, sys; from huggingface_hub import snapshot_download; "
+    "os.path.exists(sys.argv[4]) or snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2] or None, "
+    "local_dir=sys.argv[3], ignore_patterns=['original/*'])"
 )
 # Credentials the engines read; they may only come from a Secret.
 TOKEN_VARIABLES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
@@ -51,6 +53,10 @@ class PodInputs:
     images: EngineImages
     service_account: str | None
     served_model_name: str
+    # The compiled-artifact key (render/artifacts.py), its canonical inputs, and `<compileCache.uri>/<key>/`.
+    artifact_key: str = ""
+    artifact_manifest: str = ""
+    artifact_prefix: str | None = None
 
 
 def container_security() -> dict:
@@ -119,8 +125,10 @@ def _hub_download(spec: ModelDeploymentSpec, image: str, download: Download) -> 
     repo = download.source.removeprefix("hf://")
     env = [{"name": "HF_HOME", "value": HF_HOME}, {"name": "HF_HUB_DISABLE_PROGRESS_BARS", "value": "1"},
            *_token_env(spec)]
+    # A restore that brought the weights leaves a flag in the target, and the download has nothing to do.
     return _init_container(download.container, image, ["python3"],
-                           ["-c", HUB_DOWNLOAD, repo, download.revision or "", download.target], env,
+                           ["-c", HUB_DOWNLOAD, repo, download.revision or "", download.target,
+                            f"{download.target}/{RESTORED_WEIGHTS_FLAG}"], env,
                            [_models_mount()], memory="2Gi")
 
 
@@ -130,13 +138,56 @@ def _download(spec: ModelDeploymentSpec, images: EngineImages, engine_image: str
     return _hub_download(spec, engine_image, download)
 
 
-def init_containers(spec: ModelDeploymentSpec, images: EngineImages, engine_image: str) -> list[dict]:
+def _compile_cache_mount(read_only: bool = False) -> dict:
+    mount: dict = {"name": "neuron-cache", "mountPath": COMPILED_ARTIFACTS_DIR}
+    if read_only:
+        mount["readOnly"] = True
+    return mount
+
+
+def cached_weights_dir(spec: ModelDeploymentSpec) -> str:
+    """The weights that travel with the compiled artifacts: the Hub download (an s3:// source is in S3 already,
+    and TGI and DJL-LMI fetch Hub weights themselves); '' when none do."""
+    return WEIGHTS_DIR if downloads_hub_weights(spec) else ""
+
+
+def _restore_compile_cache(spec: ModelDeploymentSpec, prefix: str, image: str) -> dict:
+    """Restore the key's artifacts when its marker says they are complete (render/compile_cache.py)."""
+    weights = cached_weights_dir(spec)
+    mounts = [_compile_cache_mount(), *([_models_mount()] if weights else [])]
+    return _init_container("restore-compile-cache", image, ["bash", "-c", RESTORE_SCRIPT],
+                           ["restore-compile-cache", prefix, COMPILED_ARTIFACTS_DIR, weights], [], mounts)
+
+
+def upload_compile_cache(spec: ModelDeploymentSpec, inputs: PodInputs, prefix: str, image: str) -> dict:
+    """The sidecar that uploads this pod's artifacts under the key after a miss, once the engine is ready."""
+    weights = cached_weights_dir(spec)
+    container = _init_container(
+        "upload-compile-cache", image, ["bash", "-c", UPLOAD_SCRIPT],
+        ["upload-compile-cache", prefix, COMPILED_ARTIFACTS_DIR, weights, str(CONTAINER_PORT),
+         inputs.launch.health_path],
+        [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+         {"name": "MANIFEST", "value": inputs.artifact_manifest}],
+        [_compile_cache_mount(read_only=True),
+         *([{**_models_mount(), "readOnly": True}] if weights else [])],
+    )
+    # Mostly waiting, so the request is small (the engine's memory is sized to the node's share); a sync of tens of
+    # GiB holds the CLI's buffers (10 parts of 8 MiB at a time), well within the limit, and may use idle CPU.
+    container["resources"] = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    return container
+
+
+def init_containers(spec: ModelDeploymentSpec, images: EngineImages, engine_image: str,
+                    artifact_prefix: str | None = None) -> list[dict]:
     """Weights and the compile cache are in place before the engine starts, so it neither downloads nor compiles.
 
     Every container mounts `models` at MODELS_DIR and the weights land in WEIGHTS_DIR, the engine's model argument;
-    a speculative head and LoRA adapters land in their own directories next to it.
+    a speculative head and LoRA adapters land in their own directories next to it. The compile cache is restored
+    first: when it brings the Hub weights, the download that follows has nothing to do.
     """
     found = []
+    if artifact_prefix is not None:
+        found.append(_restore_compile_cache(spec, artifact_prefix, images.aws_cli))
     if spec.model.source.startswith("s3://"):
         found.append(_s3_sync("download-model", spec.model.source, WEIGHTS_DIR, _models_mount(), images.aws_cli))
     elif downloads_hub_weights(spec):
@@ -145,15 +196,15 @@ def init_containers(spec: ModelDeploymentSpec, images: EngineImages, engine_imag
     # The speculator's and the adapters' checkpoints: vLLM reads them from local paths only (render/adapters.py).
     for download in (*speculator_download(spec.speculative_decoding), *adapter_downloads(spec.adapters)):
         found.append(_download(spec, images, engine_image, download))
-    if spec.compile_cache is not None:
-        found.append(
-            _s3_sync("restore-compile-cache", spec.compile_cache.uri, COMPILED_ARTIFACTS_DIR,
-                     {"name": "neuron-cache", "mountPath": COMPILED_ARTIFACTS_DIR}, images.aws_cli)
-        )
     return found
 
 
-def _env(spec: ModelDeploymentSpec, launch: EngineLaunch) -> list[dict]:
+def engine_args(spec: ModelDeploymentSpec, launch: EngineLaunch) -> list[str]:
+    """The engine's arguments: the engine's own, then the user's."""
+    return [*launch.args, *spec.engine.args]
+
+
+def engine_env(spec: ModelDeploymentSpec, launch: EngineLaunch) -> list[dict]:
     """Engine settings, then the hub token (a secret reference, never a value), then the user's own variables.
 
     A user variable with the same name as one of ours replaces it: the documented escape hatch for engine tuning.
@@ -193,17 +244,17 @@ def engine_container(spec: ModelDeploymentSpec, inputs: PodInputs, image: str) -
     launch, res = inputs.launch, inputs.resources
     container: dict = {"name": "engine", "image": image}
     container["command"] = list(launch.command)
-    args = [*launch.args, *spec.engine.args]
+    args = engine_args(spec, launch)
     if args:
         container["args"] = args
     container.update(
         ports=[{"name": PORT_NAME, "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-        env=_env(spec, launch),
+        env=engine_env(spec, launch),
         resources={"requests": res.requests(), "limits": res.limits()},
         volumeMounts=[
             {"name": "dshm", "mountPath": "/dev/shm"},
             _models_mount(),
-            {"name": "neuron-cache", "mountPath": COMPILED_ARTIFACTS_DIR},
+            _compile_cache_mount(),
             {"name": "tmp", "mountPath": "/tmp"},
         ],
         # Loading and compiling take minutes: the startup probe holds off liveness until the server answers.
@@ -240,8 +291,10 @@ def pod_template(spec: ModelDeploymentSpec, inputs: PodInputs, instance_type: st
         labels.SCRAPE_PATH: inputs.launch.metrics_path,
         labels.SERVED_MODEL: inputs.served_model_name,
     }
-    if spec.compile_cache is not None:
-        annotations[labels.COMPILE_CACHE] = spec.compile_cache.uri
+    if inputs.artifact_key:
+        annotations[labels.ARTIFACT_KEY] = inputs.artifact_key
+    if inputs.artifact_prefix is not None:
+        annotations[labels.COMPILE_CACHE] = inputs.artifact_prefix
     pod_security = {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS_USER,
@@ -267,10 +320,13 @@ def pod_template(spec: ModelDeploymentSpec, inputs: PodInputs, instance_type: st
         terminationGracePeriodSeconds=inputs.resources.drain.grace_seconds,
     )
     image = engine_image(spec, inputs, instance_type)
-    inits = init_containers(spec, inputs.images, image)
+    inits = init_containers(spec, inputs.images, image, inputs.artifact_prefix)
     if inits:
         pod["initContainers"] = inits
-    pod.update(containers=[engine_container(spec, inputs, image)], volumes=_volumes(inputs.resources))
+    containers = [engine_container(spec, inputs, image)]
+    if inputs.artifact_prefix is not None:
+        containers.append(upload_compile_cache(spec, inputs, inputs.artifact_prefix, inputs.images.aws_cli))
+    pod.update(containers=containers, volumes=_volumes(inputs.resources))
     return {
         "metadata": {"labels": labels.common_labels(inputs.name, inputs.engine), "annotations": annotations},
         "spec": pod,

@@ -98,12 +98,11 @@ def compile_seconds(sizing: SizingResult) -> int:
 
 
 def startup_seconds(spec: ModelDeploymentSpec, sizing: SizingResult) -> int:
-    """Seconds a replica may take to serve: load, plus compile unless the artifacts are restored from S3."""
+    """Seconds a replica may take to serve: load plus compile, with or without a compile cache: the pod template is
+    the same on a hit and a miss (render/compile_cache.py), and the replica that misses must live to upload."""
     weights = _loaded_gib(sizing)
-    budget = LOAD_BASE_SECONDS + LOAD_SECONDS_PER_GIB * weights
-    if spec.compile_cache is None:
-        budget += COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * weights
-    if spec.autoscaling is not None:
+    budget = LOAD_BASE_SECONDS + LOAD_SECONDS_PER_GIB * weights + COMPILE_BASE_SECONDS + COMPILE_SECONDS_PER_GIB * weights
+    if spec.autoscaling is not None and spec.autoscaling.cold_start_seconds is not None:
         budget = max(budget, spec.autoscaling.cold_start_seconds * 1.5)
     return min(MAX_STARTUP_SECONDS, math.ceil(budget / STARTUP_PROBE_PERIOD_SECONDS) * STARTUP_PROBE_PERIOD_SECONDS)
 

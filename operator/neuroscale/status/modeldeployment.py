@@ -27,6 +27,10 @@ class Observed:
     spec_problem: ConditionUpdate | None = None  # Sized=False: invalid spec or no fit
     apply_error: str | None = None
     scales_to_zero: bool = False  # autoscaling with minReplicas 0
+    # status.compileCache and its condition (None: the spec has no compile cache), status.coldStart.
+    compile_cache: dict[str, Any] | None = None
+    compile_cache_condition: ConditionUpdate | None = None
+    cold_start: dict[str, Any] | None = None
 
 
 def rollout_conditions(observed: Observed, generation: int | None) -> list[ConditionUpdate]:
@@ -104,11 +108,16 @@ def model_deployment_status(
     )
     updates = [sized, *rollout_conditions(observed, generation)]
     updates.append(ready_condition(observed, updates))
+    if observed.compile_cache_condition is not None:
+        updates.append(observed.compile_cache_condition)
+    conditions = merge_conditions(current.get("conditions"), updates, generation=generation, now=now)
+    if observed.compile_cache_condition is None:  # the spec no longer has a compile cache
+        conditions = [c for c in conditions if c["type"] != R.COMPILE_CACHE]
     dep_status = (observed.deployment or {}).get("status") or {}
     running = dep_status.get("replicas", 0)
     status: dict[str, Any] = {
         **current,
-        "conditions": merge_conditions(current.get("conditions"), updates, generation=generation, now=now),
+        "conditions": conditions,
         "replicas": running,
         "readyReplicas": dep_status.get("readyReplicas", 0),
         "desiredReplicas": observed.desired_replicas,
@@ -117,6 +126,8 @@ def model_deployment_status(
         "endpoint": observed.endpoint,
         "servedModelName": observed.served_model_name,
         "adapters": observed.adapters or None,
+        "compileCache": observed.compile_cache,
+        "coldStart": observed.cold_start or current.get("coldStart"),
     }
     if observed.price_per_hour is not None:
         status["costPerHour"] = round(observed.price_per_hour * running, 4)
