@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "neuroscale.sizing.cli",  # size
     "neuroscale.autoscale.cli",  # simulate
     "neuroscale.gateway.cli",  # gateway
+    "neuroscale.routing.cli",  # route-sim
     "neuroscale.usage.cli",  # usage
 )
 

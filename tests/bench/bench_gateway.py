@@ -1,8 +1,9 @@
 """Gateway overhead benchmark: added latency (p50/p99) against calling the stub engine directly, max requests/s
-with the gateway pinned to one core, streaming and non-streaming, cache-hit latency (exact in memory and in
-Redis on loopback, semantic in memory), and what tenants cost: API-key authentication (100 tenants in the tenants
-file) alone, and with per-tenant request and token quotas in Redis on loopback, each paired against the same
-gateway without them. Prints a table.
+with the gateway pinned to one core, streaming and non-streaming, cache-hit latency (exact in memory and in Redis
+on loopback, semantic in memory), what prefix routing over 8 replicas adds to a gateway that sends to the
+Service (the 8 replicas are one stub on 8 loopback addresses), and what tenants cost: API-key authentication
+(100 tenants in the tenants file) alone, and with per-tenant request and token quotas in Redis on loopback, each
+paired against the same gateway without them. Prints a table.
 
     .venv/bin/python tests/bench/bench_gateway.py [--requests 2000] [--concurrency 4] [--seconds 5] [--no-semantic]
                                                   [--profile 25]
@@ -54,7 +55,8 @@ def pin(pid: int, cpu: int) -> None:
 
 
 def start_stub(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([sys.executable, "-m", "tests.support.stub_upstream", "--port", str(port)], cwd=ROOT)
+    process = subprocess.Popen([sys.executable, "-m", "tests.support.stub_upstream", "--port", str(port),
+                                "--host", "0.0.0.0"], cwd=ROOT)
     pin(process.pid, LOAD_CPU)
     return process
 
@@ -163,9 +165,11 @@ def summary(by_kind: dict[str, list[float]]) -> str:
     return "; ".join(f"{kind} x{len(times)}: {pct(times, .5):.3f} / {pct(times, .99):.3f}" for kind, times in sorted(by_kind.items()))
 
 
-def gateway_config(port: int, upstream: str, cache: dict | None = None, **extra: object) -> dict:
+def gateway_config(port: int, upstream: str, cache: dict | None = None, routing: dict | None = None,
+                   **extra: object) -> dict:
     return {"model_name": "cascade", "host": "127.0.0.1", "port": port, "cache": cache,
-            "tiers": [{"kind": "openai", "name": "engine", "url": upstream, "model": "stub"}], **extra}
+            "tiers": [{"kind": "openai", "name": "engine", "url": upstream, "model": "stub", "routing": routing}],
+            **extra}
 
 
 def tenants_file(workdir: str) -> str:
@@ -177,6 +181,14 @@ def tenants_file(workdir: str) -> str:
     path = Path(workdir) / "tenants.yaml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+ROUTED_REPLICAS = 8
+# A conversation on its third turn behind a system prompt of ~1,500 characters: the prefix key hashes its opening.
+CONVERSATION = [{"role": "system", "content": "You answer questions about European geography. " * 32},
+                {"role": "user", "content": "What is the capital of France?"},
+                {"role": "assistant", "content": "Paris."},
+                {"role": "user", "content": "And of Italy?"}]
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -195,6 +207,10 @@ async def run(args: argparse.Namespace) -> None:
         process, url = start_gateway(gateway_config(free_port(), upstream, cache), workdir, profile if name == "off" else None)
         processes.append(process)
         gateways[name] = url
+    routing = {"policy": "prefix", "service": "engine", "namespace": "bench",
+               "static_replicas": [f"127.0.0.{index + 1}:{stub_port}" for index in range(ROUTED_REPLICAS)]}
+    process, gateways["routed"] = start_gateway(gateway_config(free_port(), upstream, routing=routing), workdir)
+    processes.append(process)
     auth = {"mode": "api_keys", "keys_file": tenants_file(workdir)}
     quotas = {"redis_url": redis.url, "requests_per_minute": 10**8, "tokens_per_minute": 10**10}
     for name, extra in (("auth", {"auth": auth}), ("auth+quota", {"auth": auth, "quotas": quotas})):
@@ -219,6 +235,16 @@ async def run(args: argparse.Namespace) -> None:
                 rows.append((f"{label}: direct p50 / p99 ms", f"{pct(d, .5):.3f} / {pct(d, .99):.3f}"))
                 rows.append((f"{label}: gateway p50 / p99 ms", f"{pct(g, .5):.3f} / {pct(g, .99):.3f}"))
                 rows.append((f"{label}: ADDED p50 / p99 ms", f"{pct(g, .5) - pct(d, .5):.3f} / {pct(g, .99) - pct(d, .99):.3f}"))
+            service, routed = through, gateways["routed"] + "/v1/chat/completions"
+            conversation = {"model": "cascade", "messages": CONVERSATION}
+            await paired(session, service, routed, conversation, 200, args.concurrency, 1)  # warm-up
+            for label, body, field in (("non-streaming total", conversation, 1),
+                                       ("streaming first byte", {**conversation, "stream": True}, 0)):
+                s, r = await paired(session, service, routed, body, args.requests, args.concurrency, field)
+                rows.append((f"prefix routing, {label}: via Service / routed p50 ms",
+                             f"{pct(s, .5):.3f} / {pct(r, .5):.3f}"))
+                rows.append((f"prefix routing, {label}: ADDED p50 / p99 ms",
+                             f"{pct(r, .5) - pct(s, .5):.3f} / {pct(r, .99) - pct(s, .99):.3f}"))
             for label, body in (("non-streaming", plain), ("streaming", streaming)):
                 direct_rps = await throughput(session, direct, body, args.seconds, 64)
                 gateway_rps = await throughput(session, through, body, args.seconds, 64)

@@ -11,10 +11,10 @@ and create nothing; a peered install creates kopf's peering CRDs (kept on uninst
 namespace, and an upgrade adding a namespace leaves the existing one and its live lease alone. Least privilege, as
 the authorizer sees it: under a TokenRequest token of each release's ServiceAccount the operator takes a
 ModelDeployment through its life (create, pods Ready, a deleted child restored, a spec update, delete) and an
-InferenceCascade with a CacheTier (gateway, its ServiceAccount, Redis and its NetworkPolicy; deleted again) without
-one refused request: the API server's refusal counters do not move (local control plane) and the operator logs no
-"Forbidden"/403; and the chart grants nothing on Secrets (SubjectAccessReview for every verb, and the ServiceAccount's
-own SelfSubjectAccessReview).
+InferenceCascade with a CacheTier (gateway, its ServiceAccount, the Role and RoleBinding that let it read
+EndpointSlices, Redis and its NetworkPolicy; deleted again) without one refused request: the API server's refusal
+counters do not move (local control plane) and the operator logs no "Forbidden"/403; and the chart grants nothing on
+Secrets (SubjectAccessReview for every verb, and the ServiceAccount's own SelfSubjectAccessReview).
 
 The CRDs are cluster-scoped and may already be installed (by the `crds` fixture of another module, or by an earlier
 release). Helm installs crds/ only when absent and never upgrades them, so this module does what a user upgrading
@@ -536,7 +536,10 @@ class Scenario:
 
 
 MD_CHILDREN = (("apps/v1", "Deployment"), ("v1", "Service"), ("policy/v1", "PodDisruptionBudget"))
-GATEWAY_CHILDREN = (("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "ServiceAccount"))
+# The Role and RoleBinding let the gateway read its ModelDeployment tier's EndpointSlices (prefix routing, the
+# default): the operator grants them under the chart's RBAC, which holds those verbs but no escalate or bind.
+GATEWAY_CHILDREN = (("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "ServiceAccount"),
+                    ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "RoleBinding"))
 REDIS_CHILDREN = (("apps/v1", "Deployment"), ("v1", "Service"), ("networking.k8s.io/v1", "NetworkPolicy"))
 
 

@@ -65,6 +65,9 @@ class StubUpstream:
         self.requests: list[dict[str, Any]] = []
         self.usages: list[dict[str, int]] = []
         self.disconnects = 0
+        # Requests being answered now, and the most at once (the routing tests check the load bound with it).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -106,6 +109,14 @@ class StubUpstream:
         return await self._serve(request, "completions")
 
     async def _serve(self, request: web.Request, endpoint: str) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request, endpoint)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
         b = self.behaviour
@@ -211,9 +222,10 @@ class StubUpstream:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve an OpenAI-compatible stub engine on loopback.")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0: every loopback address)")
     parser.add_argument("--answer", default=Behaviour.answer)
     args = parser.parse_args()
-    web.run_app(StubUpstream("stub", answer=args.answer).app(), host="127.0.0.1", port=args.port,
+    web.run_app(StubUpstream("stub", answer=args.answer).app(), host=args.host, port=args.port,
                 access_log=None, print=None)
 
 

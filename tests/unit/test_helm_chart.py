@@ -266,6 +266,11 @@ GRANTED = [
     ("networking.k8s.io", "networkpolicies", "create", None),
     ("", "events", "create", None),
     ("events.k8s.io", "events", "patch", None),
+    # The Role a routing gateway gets, and the verbs it grants (RBAC: only what the operator holds itself).
+    ("rbac.authorization.k8s.io", "roles", "create", None),
+    ("rbac.authorization.k8s.io", "rolebindings", "create", None),
+    ("rbac.authorization.k8s.io", "rolebindings", "delete", None),
+    ("discovery.k8s.io", "endpointslices", "watch", None),
 ]
 DENIED = [
     ("neuroscale.io", "modeldeployments", "delete", None),
@@ -279,7 +284,11 @@ DENIED = [
     ("", "pods", "get", None),
     ("", "pods", "patch", None),
     ("", "events", "delete", None),
-    ("rbac.authorization.k8s.io", "roles", "create", None),
+    ("rbac.authorization.k8s.io", "roles", "escalate", None),
+    ("rbac.authorization.k8s.io", "roles", "bind", None),
+    ("rbac.authorization.k8s.io", "clusterroles", "create", None),
+    ("rbac.authorization.k8s.io", "clusterrolebindings", "create", None),
+    ("discovery.k8s.io", "endpointslices", "create", None),
     ("apiextensions.k8s.io", "customresourcedefinitions", "create", None),
     ("", "namespaces", "create", None),
 ]

@@ -124,6 +124,12 @@ def test_usage_tokens_ignores_what_is_not_a_count() -> None:
     assert usage_tokens(None) == {"prompt": 0, "completion": 0}
 
 
+def rendered_objects(spec: dict) -> list[dict]:
+    parsed = InferenceCascadeSpec.model_validate(make_inference_cascade(**spec)["spec"])
+    return render_inference_cascade("chat", "models", parsed, resolve_tiers(parsed, "models", {}), None,
+                                    image="neuroscale:test").objects
+
+
 def render(spec: dict, cost: float | None = None, cache: bool = False):
     parsed = InferenceCascadeSpec.model_validate(make_inference_cascade(**spec)["spec"])
     llama = {"spec": {"model": {"source": "hf://meta-llama/Llama-3.1-8B-Instruct"}},
@@ -144,7 +150,9 @@ def test_api_keys_by_default_mount_the_secret_and_read_no_api() -> None:
                       "items": [{"key": "tenants.yaml", "path": "tenants.yaml"}]}
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "tenants")
     assert mount == {"name": "tenants", "mountPath": TENANTS_DIR, "readOnly": True} and "subPath" not in mount
-    assert pod["automountServiceAccountToken"] is False, "the gateway reads the mounted file, never the API"
+    # The gateway reads the mounted file; what its token may read (replica routing) includes no Secret.
+    roles = [o for o in rendered_objects({}) if o["kind"] == "Role"]
+    assert all("secrets" not in rule.get("resources", ()) for role in roles for rule in role["rules"])
     assert config.quotas is not None and config.quotas.redis_url == config.cache["redis_url"]
     small, large = config.tiers
     assert (small.price.prompt_per_million, small.price.completion_per_million) == (0.0, 0.42)

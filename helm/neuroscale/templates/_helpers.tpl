@@ -80,6 +80,15 @@ Argument: a dict with "clusterWide" (bool), which decides the kopf peering kind.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "create", "patch", "delete"]
+# A routing cascade gateway reads its tiers' EndpointSlices through a Role the operator renders and binds to the
+# gateway's ServiceAccount. RBAC lets the operator create that Role only because it holds the same verbs itself
+# (no escalate or bind verb is granted), and only in the namespaces it watches.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

@@ -280,6 +280,28 @@ class QuotaSpec(ApiModel):
     )
 
 
+class RoutingSpec(ApiModel):
+    """How the gateway spreads a ModelDeployment tier's requests over its replicas."""
+
+    policy: Literal["prefix", "session", "least-loaded", "service"] = Field(
+        default="prefix",
+        description="prefix: the gateway picks the replica by consistent hashing with bounded load over the session "
+        "header when sent, else the prompt's opening (system prompt and first user message), so a conversation or "
+        "shared document keeps hitting one replica's prefix cache; session: the session header only (least-loaded "
+        "without one); least-loaded: fewest requests in flight; service: through the Service (kube-proxy).",
+    )
+    load_factor: float = Field(
+        default=1.25, gt=1.0, le=10.0,
+        description="Bounded load: a replica takes no request of average prompt length past loadFactor × the mean "
+        "in flight (a longer prompt, with more cache to reuse, gets up to twice the slack; a shorter one less); "
+        "the next replica on the ring takes it.",
+    )
+    session_header: str = Field(
+        default="x-neuroscale-session", max_length=128, pattern=r"^[A-Za-z0-9-]+$",
+        description="Request header carrying the client's session key.",
+    )
+
+
 class CacheTierRef(ApiModel):
     """A CacheTier in the cascade's namespace."""
 
@@ -304,6 +326,7 @@ class InferenceCascadeSpec(ApiModel):
         default=None, description="Response cache; while the CacheTier is missing the gateway serves uncached."
     )
     gateway: GatewaySpec = Field(**default_object(GatewaySpec, "Gateway Deployment and Service."))
+    routing: RoutingSpec = Field(**default_object(RoutingSpec, "Replica choice for ModelDeployment tiers."))
     auth: AuthSpec = Field(**default_object(AuthSpec, "Authentication of callers; default: API keys."))
     quotas: QuotaSpec = Field(**default_object(QuotaSpec, "Default per-tenant rate limits; omitted: unlimited."))
 

@@ -23,7 +23,12 @@ from neuroscale.status import inferencecascade as S
 
 KIND = "InferenceCascade"
 CHILD_KINDS = (("v1", "ConfigMap"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ServiceAccount"),
+               ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
                ("policy/v1", "PodDisruptionBudget"))
+# Rendered only for some specs (an IAM role, replica routing, two or more replicas): deleted when a spec no longer
+# needs them.
+OPTIONAL_KINDS = (("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+                  ("rbac.authorization.k8s.io/v1", "Role"), ("policy/v1", "PodDisruptionBudget"))
 
 def owned_children(name: str) -> list[tuple[str, str, str]]:
     return [(api_version, kind, gateway_name(name)) for api_version, kind in CHILD_KINDS]
@@ -82,9 +87,9 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
             spec_problem=ConditionUpdate(R.RESOLVED, "False", R.INVALID_SPEC, str(exc))), now, emit, {})
 
     applied, apply_error = apply_children(body, rendered.objects, kube, emit)
-    for api_version, kind in (("v1", "ServiceAccount"), ("policy/v1", "PodDisruptionBudget")):
-        if not any(o["kind"] == kind for o in rendered.objects):
-            delete_children(body, [(api_version, kind, gateway_name(name))], kube)
+    rendered_kinds = {o["kind"] for o in rendered.objects}
+    delete_children(body, [(api_version, kind, gateway_name(name)) for api_version, kind in OPTIONAL_KINDS
+                           if kind not in rendered_kinds], kube)
     observed = S.CascadeObserved(
         deployment=kube.get("apps/v1", "Deployment", namespace, gateway_name(name)),
         desired_replicas=spec.gateway.replicas,

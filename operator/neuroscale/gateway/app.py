@@ -31,6 +31,7 @@ from neuroscale.gateway.scope import cache_scope
 from neuroscale.gateway.streaming import DONE, encode_event, replay_chunks
 from neuroscale.gateway.upstreams.base import Upstream, UpstreamError
 from neuroscale.gateway.upstreams.openai import OpenAIUpstream
+from neuroscale.gateway.upstreams.routed import REQUEST_HEADERS, RoutedOpenAIUpstream
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,8 @@ def build_app(
 
 def _build_upstream(tier: Tier, session: aiohttp.ClientSession, limits: Limits) -> Upstream:
     if tier.kind == "openai":
+        if tier.routing is not None:
+            return RoutedOpenAIUpstream(tier, session, limits)
         return OpenAIUpstream(tier, session, limits)
     if tier.kind == "bedrock":
         from neuroscale.gateway.upstreams.bedrock import BedrockUpstream
@@ -312,6 +315,7 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     assert state.cascade is not None
     started = time.perf_counter()
     request[ENDPOINT] = endpoint
+    REQUEST_HEADERS.set(request.headers)
     tenant = await _admit(request)
     parsed = parse_request(endpoint, await _read_body(request))
     config = state.config

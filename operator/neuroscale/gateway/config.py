@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from neuroscale.routing.config import ReplicaRouting
+
 DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
     r"^\s*(i'?m|i am) (sorry|afraid)\b",
     r"^\s*i (can(no|')t|cannot|won'?t|am unable to|'m unable to)\b",
@@ -87,6 +89,9 @@ class OpenAITier(_TierBase):
         default=None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Environment variable holding the upstream's API key (mounted from a Secret).",
+    )
+    routing: ReplicaRouting | None = Field(
+        default=None, description="Pick the replica behind the Service per request; omitted: send to `url`."
     )
     adapters: tuple[str, ...] = Field(
         default=(),

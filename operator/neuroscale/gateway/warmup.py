@@ -8,8 +8,9 @@ not ready:
 
 1. is counted in `neuroscale_gateway_cold_requests_total{tier, model_deployment}`. Prometheus sums the counter over
    every gateway replica and the operator's autoscaler scales the deployment 0→1 on it (autoscale/zero.py). The
-   gateway needs no Kubernetes credentials for this (its pods mount no token), several replicas never race on a
-   write, and a replica that restarts loses nothing Prometheus has not already scraped;
+   gateway needs no right to write to Kubernetes for this (a routing gateway may only read EndpointSlices),
+   several replicas never race on a write, and a replica that restarts loses nothing Prometheus has not already
+   scraped;
 2. waits for the tier if it is expected awake within `hold_seconds` (measured: how long the last wake this replica
    saw took from its first cold request to ready; declared: the ModelDeployment's coldStartSeconds, until then);
 3. otherwise, or when the hold runs out, goes to the next tier of its plan (escalation reason `cold`). When no tier

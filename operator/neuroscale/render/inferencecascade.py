@@ -19,7 +19,7 @@ from neuroscale.render import labels
 from neuroscale.render.cachetier import CacheBinding, cache_binding
 from neuroscale.render.modeldeployment import served_model_name, validate_names
 from neuroscale import __version__
-from neuroscale.render.pod import container_security
+from neuroscale.render.pod import PORT_NAME as ENGINE_PORT_NAME, container_security
 
 CASCADE_LABEL = "neuroscale.io/inference-cascade"
 GATEWAY_COMPONENT = "gateway"
@@ -159,7 +159,20 @@ def _tier_common(tier: CascadeTier) -> dict[str, Any]:
     return common
 
 
-def _resolve(tier: CascadeTier, namespace: str, model_deployments: Mapping[str, dict[str, Any] | None]) -> ResolvedTier:
+def _routing(spec: InferenceCascadeSpec, service: str, namespace: str) -> dict[str, Any]:
+    """A ModelDeployment tier's replica routing in the gateway config (its Service is named after it)."""
+    routing = spec.routing
+    return {"policy": routing.policy, "service": service, "namespace": namespace, "port_name": ENGINE_PORT_NAME,
+            "load_factor": routing.load_factor, "session_header": routing.session_header}
+
+
+def routes_replicas(spec: InferenceCascadeSpec) -> bool:
+    """Whether the gateway picks ModelDeployment replicas itself (and so watches EndpointSlices)."""
+    return spec.routing.policy != "service" and any(t.model_deployment is not None for t in spec.tiers)
+
+
+def _resolve(tier: CascadeTier, spec: InferenceCascadeSpec, namespace: str,
+             model_deployments: Mapping[str, dict[str, Any] | None]) -> ResolvedTier:
     common = _tier_common(tier)
     ref_body = model_deployments.get(tier.model_deployment.name) if tier.model_deployment is not None else None
     common["price"] = _price(tier, ref_body)
@@ -180,6 +193,8 @@ def _resolve(tier: CascadeTier, namespace: str, model_deployments: Mapping[str, 
         wake = _wake(ref, body, tier.model_deployment.wake_hold_seconds)
         if wake is not None:
             config["wake"] = wake
+        if routes_replicas(spec):
+            config["routing"] = _routing(spec, ref, namespace)
         return ResolvedTier(tier.name, tier.kind, url, ready, message, config)
     if tier.openai is not None:
         config = {**common, "kind": "openai", "url": tier.openai.url, "model": tier.openai.model}
@@ -213,7 +228,7 @@ def resolve_tiers(
     A ModelDeployment tier that is missing or not ready still gets its conventional Service URL, so the gateway
     works as soon as it comes up; its readiness is reported, never silently skipped.
     """
-    return [_resolve(tier, namespace, model_deployments) for tier in spec.tiers]
+    return [_resolve(tier, spec, namespace, model_deployments) for tier in spec.tiers]
 
 
 def _escalation(spec: InferenceCascadeSpec) -> dict[str, Any]:
@@ -323,8 +338,21 @@ def _memory(spec: InferenceCascadeSpec, config: GatewayConfig) -> str:
     return SEMANTIC_LOCAL_MEMORY if cache.get("mode") == "semantic" and local else DEFAULT_MEMORY
 
 
+def _endpoint_reader(name: str, namespace: str, account: str) -> list[dict[str, Any]]:
+    """A Role that reads EndpointSlices in the cascade's namespace, bound to the gateway's account: all the gateway
+    needs to find its tiers' replicas. The operator holds these verbs itself, so it may grant them (RBAC refuses a
+    Role that grants more than its creator has) and needs neither `escalate` nor `bind`."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(name, namespace),
+            "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                       "verbs": ["get", "list", "watch"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta(name, namespace),
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": gateway_name(name)},
+               "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}
+    return [role, binding]
+
+
 def _deployment(name: str, namespace: str, spec: InferenceCascadeSpec, config: GatewayConfig, config_hash: str,
-                cache: CacheBinding | None, image: str, account: str | None) -> dict[str, Any]:
+                cache: CacheBinding | None, image: str, account: str | None, routed: bool) -> dict[str, Any]:
     memory = _memory(spec, config)
     container = {
         "name": "gateway",
@@ -355,7 +383,8 @@ def _deployment(name: str, namespace: str, spec: InferenceCascadeSpec, config: G
             "secretName": api_keys_secret(name, spec), "optional": True,
             "items": [{"key": spec.auth.api_keys.secret_key, "path": TENANTS_FILE}]}})
     pod_spec: dict[str, Any] = {
-        "automountServiceAccountToken": False,
+        # Only a gateway that watches EndpointSlices talks to the API server, and only it gets a token.
+        "automountServiceAccountToken": routed,
         "enableServiceLinks": False,
         # preStop, then the drain (cli.py), then a margin before the kubelet kills what is left.
         "terminationGracePeriodSeconds": PRE_STOP_SECONDS + spec.gateway.drain_seconds + 5,
@@ -396,7 +425,8 @@ def render_inference_cascade(
     name: str, namespace: str, spec: InferenceCascadeSpec, tiers: list[ResolvedTier], cache: CacheBinding | None,
     *, image: str,
 ) -> RenderedCascade:
-    """The gateway ConfigMap, Deployment, Service (and ServiceAccount for an IAM role) of `namespace/name`.
+    """The gateway ConfigMap, Deployment, Service (a ServiceAccount for an IAM role or for routing, and the Role and
+    RoleBinding that let a routing gateway read EndpointSlices) of `namespace/name`.
 
     Raises ValueError for names or settings that cannot work. Objects carry no ownerReferences (the caller adopts).
     """
@@ -406,14 +436,18 @@ def render_inference_cascade(
     config_hash = hashlib.sha256(config_json.encode()).hexdigest()[:16]
     account_spec = spec.gateway.service_account
     account_name, objects = account_spec.name, []
-    if not account_name and account_spec.role_arn:
+    routed = routes_replicas(spec)
+    if not account_name and (account_spec.role_arn or routed):
         account_name = gateway_name(name)
-        objects.append({"apiVersion": "v1", "kind": "ServiceAccount",
-                        "metadata": _meta(name, namespace, {labels.ROLE_ARN: account_spec.role_arn}),
+        annotations = {labels.ROLE_ARN: account_spec.role_arn} if account_spec.role_arn else None
+        objects.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, namespace, annotations),
                         "automountServiceAccountToken": False})
+    if routed:
+        assert account_name is not None
+        objects.extend(_endpoint_reader(name, namespace, account_name))
     objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name, namespace),
                     "data": {CONFIG_FILE: config_json}})
-    objects.append(_deployment(name, namespace, spec, config, config_hash, cache, image, account_name))
+    objects.append(_deployment(name, namespace, spec, config, config_hash, cache, image, account_name, routed))
     if spec.gateway.replicas >= 2:
         # Voluntary disruptions (node drains, Karpenter consolidation) take one gateway at a time; a single replica
         # gets no budget, so it never blocks a drain.
