@@ -27,6 +27,7 @@ SUBCOMMANDS = (
     "neuroscale.autoscale.cli",  # simulate
     "neuroscale.gateway.cli",  # gateway
     "neuroscale.routing.cli",  # route-sim
+    "neuroscale.usage.cli",  # usage
 )
 
 INPUT_ERROR_EXIT = 2  # as argparse exits on a bad argument

@@ -1,7 +1,9 @@
 """Gateway overhead benchmark: added latency (p50/p99) against calling the stub engine directly, max requests/s
 with the gateway pinned to one core, streaming and non-streaming, cache-hit latency (exact in memory and in Redis
-on loopback, semantic in memory), and what prefix routing over 8 replicas adds to a gateway that sends to the
-Service (the 8 replicas are one stub on 8 loopback addresses). Prints a table.
+on loopback, semantic in memory), what prefix routing over 8 replicas adds to a gateway that sends to the
+Service (the 8 replicas are one stub on 8 loopback addresses), and what tenants cost: API-key authentication
+(100 tenants in the tenants file) alone, and with per-tenant request and token quotas in Redis on loopback, each
+paired against the same gateway without them. Prints a table.
 
     .venv/bin/python tests/bench/bench_gateway.py [--requests 2000] [--concurrency 4] [--seconds 5] [--no-semantic]
                                                   [--profile 25]
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import pstats
@@ -35,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.redis_server import start_redis  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+API_KEY = "sk-bench-tenant-42"
 GATEWAY_CPU, LOAD_CPU = 0, 1
 
 
@@ -161,9 +165,22 @@ def summary(by_kind: dict[str, list[float]]) -> str:
     return "; ".join(f"{kind} x{len(times)}: {pct(times, .5):.3f} / {pct(times, .99):.3f}" for kind, times in sorted(by_kind.items()))
 
 
-def gateway_config(port: int, upstream: str, cache: dict | None = None, routing: dict | None = None) -> dict:
+def gateway_config(port: int, upstream: str, cache: dict | None = None, routing: dict | None = None,
+                   **extra: object) -> dict:
     return {"model_name": "cascade", "host": "127.0.0.1", "port": port, "cache": cache,
-            "tiers": [{"kind": "openai", "name": "engine", "url": upstream, "model": "stub", "routing": routing}]}
+            "tiers": [{"kind": "openai", "name": "engine", "url": upstream, "model": "stub", "routing": routing}],
+            **extra}
+
+
+def tenants_file(workdir: str) -> str:
+    """100 tenants, the benchmark's key belonging to one in the middle (every key is compared on each request)."""
+    lines = ["tenants:"]
+    for index in range(100):
+        key = API_KEY if index == 42 else f"sk-other-{index}"
+        lines += [f"  team-{index}:", f"    keySha256: [{hashlib.sha256(key.encode()).hexdigest()}]"]
+    path = Path(workdir) / "tenants.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
 
 
 ROUTED_REPLICAS = 8
@@ -194,10 +211,17 @@ async def run(args: argparse.Namespace) -> None:
                "static_replicas": [f"127.0.0.{index + 1}:{stub_port}" for index in range(ROUTED_REPLICAS)]}
     process, gateways["routed"] = start_gateway(gateway_config(free_port(), upstream, routing=routing), workdir)
     processes.append(process)
+    auth = {"mode": "api_keys", "keys_file": tenants_file(workdir)}
+    quotas = {"redis_url": redis.url, "requests_per_minute": 10**8, "tokens_per_minute": 10**10}
+    for name, extra in (("auth", {"auth": auth}), ("auth+quota", {"auth": auth, "quotas": quotas})):
+        process, url = start_gateway(gateway_config(free_port(), upstream, None, **extra), workdir)
+        processes.append(process)
+        gateways[name] = url
     rows: list[tuple[str, str]] = []
     connector = aiohttp.TCPConnector(limit=0)
     try:
-        async with aiohttp.ClientSession(connector=connector) as session:
+        # Every call carries the key; the stub and the gateways without auth ignore it.
+        async with aiohttp.ClientSession(connector=connector, headers={"Authorization": f"Bearer {API_KEY}"}) as session:
             await wait_ready(session, upstream + "/chat/completions")
             for url in gateways.values():
                 await wait_ready(session, url + "/healthz")
@@ -226,6 +250,18 @@ async def run(args: argparse.Namespace) -> None:
                 gateway_rps = await throughput(session, through, body, args.seconds, 64)
                 rows.append((f"max req/s {label}: direct / gateway (1 core)",
                              f"{direct_rps:.0f} / {gateway_rps:.0f} ({gateway_rps / direct_rps:.2f}x)"))
+            for name in ("auth", "auth+quota"):
+                tenant = gateways[name] + "/v1/chat/completions"
+                for label, body, field in (("non-streaming total", plain, 1), ("streaming first byte", streaming, 0)):
+                    g, t = await paired(session, through, tenant, body, args.requests, args.concurrency, field)
+                    rows.append((f"{name}, {label}: gateway / with {name} p50 / p99 ms",
+                                 f"{pct(g, .5):.3f} / {pct(g, .99):.3f} → {pct(t, .5):.3f} / {pct(t, .99):.3f}"))
+                    rows.append((f"{name}, {label}: ADDED by {name} p50 / p99 ms",
+                                 f"{pct(t, .5) - pct(g, .5):.3f} / {pct(t, .99) - pct(g, .99):.3f}"))
+                gateway_rps = await throughput(session, through, plain, args.seconds, 64)
+                tenant_rps = await throughput(session, tenant, plain, args.seconds, 64)
+                rows.append((f"max req/s non-streaming: gateway / with {name} (1 core)",
+                             f"{gateway_rps:.0f} / {tenant_rps:.0f} ({tenant_rps / gateway_rps:.2f}x)"))
             baseline = [t for _, t in [await call(session, direct, plain) for _ in range(args.requests // 4)]]
             rows.append(("upstream direct p50 / p99 ms (reference)", f"{pct(baseline, .5):.3f} / {pct(baseline, .99):.3f}"))
             deterministic = {**plain, "temperature": 0}

@@ -254,7 +254,7 @@ async def test_missing_cache_then_created_rolls_the_gateway(cluster: Cluster) ->
         await eventually(lambda: cluster.config().get("cache"))
         config = await asyncio.to_thread(cluster.config)
         assert config["cache"]["redis_url"] == f"redis://answers-redis.{ns}.svc.cluster.local:6379/0"
-        assert config["cache"]["ttl_seconds"] == 600 and config["tenant_header"] == "x-tenant-id"
+        assert config["cache"]["ttl_seconds"] == 600 and config["quotas"]["redis_url"] == config["cache"]["redis_url"]
         template = await eventually(lambda: (t := cluster.template())["metadata"]["annotations"][CONFIG_HASH]
                                     != first_hash and t)
         assert template["metadata"]["labels"][CACHE_LABEL] == "answers"

@@ -38,7 +38,7 @@ def rendered_config(base: StubUpstream, sql_tier: StubUpstream, large: StubUpstr
         {"name": "small", "modelDeployment": {"name": "llama"}},
         {"name": "small-sql", "modelDeployment": {"name": "llama", "adapter": "sql"}},
         {"name": "large", "openai": {"url": "https://llm.example.com/v1", "model": "large-model"}},
-    ]})
+    ], "auth": {"mode": "none"}})  # callers unauthenticated here: test_gateway_tenants.py covers API keys
     tiers = resolve_tiers(spec, "models", {"llama": llama})
     assert [t.ready for t in tiers] == ["True", "True", "Unknown"]
     config = gateway_config("chat", spec, tiers, None)

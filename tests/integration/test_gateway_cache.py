@@ -1,6 +1,6 @@
 """The gateway with the response cache, in-process memory backend and a real Redis on loopback (exact mode):
 the cache is consulted before the cascade and filled after a complete answer; a streamed answer is cached once it
-ends and replays as a stream (and as JSON); scopes isolate API keys and tenant headers; non-deterministic
+ends and replays as a stream (and as JSON); scopes isolate API keys (under auth mode none) and ignore a tenant header the client sets; non-deterministic
 requests bypass it; failed, partial and disconnected answers are never cached; hits and misses are counted."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ async def engine() -> AsyncIterator[StubUpstream]:
 
 @pytest.fixture
 async def gateway(engine: StubUpstream, cache_settings: dict) -> AsyncIterator[RunningGateway]:
-    config = make_config([openai_tier("large", engine.base_url)], cache=cache_settings, tenant_header="x-tenant")
+    config = make_config([openai_tier("large", engine.base_url)], cache=cache_settings)
     async with serve_gateway(config) as running:
         yield running
 
@@ -87,13 +87,14 @@ async def test_openai_client_stream_replays_from_cache(gateway: RunningGateway, 
     assert len(engine.requests) == 1
 
 
-async def test_scopes_isolate_keys_and_tenants(gateway: RunningGateway, engine: StubUpstream) -> None:
+async def test_scopes_isolate_keys_not_client_tenant_headers(gateway: RunningGateway, engine: StubUpstream) -> None:
     await ask(gateway, DETERMINISTIC, key="key-a")
     _, other_key, _ = await ask(gateway, DETERMINISTIC, key="key-b")
-    _, other_tenant, _ = await ask(gateway, DETERMINISTIC, key="key-a", tenant="t2")
+    # A tenant header is the client's own claim: it neither splits nor picks a scope (auth.py decides tenants).
+    _, claimed_tenant, _ = await ask(gateway, DETERMINISTIC, key="key-a", tenant="t2")
     _, same, _ = await ask(gateway, DETERMINISTIC, key="key-a")
-    assert (other_key["x-neuroscale-tier"], other_tenant["x-neuroscale-tier"], same["x-neuroscale-tier"]) == (
-        "large", "large", "cache")
+    assert (other_key["x-neuroscale-tier"], claimed_tenant["x-neuroscale-tier"], same["x-neuroscale-tier"]) == (
+        "large", "cache", "cache")
 
 
 async def test_sampled_requests_bypass_the_cache(gateway: RunningGateway, engine: StubUpstream) -> None:

@@ -1,12 +1,22 @@
-"""Test factories for the gateway: configs from a few overrides, and a gateway served on a loopback port."""
+"""Test factories for the gateway: configs from a few overrides, and a gateway served on a loopback port, in this
+process or as its own `neuroscale gateway` process."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from neuroscale.gateway.app import build_app
@@ -52,3 +62,49 @@ async def serve_gateway(
         yield RunningGateway(f"http://127.0.0.1:{port}", app, metrics)
     finally:
         await runner.cleanup()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@asynccontextmanager
+async def gateway_process(config: GatewayConfig) -> AsyncIterator[GatewayProcess]:
+    """`python -m neuroscale gateway` on a free loopback port, ready when this yields; terminated afterwards."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="neuroscale-gateway-") as workdir:
+        path = Path(workdir) / "gateway.json"
+        path.write_text(json.dumps({**config.model_dump(mode="json"), "port": port}))
+        process = subprocess.Popen([sys.executable, "-m", "neuroscale", "gateway", "--config", str(path)], cwd=ROOT,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        running = GatewayProcess(f"http://127.0.0.1:{port}", process)
+        try:
+            await _wait_ready(running)
+            yield running
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=30)
+
+
+async def _wait_ready(gateway: GatewayProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if gateway.process.poll() is not None:
+                raise RuntimeError(f"the gateway process exited with {gateway.process.returncode}")
+            try:
+                async with http.get(gateway.url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the gateway process did not become ready")

@@ -5,6 +5,7 @@ usage, and configurable latency, HTTP errors, refusals, empty answers and broken
         stub.base_url  # http://127.0.0.1:PORT/v1
         stub.behaviour.status = 503  # change behaviour between requests
         stub.requests  # bodies received, in order
+        stub.usages  # the `usage` of every generated answer, in order
 
 `python -m tests.support.stub_upstream --port N` serves one from its own process (benchmarks).
 """
@@ -62,6 +63,7 @@ class StubUpstream:
         self.name = name
         self.behaviour = Behaviour(**behaviour)
         self.requests: list[dict[str, Any]] = []
+        self.usages: list[dict[str, int]] = []
         self.disconnects = 0
         # Requests being answered now, and the most at once (the routing tests check the load bound with it).
         self.in_flight = 0
@@ -142,6 +144,7 @@ class StubUpstream:
         prompt_chars = len(json.dumps(body.get("messages") or body.get("prompt") or ""))
         usage = {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(pieces),
                  "total_tokens": prompt_chars // 4 + len(pieces)}
+        self.usages.append(usage)
         head = {"id": f"{self.name}-{len(self.requests)}", "created": int(time.time()), "model": body.get("model")}
         if body.get("stream"):
             return await self._stream(request, endpoint, body, pieces, head, usage)

@@ -48,6 +48,9 @@ ONE_BACKEND = "set exactly one of inCluster or external"
 OPENAI_EMBEDDING = "embedding kind openai needs url"
 BEDROCK_EMBEDDING = "embedding kind bedrock needs model (a Titan model id) and region"
 SEMANTIC_ONLY = "semantic settings apply only to mode semantic"
+TRUSTED_HEADER = "auth mode trustedHeader needs auth.trustedHeader"
+PROXY_PROOF = ("trustedHeader needs proxyCidrs or sharedSecretHeader with sharedSecretRef: otherwise any client "
+               "names any tenant")
 SPECULATION_ENGINE = "speculativeDecoding needs engine vllm"
 EAGLE_TRN2 = ("method eagle (EAGLE v1) runs on the NxD Inference image (inf2, trn1); the vLLM Neuron plugin on trn2 "
               "takes method eagle3 only")
@@ -104,6 +107,11 @@ REFUSED: dict[str, list[dict[str, Any]]] = {
     BEDROCK_EMBEDDING: [ct(**SEMANTIC, semantic={"embedding": {"kind": "bedrock", "region": "us-east-1"}}),
                         ct(**SEMANTIC, semantic={"embedding": {"kind": "bedrock", "model": "amazon.titan-embed"}})],
     SEMANTIC_ONLY: [ct(semantic={"similarityThreshold": 0.9}), ct(mode="exact", semantic={})],
+    TRUSTED_HEADER: [ic(auth={"mode": "trustedHeader"})],
+    PROXY_PROOF: [ic(auth={"mode": "trustedHeader", "trustedHeader": {"header": "x-tenant"}}),
+                  ic(auth={"mode": "trustedHeader", "trustedHeader": {"header": "x-tenant", "proxyCidrs": []}}),
+                  ic(auth={"mode": "trustedHeader",
+                           "trustedHeader": {"header": "x-tenant", "sharedSecretHeader": "x-proxy-secret"}})],
 }
 EAGLE = {"method": "eagle", "draftModel": {"source": "hf://org/eagle-head"}}
 EAGLE3 = {"method": "eagle3", "draftModel": {"source": "hf://org/eagle3-head"}}

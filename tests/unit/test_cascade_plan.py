@@ -36,7 +36,8 @@ def test_8b_to_70b_exact_cache_renders_gateway_and_redis():
         ("large", "http://llama-70b.models.svc.cluster.local:8000/v1", "llama-3.3-70b-instruct"),
     ]
     assert config.cache["mode"] == "exact" and config.cache["redis_url"].startswith("redis://chat-cache-redis.")
-    assert config.tenant_header == "x-tenant-id" and config.escalation.min_mean_logprob == -1.2
+    assert config.auth.mode == "api_keys" and config.escalation.min_mean_logprob == -1.2
+    assert config.quotas is not None and config.quotas.redis_url == config.cache["redis_url"]
     gateway_pod = find(objects, "Deployment", "chat-gateway")["spec"]["template"]["metadata"]["labels"]
     policy = find(objects, "NetworkPolicy", "chat-cache-redis")["spec"]
     admitted = policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]

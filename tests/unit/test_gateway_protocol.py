@@ -73,7 +73,9 @@ def test_config_round_trips_through_json() -> None:
         [openai_tier("small", "http://small:8080/v1", api_key_env="SMALL_KEY"),
          {"kind": "bedrock", "name": "claude", "model_id": "anthropic.claude-3-haiku", "region": "us-east-1"},
          {"kind": "sagemaker", "name": "lmi", "endpoint_name": "ep", "region": "us-west-2", "payload": "inputs"}],
-        cache={"mode": "exact", "backend": "memory"}, tenant_header="x-tenant",
+        cache={"mode": "exact", "backend": "memory"},
+        auth={"mode": "trusted_header", "tenant_header": "x-tenant", "proxy_cidrs": ["10.0.0.0/8"]},
+        quotas={"redis_url": "redis://quota:6379/0", "tokens_per_minute": 1000},
     )
     assert parse_config(config.model_dump_json()) == config
     assert [tier.kind for tier in config.tiers] == ["openai", "bedrock", "sagemaker"]
@@ -104,12 +106,13 @@ def test_config_file_that_is_not_a_mapping() -> None:
     assert GatewayConfig.model_fields["max_body_bytes"].default == 1 << 20
 
 
-def test_cache_scope_isolates_keys_tenants_and_hints() -> None:
-    base = cache_scope("Bearer key-a", None)
-    assert base == cache_scope("bearer  key-a", "")
-    assert base != cache_scope("Bearer key-b", None)
-    assert base != cache_scope("Bearer key-a", "tenant-1")
-    assert cache_scope("Bearer key-a", None, ("large", None)) != cache_scope("Bearer key-a", None, (None, "large"))
+def test_cache_scope_isolates_tenants_keys_and_hints() -> None:
+    base = cache_scope("team-a", "key-a")
+    assert base == cache_scope("team-a", "key-a")
+    assert base != cache_scope("team-a", "key-b")
+    assert base != cache_scope("team-b", "key-a")
+    assert cache_scope("team-a") == cache_scope("team-a", "") != cache_scope("team-b")
+    assert cache_scope("team-a", None, ("large", None)) != cache_scope("team-a", None, (None, "large"))
     assert "key-a" not in base
 
 

@@ -108,7 +108,8 @@ class IsolationSpec(ApiModel):
 
     tenant_header: str | None = Field(
         default=None, max_length=128, pattern=r"^[A-Za-z0-9-]+$",
-        description="Request header whose value further splits the scope (e.g. x-tenant-id).",
+        description="Ignored: a header the client sets must not choose a cache scope. Tenants now come from the "
+        "InferenceCascade's spec.auth; kept so existing objects stay valid.",
     )
 
 

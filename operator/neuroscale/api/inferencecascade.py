@@ -28,6 +28,14 @@ DEFAULT_MAX_TIER_RULE = Rule(
     "self.tiers.exists(t, t.name == self.escalation.defaultMaxTier)",
     "escalation.defaultMaxTier must name one of the tiers",
 )
+TRUSTED_HEADER_RULE = Rule(
+    "self.mode != 'trustedHeader' || has(self.trustedHeader)", "auth mode trustedHeader needs auth.trustedHeader",
+)
+PROXY_PROOF_RULE = Rule(
+    "(has(self.proxyCidrs) && size(self.proxyCidrs) > 0) || (has(self.sharedSecretHeader) && "
+    "has(self.sharedSecretRef))",
+    "trustedHeader needs proxyCidrs or sharedSecretHeader with sharedSecretRef: otherwise any client names any tenant",
+)
 MODEL_NAME_RULE = Rule(
     "!has(self.modelName) || self.tiers.all(t, t.name != self.modelName)",
     "modelName must differ from every tier name",
@@ -102,6 +110,15 @@ class TierTimeouts(ApiModel):
     total_seconds: float = Field(default=300.0, gt=0, le=3600, description="Upper bound on the whole exchange.")
 
 
+class TierPricing(ApiModel):
+    """What a tier's tokens cost, for chargeback."""
+
+    prompt_per_million_tokens: float = Field(default=0.0, ge=0, le=10_000, description="USD per million prompt tokens.")
+    completion_per_million_tokens: float = Field(
+        default=0.0, ge=0, le=10_000, description="USD per million generated tokens."
+    )
+
+
 class CascadeTier(ApiModel):
     """One tier of the cascade: exactly one of modelDeployment, openai, bedrock or sagemaker."""
 
@@ -120,6 +137,10 @@ class CascadeTier(ApiModel):
         description="Skip this tier when the estimated prompt is longer (prompt-length escalation).",
     )
     timeouts: TierTimeouts = Field(**default_object(TierTimeouts, "Timeouts for this tier."))
+    pricing: TierPricing | None = Field(
+        default=None, description="USD per million tokens for chargeback (the Bedrock / SageMaker price table); "
+        "omitted: a ModelDeployment tier's status.costPerMillionTokens for generated tokens, $0 otherwise.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> CascadeTier:
@@ -186,6 +207,77 @@ class GatewaySpec(ApiModel):
     service_account: ServiceAccountSpec = Field(**default_object(
         ServiceAccountSpec, "Pod identity: needed for Bedrock and SageMaker tiers (IRSA role or existing account)."))
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest accepted request body.")
+    drain_seconds: int = Field(
+        default=60, ge=0, le=3600,
+        description="On shutdown (rollout, eviction, scale-in) requests and streams in flight may finish for this "
+        "long before the gateway exits; the pod's grace period covers it.",
+    )
+
+
+class ApiKeysAuth(ApiModel):
+    """Tenants and the SHA-256 digests of their API keys, in a Secret the gateway mounts and re-reads on change."""
+
+    secret_name: str | None = Field(
+        default=None, max_length=253, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+        description="Secret holding the tenants file; omitted: <cascade name>-api-keys. Until it exists every request "
+        "gets 401.",
+    )
+    secret_key: str = Field(
+        default="tenants.yaml", max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the tenants file in the Secret (format: README, 'Tenants, quotas and chargeback').",
+    )
+
+
+class TrustedHeaderAuth(ApiModel):
+    """The tenant is named by a header an authenticating proxy in front of the gateway sets."""
+
+    model_config = crd_rules(PROXY_PROOF_RULE)
+
+    header: str = Field(max_length=128, pattern=r"^[A-Za-z0-9-]+$", description="Header carrying the tenant name.")
+    proxy_cidrs: list[Annotated[str, Field(max_length=64, pattern=r"^[0-9a-fA-F.:]+/[0-9]{1,3}$")]] | None = Field(
+        default=None, max_length=16, description="Address ranges the proxy connects from; others get 401.",
+    )
+    shared_secret_header: str | None = Field(
+        default=None, max_length=128, pattern=r"^[A-Za-z0-9-]+$",
+        description="Header in which the proxy presents the secret in sharedSecretRef.",
+    )
+    shared_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key the proxy's header must equal; mounted into the gateway as env.",
+    )
+
+    @model_validator(mode="after")
+    def _proxy_proven(self) -> TrustedHeaderAuth:
+        if not self.proxy_cidrs and not (self.shared_secret_header and self.shared_secret_ref):
+            raise PROXY_PROOF_RULE.refused()
+        return self
+
+
+class AuthSpec(ApiModel):
+    """Who may call the gateway, and which tenant each caller is (cache scope, quotas and chargeback follow it)."""
+
+    model_config = crd_rules(TRUSTED_HEADER_RULE)
+
+    mode: Literal["apiKeys", "trustedHeader", "none"] = Field(
+        default="apiKeys", description="apiKeys: bearer keys from a Secret; trustedHeader: a proxy names the tenant; "
+        "none: no authentication, one tenant ('default').",
+    )
+    api_keys: ApiKeysAuth = Field(**default_object(ApiKeysAuth, "apiKeys: where the tenants file is."))
+    trusted_header: TrustedHeaderAuth | None = Field(default=None, description="trustedHeader: the proxy's header.")
+
+    @model_validator(mode="after")
+    def _mode_configured(self) -> AuthSpec:
+        if self.mode == "trustedHeader" and self.trusted_header is None:
+            raise TRUSTED_HEADER_RULE.refused()
+        return self
+
+
+class QuotaSpec(ApiModel):
+    """Defaults for tenants whose entry sets no limit; counted in the cacheTierRef's Redis across replicas."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1, le=100_000_000, description="Requests a minute.")
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, le=10_000_000_000, description="Prompt + generated tokens a minute."
+    )
 
 
 class RoutingSpec(ApiModel):
@@ -235,6 +327,8 @@ class InferenceCascadeSpec(ApiModel):
     )
     gateway: GatewaySpec = Field(**default_object(GatewaySpec, "Gateway Deployment and Service."))
     routing: RoutingSpec = Field(**default_object(RoutingSpec, "Replica choice for ModelDeployment tiers."))
+    auth: AuthSpec = Field(**default_object(AuthSpec, "Authentication of callers; default: API keys."))
+    quotas: QuotaSpec = Field(**default_object(QuotaSpec, "Default per-tenant rate limits; omitted: unlimited."))
 
     @model_validator(mode="after")
     def _tiers_agree(self) -> InferenceCascadeSpec:
@@ -262,6 +356,29 @@ class TierStatus(ApiModel):
     message: str = Field(default="", description="Why the tier is not ready, or how readiness was judged.")
 
 
+class TenantUsage(ApiModel):
+    """What one tenant used over the summary's window, all tiers together (`neuroscale usage` splits by tier)."""
+
+    tenant: str = Field(description="Tenant name from the tenants file (or 'default', or a trusted header's).")
+    requests: int = Field(default=0, description="Answered requests, cache hits included.")
+    prompt_tokens: int = Field(default=0, description="Prompt tokens the tiers processed.")
+    completion_tokens: int = Field(default=0, description="Tokens the tiers generated.")
+    cache_hits: int = Field(default=0, description="Requests answered from the cache.")
+    saved_tokens: int = Field(default=0, description="Tokens the cache hits did not have processed again.")
+    escalations: int = Field(default=0, description="Times a request moved past a tier.")
+    cost_usd: float = Field(default=0.0, description="USD: tokens × each tier's price; cache hits cost nothing.")
+
+
+class UsageSummary(ApiModel):
+    """Per-tenant usage read from Prometheus by the operator (needs its --prometheus-url)."""
+
+    window: str = Field(description="How far back the figures reach, e.g. 1d.")
+    tenants: list[TenantUsage] = Field(
+        default_factory=list, max_length=50, description="The costliest tenants first, at most 50.",
+    )
+    omitted_tenants: int = Field(default=0, description="Tenants beyond the 50 listed.")
+
+
 class InferenceCascadeStatus(ApiModel):
     """Observed state of an InferenceCascade."""
 
@@ -276,6 +393,10 @@ class InferenceCascadeStatus(ApiModel):
     ready_replicas: int | None = Field(default=None, description="Gateway replicas ready to serve.")
     config_hash: str | None = Field(default=None, description="Hash of the gateway config the pods run.")
     cache_endpoint: str | None = Field(default=None, description="Redis endpoint the gateway caches in, if any.")
+    auth_mode: str | None = Field(
+        default=None, description="How callers are authenticated: apiKeys, trustedHeader, or none (one tenant).",
+    )
+    usage: UsageSummary | None = Field(default=None, description="Per-tenant usage and cost over the last day.")
 
 
 class InferenceCascade(ApiModel):

@@ -230,6 +230,14 @@ class MetricsSource:
             return _failed(now, MetricsProblem.PROMETHEUS_QUERY_FAILED, message)
         return _combine(target, now, self.settings.max_sample_age_s, tokens, queue, last_sample)
 
+    def vector(self, query: str, now: float) -> list[tuple[dict[str, str], float]]:
+        """Any instant-vector query at Unix time `now`, as (labels, value) per series; raises on failure
+        (requests' errors, PrometheusApiClientException, ValueError for an answer that is not a vector)."""
+        result = self._client().custom_query(query, params={"time": f"{now:.3f}"})
+        if not isinstance(result, list):
+            raise ValueError(f"expected an instant vector, got {type(result).__name__}")
+        return [(dict(series["metric"]), float(series["value"][1])) for series in result]
+
     def read_gateway_demand(self, namespace: str, deployment: str, now: float) -> tuple[float | None, str | None]:
         """(requests cascade gateways held or bridged for the deployment within the rate window, None) or
         (None, why not): no gateway series at all is "missing", never a guessed zero."""

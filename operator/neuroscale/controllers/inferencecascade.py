@@ -23,10 +23,12 @@ from neuroscale.status import inferencecascade as S
 
 KIND = "InferenceCascade"
 CHILD_KINDS = (("v1", "ConfigMap"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ServiceAccount"),
-               ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "RoleBinding"))
-# Rendered only for some specs (an IAM role, replica routing): deleted when a spec no longer needs them.
+               ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+               ("policy/v1", "PodDisruptionBudget"))
+# Rendered only for some specs (an IAM role, replica routing, two or more replicas): deleted when a spec no longer
+# needs them.
 OPTIONAL_KINDS = (("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-                  ("rbac.authorization.k8s.io/v1", "Role"))
+                  ("rbac.authorization.k8s.io/v1", "Role"), ("policy/v1", "PodDisruptionBudget"))
 
 def owned_children(name: str) -> list[tuple[str, str, str]]:
     return [(api_version, kind, gateway_name(name)) for api_version, kind in CHILD_KINDS]
@@ -96,6 +98,7 @@ def reconcile(body: dict[str, Any], kube: KubeClient, *, now: datetime, emit: Em
         model_name=rendered.model_name,
         config_hash=rendered.config_hash,
         cache_endpoint=binding.settings["redis_url"] if binding else None,
+        auth_mode=spec.auth.mode,
         cache=cache_condition,
         apply_error=apply_error,
     )

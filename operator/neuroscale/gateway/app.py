@@ -2,7 +2,8 @@
 
 Responses carry `x-neuroscale-tier` (the tier that served the answer, or `cache`), `x-neuroscale-cache`
 (`exact`, `semantic`, `miss` or `off`) and, when the request moved up, `x-neuroscale-escalations`
-(`tier:reason` pairs in order). Cache isolation is described in `scope.py`.
+(`tier:reason` pairs in order). Cache isolation is described in `scope.py`; who the caller is in `auth.py`, their
+limits in `quotas.py`, what they cost in `chargeback.py`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from neuroscale.gateway.adapters import adapter_names, adapter_plan
+from neuroscale.gateway.auth import Authenticator, Tenant, bearer_key
 from neuroscale.gateway.cascade import Cascade, ServedStream
+from neuroscale.gateway.chargeback import Chargeback
 from neuroscale.gateway.config import GatewayConfig, Limits, Tier
 from neuroscale.gateway.escalation import Reason, estimate_prompt_tokens, plan_tiers
 from neuroscale.gateway.metrics import GatewayMetrics
 from neuroscale.gateway.protocol import Endpoint, OpenAIError, ParsedRequest, parse_request
+from neuroscale.gateway.quotas import Quotas
 from neuroscale.gateway.scope import cache_scope
 from neuroscale.gateway.streaming import DONE, encode_event, replay_chunks
 from neuroscale.gateway.upstreams.base import Upstream, UpstreamError
@@ -47,6 +51,10 @@ class GatewayState:
         self.session: aiohttp.ClientSession | None = None
         self.cascade: Cascade | None = None
         self.ready = False
+        self.chargeback = Chargeback(config, metrics.registry)
+        self.auth = Authenticator(config.auth, metrics.registry, self.chargeback.initialise)
+        self.quotas = Quotas(config.quotas, metrics.registry) if config.quotas is not None else None
+        self.key_watch: asyncio.Task[None] | None = None
         # Cache writes run after the answer went out; tracked so shutdown lets them finish.
         self.stores: set[asyncio.Task[None]] = set()
 
@@ -74,6 +82,8 @@ STORE_DRAIN_SECONDS = 5.0
 STATE = web.AppKey("neuroscale_gateway", GatewayState)
 ENDPOINT = web.RequestKey("neuroscale_endpoint", str)
 SERVED_BY = web.RequestKey("neuroscale_tier", str)
+TENANT = web.RequestKey("neuroscale_tenant", Tenant)
+RATE_LIMIT_HEADERS = web.RequestKey("neuroscale_rate_limit_headers", dict)
 # The SSE response once it has been prepared: from then on a failure is an error event, never a new response.
 STREAM = web.RequestKey("neuroscale_stream", web.StreamResponse)
 
@@ -108,6 +118,7 @@ def build_app(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.on_startup.append(_start)
+    app.on_response_prepare.append(_add_rate_limit_headers)
     app.on_shutdown.append(_stop_accepting)
     app.on_cleanup.append(_clean_up)
     return app
@@ -136,6 +147,8 @@ async def _start(app: web.Application) -> None:
     ]
     state.cascade = Cascade(state.config, upstreams, state.metrics)
     state.cascade.warmup.start(state.session)
+    state.key_watch = state.auth.start()
+    state.chargeback.initialise(state.auth.known_tenants)
     if state.cache is None and state.config.cache is not None:
         from neuroscale.cache import CacheSettings, build_cache
 
@@ -150,6 +163,10 @@ async def _stop_accepting(app: web.Application) -> None:
 async def _clean_up(app: web.Application) -> None:
     state = app[STATE]
     await state.drain_stores(STORE_DRAIN_SECONDS)
+    if state.key_watch is not None:
+        state.key_watch.cancel()
+    if state.quotas is not None:
+        await state.quotas.close(STORE_DRAIN_SECONDS)
     if state.cascade is not None:
         await state.cascade.warmup.stop()
         for upstream in state.cascade.upstreams:
@@ -299,6 +316,7 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     started = time.perf_counter()
     request[ENDPOINT] = endpoint
     REQUEST_HEADERS.set(request.headers)
+    tenant = await _admit(request)
     parsed = parse_request(endpoint, await _read_body(request))
     config = state.config
     tier_hint = request.headers.get(config.escalation.tier_header)
@@ -311,10 +329,11 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
 
     cache, scope, cache_status = state.cache, "", "off"
     if cache is not None and cache.cacheable(endpoint, parsed.body):
-        tenant = request.headers.get(config.tenant_header) if config.tenant_header else None
-        scope = cache_scope(request.headers.get("Authorization"), tenant, (tier_hint, max_tier_hint))
+        unverified = _unverified_key(request) if config.auth.mode == "none" else None
+        scope = cache_scope(tenant.name, unverified, (tier_hint, max_tier_hint))
         hit = await cache.lookup(endpoint, parsed.body, scope)
         if hit is not None:
+            state.chargeback.cache_hit(tenant, hit.response.get("usage"))
             hit.response["model"] = parsed.body["model"]
             request[SERVED_BY] = "cache"
             headers = {TIER_HEADER: "cache", CACHE_HEADER: hit.kind}
@@ -331,10 +350,37 @@ async def _serve(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         return await _relay(request, parsed, served_stream, cache, scope, cache_status, started)
     served = await state.cascade.complete(parsed, plan)
     request[SERVED_BY] = served.tier
+    _charge(request, served.tier, served.usages, served.escalations)
     if cache is not None:
         state.store_soon(cache, endpoint, parsed.body, scope, served.response)
     _observe(request, started, first_byte=True, done=True)
     return web.json_response(served.response, headers=_headers(served.tier, cache_status, served.escalations))
+
+
+async def _admit(request: web.Request) -> Tenant:
+    """The authenticated tenant (401 otherwise), within its quotas (429 otherwise)."""
+    state = request.app[STATE]
+    tenant = state.auth.authenticate(request.headers, request.remote)
+    request[TENANT] = tenant
+    if state.quotas is not None:
+        request[RATE_LIMIT_HEADERS] = await state.quotas.admit(tenant)
+    return tenant
+
+
+def _unverified_key(request: web.Request) -> str | None:
+    authorization = request.headers.get("Authorization")
+    return bearer_key(authorization) or (authorization or "").strip() or None
+
+
+def _charge(request: web.Request, tier: str, usages: list[tuple[str, Any]], escalations: list[tuple[str, Reason]]) -> None:
+    state = request.app[STATE]
+    tokens = state.chargeback.served(request[TENANT], tier, usages, escalations)
+    if state.quotas is not None:
+        state.quotas.charge_soon(request[TENANT], tokens)
+
+
+async def _add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(request.get(RATE_LIMIT_HEADERS) or {})
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -405,6 +451,7 @@ async def _relay(
         await response.write(DONE)
     finally:
         await served.chunks.aclose()
+    _charge(request, served.tier, [(served.tier, served.assembler.usage)], served.escalations)
     _observe(request, started, done=True)
     if cache is not None and served.complete:
         request.app[STATE].store_soon(cache, parsed.endpoint, parsed.body, scope, served.assembler.response())
@@ -420,11 +467,13 @@ def _model_object(name: str) -> dict[str, Any]:
 
 
 async def _models(request: web.Request) -> web.Response:
+    request.app[STATE].auth.authenticate(request.headers, request.remote)
     data = [_model_object(name) for name in _model_names(request.app[STATE].config)]
     return web.json_response({"object": "list", "data": data})
 
 
 async def _model(request: web.Request) -> web.Response:
+    request.app[STATE].auth.authenticate(request.headers, request.remote)
     name = request.match_info["model"]
     names = _model_names(request.app[STATE].config)
     if name not in names:

@@ -30,6 +30,8 @@ class Served:
     tier: str
     response: dict[str, Any]
     escalations: list[tuple[str, Reason]]
+    # (tier, usage) of every tier that answered, escalated-from ones included: what the request cost.
+    usages: list[tuple[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -121,6 +123,7 @@ class Cascade:
 
     async def complete(self, request: ParsedRequest, plan: TierPlan) -> Served:
         escalations = self._skipped(plan)
+        usages: list[tuple[str, Any]] = []
         for position, index in enumerate(plan.tiers):
             upstream, tier = self.upstreams[index], self.config.tiers[index]
             is_last = position == len(plan.tiers) - 1
@@ -142,6 +145,7 @@ class Cascade:
             self.health.answered(upstream.name)
             self.metrics.count_usage(upstream.name, response.get("usage"),
                                      usage_adapter(self.config, upstream.name, request.body["model"]))
+            usages.append((upstream.name, response.get("usage")))
             reason = self.judge.judge(view_of_response(request.endpoint, response)) if judged else None
             if reason is not None:
                 escalations.append(self._escalate(index, reason))
@@ -150,7 +154,7 @@ class Cascade:
                 for choice in response.get("choices") or ():
                     if isinstance(choice, dict) and choice.get("logprobs") is not None:
                         choice["logprobs"] = None
-            return Served(upstream.name, response, escalations)
+            return Served(upstream.name, response, escalations, usages)
         raise AssertionError("a plan always has at least one tier")
 
     async def open_stream(self, request: ParsedRequest, plan: TierPlan) -> ServedStream:

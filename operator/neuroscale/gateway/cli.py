@@ -42,7 +42,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"neuroscale gateway: --port must be between 0 and 65535, got {port}", file=sys.stderr)
         return 2
     try:
-        web.run_app(build_app(config), host=host, port=port, access_log=None, print=None)
+        # On SIGTERM aiohttp closes the listener, runs on_shutdown (readiness off), then waits for the handlers in
+        # flight (a stream included) up to shutdown_timeout before it cancels them.
+        web.run_app(build_app(config), host=host, port=port, access_log=None, print=None,
+                    shutdown_timeout=config.drain_seconds)
     except (OSError, ValueError) as error:
         print(f"neuroscale gateway: cannot serve on {host}:{port}: {error}", file=sys.stderr)
         return 1

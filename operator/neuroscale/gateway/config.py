@@ -11,6 +11,7 @@ Identity) through boto3's default chain.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -42,6 +43,13 @@ class Timeouts(_Strict):
     total_seconds: float = Field(default=300.0, gt=0, description="Upper bound on the whole upstream exchange.")
 
 
+class TierPrice(_Strict):
+    """USD per million tokens a tier charges; cache hits cost nothing."""
+
+    prompt_per_million: float = Field(default=0.0, ge=0, description="USD per million prompt tokens.")
+    completion_per_million: float = Field(default=0.0, ge=0, description="USD per million generated tokens.")
+
+
 class _TierBase(_Strict):
     name: str = Field(
         min_length=1,
@@ -55,6 +63,7 @@ class _TierBase(_Strict):
         description="Skip this tier when the estimated prompt tokens exceed this (prompt-length escalation).",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    price: TierPrice = Field(default_factory=TierPrice, description="What this tier's tokens cost (chargeback).")
 
 
 class WakeSettings(_Strict):
@@ -197,6 +206,68 @@ class EscalationPolicy(_Strict):
         return patterns
 
 
+class AuthConfig(_Strict):
+    """Who is calling: the tenant every cache scope, quota and chargeback figure belongs to (see `auth.py`)."""
+
+    mode: Literal["none", "api_keys", "trusted_header"] = Field(
+        default="none", description="none: one tenant, 'default'; api_keys: bearer keys from keys_file; "
+        "trusted_header: the tenant named by a header an authenticating proxy sets.",
+    )
+    keys_file: str | None = Field(default=None, description="api_keys: the tenants file (mounted from a Secret).")
+    reload_seconds: float = Field(default=2.0, gt=0, le=300, description="How often keys_file is checked for changes.")
+    tenant_header: str | None = Field(default=None, max_length=128, description="trusted_header: the tenant's header.")
+    proxy_cidrs: tuple[str, ...] = Field(default=(), description="trusted_header: addresses the proxy calls from.")
+    shared_secret_header: str | None = Field(
+        default=None, max_length=128, description="trusted_header: header carrying the secret shared with the proxy."
+    )
+    shared_secret_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable holding that secret."
+    )
+    max_tenants: int = Field(
+        default=100, ge=1, le=10_000,
+        description="trusted_header: distinct tenants given their own metric labels; later ones are counted as 'other'.",
+    )
+
+    @model_validator(mode="after")
+    def _mode_complete(self) -> AuthConfig:
+        if self.mode == "api_keys" and not self.keys_file:
+            raise ValueError("auth mode api_keys needs keys_file")
+        if self.mode == "trusted_header":
+            if not self.tenant_header:
+                raise ValueError("auth mode trusted_header needs tenant_header")
+            if not self.proxy_cidrs and not (self.shared_secret_header and self.shared_secret_env):
+                raise ValueError("auth mode trusted_header needs proxy_cidrs or shared_secret_header and "
+                                 "shared_secret_env: otherwise any client could name any tenant")
+        for cidr in self.proxy_cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"proxy_cidrs: {cidr!r} is not an address range") from None
+        return self
+
+
+class QuotaConfig(_Strict):
+    """Per-tenant rate limits shared by every replica through Redis (see `quotas.py`)."""
+
+    redis_url: str | None = Field(
+        default=None, description="Where the counters live; omitted: in this process only (each replica counts alone)."
+    )
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    key_prefix: str = Field(
+        default="neuroscale", min_length=1, max_length=200,
+        description="Namespaces the counters, so cascades sharing a Redis never share a tenant's counters.",
+    )
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Default for tenants whose entry sets no limit; omitted: unlimited."
+    )
+    tokens_per_minute: int | None = Field(default=None, ge=1, description="Default prompt + generated tokens a minute.")
+    timeout_seconds: float = Field(
+        default=0.05, gt=0, le=5, description="Longest a quota check may take before the request goes through unchecked."
+    )
+    breaker_failures: int = Field(default=3, ge=1, description="Consecutive Redis failures that stop checking.")
+    breaker_reset_seconds: float = Field(default=10.0, gt=0, description="How long checks stay off after that.")
+
+
 class GatewayConfig(_Strict):
     """The whole gateway configuration for one InferenceCascade."""
 
@@ -210,11 +281,13 @@ class GatewayConfig(_Strict):
     )
     host: str = Field(default="0.0.0.0", description="Listen address.")
     port: int = Field(default=8080, ge=0, le=65535, description="Listen port (API, /metrics, /healthz, /readyz); 0 picks a free one.")
-    tenant_header: str | None = Field(
-        default=None,
-        description="Request header whose value is added to the API-key hash to form the cache isolation scope.",
-    )
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="How callers are authenticated.")
+    quotas: QuotaConfig | None = Field(default=None, description="Per-tenant rate limits; omitted: none.")
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest accepted request body.")
+    drain_seconds: float = Field(
+        default=60.0, ge=0, le=3600,
+        description="On SIGTERM: stop accepting, let requests and streams in flight finish for up to this long, exit.",
+    )
     limits: Limits = Field(default_factory=Limits, description="Bounds on reads from tiers and clients.")
 
     @field_validator("cache")

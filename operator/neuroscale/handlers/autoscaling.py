@@ -30,8 +30,8 @@ def operator_prometheus(config: OperatorConfig) -> PrometheusSettings | None:
     )
 
 
-def _source(runtime: Runtime, settings: PrometheusSettings | None) -> MetricsSource | None:
-    """One MetricsSource (connection pools) per distinct settings, shared by every ModelDeployment."""
+def shared_source(runtime: Runtime, settings: PrometheusSettings | None) -> MetricsSource | None:
+    """One MetricsSource (connection pools) per distinct settings, shared by every ModelDeployment and cascade."""
     if settings is None:
         return None
     with _SOURCES_LOCK:
@@ -58,7 +58,7 @@ def autoscale(namespace: str, name: str, memo: kopf.Memo) -> None:
         memory = memories.setdefault(uid, controller.Memory())
         settings = controller.prometheus_settings(scaling, operator_prometheus(runtime.config))
         controller.step(
-            body, runtime.kube, _source(runtime, settings), memory, now=time.time(), clock=runtime.clock(),
+            body, runtime.kube, shared_source(runtime, settings), memory, now=time.time(), clock=runtime.clock(),
             interval_s=runtime.config.autoscale_interval_seconds, emit=emitter(body),
         )
 

@@ -44,7 +44,6 @@ class CacheBinding:
 
     settings: dict
     env: list[dict] = field(default_factory=list)
-    tenant_header: str | None = None
     # Names the cache on the gateway pods, so a NetworkPolicy can admit exactly the gateways that use it.
     pod_labels: dict[str, str] = field(default_factory=dict)
 
@@ -213,7 +212,6 @@ def cache_binding(name: str, namespace: str, spec: CacheTierSpec, key_prefix: st
     return CacheBinding(
         settings=settings,
         env=env,
-        tenant_header=spec.isolation.tenant_header,
         pod_labels={CACHE_TIER_LABEL: name} if external is None else {},
     )
 

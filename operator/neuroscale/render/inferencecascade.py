@@ -27,6 +27,14 @@ SUFFIX = "-gateway"
 CONFIG_DIR = "/etc/neuroscale"
 CONFIG_FILE = "gateway.json"
 CONFIG_HASH = "neuroscale.io/config-hash"
+# The tenants file of spec.auth.apiKeys: its own directory, because the kubelet updates a Secret volume in place
+# (keys rotate without a restart) only when it is mounted whole, never through subPath.
+TENANTS_DIR = "/var/run/neuroscale/tenants"
+TENANTS_FILE = "tenants.yaml"
+PROXY_SECRET_ENV = "NEUROSCALE_PROXY_SHARED_SECRET"
+# A terminating pod keeps serving this long before it gets SIGTERM: the time Services and load balancers take to stop
+# sending it new connections once it is marked for deletion.
+PRE_STOP_SECONDS = 5
 CONTAINER_PORT = 8080
 PORT_NAME = "http"
 MODEL_DEPLOYMENT_PORT = 8000  # ModelDeployment's default service.port, for a tier whose spec is unknown
@@ -76,6 +84,21 @@ def gateway_name(name: str) -> str:
 def api_key_env(tier_name: str) -> str:
     """The env var holding an external tier's API key (tier names are DNS labels, so this is unique)."""
     return "NEUROSCALE_TIER_" + re.sub(r"[^A-Za-z0-9]", "_", tier_name).upper() + "_API_KEY"
+
+
+def api_keys_secret(name: str, spec: InferenceCascadeSpec) -> str:
+    return spec.auth.api_keys.secret_name or f"{name}-api-keys"
+
+
+def _price(tier: CascadeTier, body: dict[str, Any] | None) -> dict[str, float]:
+    """A tier's chargeback price: the spec's table, else a ModelDeployment's own cost per million generated tokens."""
+    if tier.pricing is not None:
+        return {"prompt_per_million": tier.pricing.prompt_per_million_tokens,
+                "completion_per_million": tier.pricing.completion_per_million_tokens}
+    cost = ((body or {}).get("status") or {}).get("costPerMillionTokens")
+    if tier.model_deployment is not None and isinstance(cost, (int, float)) and cost >= 0:
+        return {"prompt_per_million": 0.0, "completion_per_million": float(cost)}
+    return {"prompt_per_million": 0.0, "completion_per_million": 0.0}
 
 
 def _served_adapters(body: dict[str, Any] | None) -> tuple[str, ...]:
@@ -151,6 +174,8 @@ def routes_replicas(spec: InferenceCascadeSpec) -> bool:
 def _resolve(tier: CascadeTier, spec: InferenceCascadeSpec, namespace: str,
              model_deployments: Mapping[str, dict[str, Any] | None]) -> ResolvedTier:
     common = _tier_common(tier)
+    ref_body = model_deployments.get(tier.model_deployment.name) if tier.model_deployment is not None else None
+    common["price"] = _price(tier, ref_body)
     unprobed = "external tier: not probed by the operator"
     if tier.model_deployment is not None:
         ref = tier.model_deployment.name
@@ -232,16 +257,48 @@ def gateway_config(name: str, spec: InferenceCascadeSpec, tiers: list[ResolvedTi
         "escalation": _escalation(spec),
         "port": CONTAINER_PORT,
         "max_body_bytes": spec.gateway.max_body_bytes,
+        "drain_seconds": spec.gateway.drain_seconds,
     }
     if cache is not None:
         data["cache"] = cache.settings
-        if cache.tenant_header:
-            data["tenant_header"] = cache.tenant_header
+    data["auth"] = _auth(name, spec)
+    if spec.auth.mode != "none" or spec.quotas.requests_per_minute or spec.quotas.tokens_per_minute:
+        data["quotas"] = _quotas(name, spec, cache)
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in err.errors())
         raise ValueError(f"the gateway config cannot work: {problems}") from None
+
+
+def _auth(name: str, spec: InferenceCascadeSpec) -> dict[str, Any]:
+    auth = spec.auth
+    if auth.mode == "apiKeys":
+        return {"mode": "api_keys", "keys_file": f"{TENANTS_DIR}/{TENANTS_FILE}"}
+    if auth.mode == "trustedHeader" and auth.trusted_header is not None:
+        trusted = auth.trusted_header
+        out: dict[str, Any] = {"mode": "trusted_header", "tenant_header": trusted.header,
+                               "proxy_cidrs": list(trusted.proxy_cidrs or ())}
+        if trusted.shared_secret_header and trusted.shared_secret_ref is not None:
+            out |= {"shared_secret_header": trusted.shared_secret_header, "shared_secret_env": PROXY_SECRET_ENV}
+        return out
+    return {"mode": "none"}
+
+
+def _quotas(name: str, spec: InferenceCascadeSpec, cache: CacheBinding | None) -> dict[str, Any]:
+    """Quotas count in the cache's Redis, shared by every replica; without a cache each replica counts alone."""
+    out: dict[str, Any] = {"key_prefix": name}
+    if cache is not None and cache.settings.get("redis_url"):
+        out["redis_url"] = cache.settings["redis_url"]
+        if cache.settings.get("password_env"):
+            out["password_env"] = cache.settings["password_env"]
+        if cache.settings.get("key_prefix"):
+            out["key_prefix"] = cache.settings["key_prefix"]
+    for key, value in (("requests_per_minute", spec.quotas.requests_per_minute),
+                       ("tokens_per_minute", spec.quotas.tokens_per_minute)):
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def gateway_labels(name: str) -> dict[str, str]:
@@ -261,6 +318,10 @@ def _meta(name: str, namespace: str, annotations: dict[str, str] | None = None) 
 
 def _secret_env(spec: InferenceCascadeSpec) -> list[dict[str, Any]]:
     env = []
+    trusted = spec.auth.trusted_header
+    if spec.auth.mode == "trustedHeader" and trusted is not None and trusted.shared_secret_ref is not None:
+        ref = trusted.shared_secret_ref
+        env.append({"name": PROXY_SECRET_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     for tier in spec.tiers:
         if tier.openai is not None and tier.openai.api_key_secret_ref is not None:
             ref = tier.openai.api_key_secret_ref
@@ -309,17 +370,27 @@ def _deployment(name: str, namespace: str, spec: InferenceCascadeSpec, config: G
         "resources": {"requests": {"cpu": spec.gateway.resources.cpu or DEFAULT_CPU, "memory": memory},
                       "limits": {"memory": memory}},
         "securityContext": {**container_security(), "readOnlyRootFilesystem": True},
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": gateway_name(name)}},
+                                     {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    if spec.auth.mode == "apiKeys":
+        container["volumeMounts"].append({"name": "tenants", "mountPath": TENANTS_DIR, "readOnly": True})
+        # Optional: the gateway starts without the Secret and answers 401 until it exists, then picks it up.
+        volumes.append({"name": "tenants", "secret": {
+            "secretName": api_keys_secret(name, spec), "optional": True,
+            "items": [{"key": spec.auth.api_keys.secret_key, "path": TENANTS_FILE}]}})
     pod_spec: dict[str, Any] = {
         # Only a gateway that watches EndpointSlices talks to the API server, and only it gets a token.
         "automountServiceAccountToken": routed,
         "enableServiceLinks": False,
+        # preStop, then the drain (cli.py), then a margin before the kubelet kills what is left.
+        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + spec.gateway.drain_seconds + 5,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [{"name": "config", "configMap": {"name": gateway_name(name)}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "volumes": volumes,
         "topologySpreadConstraints": [{
             "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": {"matchLabels": _selector(name)},
@@ -377,6 +448,12 @@ def render_inference_cascade(
     objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name, namespace),
                     "data": {CONFIG_FILE: config_json}})
     objects.append(_deployment(name, namespace, spec, config, config_hash, cache, image, account_name, routed))
+    if spec.gateway.replicas >= 2:
+        # Voluntary disruptions (node drains, Karpenter consolidation) take one gateway at a time; a single replica
+        # gets no budget, so it never blocks a drain.
+        objects.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(name, namespace),
+                        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(name)},
+                                 "unhealthyPodEvictionPolicy": "AlwaysAllow"}})
     objects.append({
         "apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace),
         "spec": {"type": spec.gateway.service_type, "selector": _selector(name),

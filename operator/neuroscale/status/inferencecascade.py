@@ -34,6 +34,7 @@ class CascadeObserved:
     model_name: str | None = None
     config_hash: str | None = None
     cache_endpoint: str | None = None
+    auth_mode: str | None = None
     cache: ConditionUpdate | None = None  # CacheReady, when a cacheTierRef is set
     spec_problem: ConditionUpdate | None = None  # Resolved=False: the spec or the gateway config cannot work
     apply_error: str | None = None
@@ -144,6 +145,8 @@ def cascade_status(
         "readyReplicas": dep_status.get("readyReplicas", 0),
         "configHash": observed.config_hash,
         "cacheEndpoint": observed.cache_endpoint,
+        "authMode": observed.auth_mode,
+        "usage": current.get("usage"),  # written by the usage summary (controllers/cascade_usage.py), kept here
         **gen,
     }
     return {k: v for k, v in status.items() if v is not None}
