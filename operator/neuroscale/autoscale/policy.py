@@ -182,12 +182,18 @@ def default_config(
 
 @dataclass(frozen=True)
 class Observation:
-    """One Prometheus read at time ``at``; a None field means the metric was missing."""
+    """One Prometheus read at time ``at``; a None field means the metric was missing.
+
+    ``running`` is vLLM's ``num_requests_running`` summed over the pods, ``kv_cache_usage`` the mean of its
+    ``kv_cache_usage_perc`` (0..1); both are optional (older readers and other engines do not supply them).
+    """
 
     at: float
     tokens_per_second: float | None
     queue_depth: float | None
     ready_replicas: int
+    running: float | None = None
+    kv_cache_usage: float | None = None
 
 
 @dataclass(frozen=True)
