@@ -56,6 +56,10 @@ class PolicyConfig:
     utilization_floor: float | None = None
     utilization_ceiling: float | None = None
     queued_sample_allowance: float = 0.01
+    # Learned headroom (README "Headroom"): None turns it off (the utilization target alone, as before).
+    headroom_quantile: float | None = None
+    headroom_cap: float = 0.5
+    capacity_tokens_per_s: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -88,6 +92,11 @@ class PolicyConfig:
                             f"{self.utilization_floor} and {self.utilization_ceiling}")
         if not 0 <= self.queued_sample_allowance < 1:
             problems.append(f"queued_sample_allowance must be in [0, 1), got {self.queued_sample_allowance}")
+        if self.headroom_quantile is not None and not (0 < self.headroom_quantile < 1
+                                                       and self.capacity_tokens_per_s and self.capacity_tokens_per_s > 0):
+            problems.append("headroom_quantile must be in (0, 1) and needs capacity_tokens_per_s > 0")
+        if not self.headroom_cap >= 0:
+            problems.append(f"headroom_cap must be >= 0, got {self.headroom_cap}")
         if problems:
             raise ValueError("invalid autoscaling config: " + "; ".join(problems))
 
@@ -113,6 +122,7 @@ def default_config(
     scrape_interval_s: float = 15.0,
     control_interval_s: float = 15.0,
     predictive: bool = True,
+    learn_headroom: bool = True,
 ) -> PolicyConfig:
     """Derive every policy parameter from replica capacity, cold start and the SLO.
 
@@ -177,6 +187,8 @@ def default_config(
         utilization_floor=floor,
         utilization_ceiling=ceiling,
         queued_sample_allowance=slo_underprovisioned_fraction,
+        headroom_quantile=1 - slo_underprovisioned_fraction if learn_headroom else None,
+        capacity_tokens_per_s=capacity_tokens_per_s,
     )
 
 
@@ -211,6 +223,9 @@ class ScalerState:
     last_change_at: float | None = None
     utilization: float | None = None
     utilization_lowered_at: float | None = None
+    demand: tuple[tuple[float, float], ...] = ()
+    growths: tuple[float, ...] = ()
+    headroom: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,6 +234,9 @@ class ScalerState:
             "lastChangeAt": self.last_change_at,
             "utilization": self.utilization,
             "utilizationLoweredAt": self.utilization_lowered_at,
+            "demand": [[round(at, 1), round(d, 4)] for at, d in self.demand],
+            "growths": [round(g, 4) for g in self.growths],
+            "headroom": None if self.headroom is None else round(self.headroom, 4),
         }
 
     @classmethod
@@ -233,8 +251,12 @@ class ScalerState:
             utilization = None if learned is None else float(learned)
             if utilization is not None and not 0 < utilization <= 1:
                 raise ValueError(f"utilization {utilization} outside (0, 1]")
+            demand = tuple((float(at), float(d)) for at, d in data.get("demand", []))
+            growths = tuple(float(g) for g in data.get("growths", []))
+            headroom = data.get("headroom")
             return cls(scale_ups, recommendations, None if last is None else float(last), utilization,
-                       None if lowered is None else float(lowered))
+                       None if lowered is None else float(lowered), demand, growths,
+                       None if headroom is None else float(headroom))
         except (TypeError, ValueError):
             return cls()
 
@@ -324,6 +346,12 @@ def decide(
 
     utilization, lowered_at = _learn_utilization(now, observations, state, config)
     demand = _estimate(now, usable, latest, config, utilization)
+    history, growths, headroom = _learn_headroom(now, latest, state, config)
+    if headroom is not None:
+        # Replicas for the demand at full capacity plus the learned growth of one horizon, instead of the fixed
+        # utilization target and the trend.
+        base = _demand_replicas(latest, config)
+        demand = replace(demand, needed_now=base + headroom, needed_ahead=base + headroom)
     needed_now = _clamp(math.ceil(demand.needed_now - 1e-9), config)
     needed = max(needed_now, _clamp(math.ceil(demand.needed_ahead - 1e-9), config))
     recommendations = state.recommendations + ((now, needed_now),)
@@ -355,6 +383,9 @@ def decide(
         last_change_at=now if replicas != current else state.last_change_at,
         utilization=utilization,
         utilization_lowered_at=lowered_at,
+        demand=history,
+        growths=growths,
+        headroom=headroom,
     )
     starting = _starting(now, state.scale_ups, current, latest.ready_replicas, config.cold_start_s)
     reason = _reason(current, replicas, needed, demand, starting, config)
@@ -384,6 +415,45 @@ def _learn_utilization(now: float, observations: Sequence[Observation], state: S
         rise = (ceiling - floor) * config.control_interval_s / config.horizon_s if config.horizon_s else ceiling
         utilization = min(ceiling, utilization + rise)
     return utilization, lowered_at
+
+
+MAX_GROWTH_SAMPLES = 480  # a day of 3-minute horizons, or a week of 20-minute ones (~5 KB in status)
+
+
+def _demand_replicas(latest: Observation, config: PolicyConfig) -> float:
+    """Replicas at full capacity for the served tokens/s plus draining the queue within the queue target."""
+    tokens = float(latest.tokens_per_second)  # type: ignore[arg-type]
+    queue = float(latest.queue_depth) if _usable(latest.queue_depth) else 0.0
+    queue_replicas = queue / config.queue_target_per_replica if config.queue_target_per_replica else 0.0
+    return tokens / float(config.capacity_tokens_per_s) + queue_replicas  # type: ignore[arg-type]
+
+
+def _learn_headroom(now: float, latest: Observation, state: ScalerState, config: PolicyConfig
+                    ) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], float | None]:
+    """Demand history, growth samples and the headroom (replicas) to keep: README "Headroom".
+
+    Every demand sample older than one horizon yields a growth sample: the most demand grew (in replicas) within
+    the horizon after it. The headroom is the ``headroom_quantile`` of those samples, capped at ``headroom_cap`` ×
+    current demand (what the cost target allows); until a few samples exist it is the fixed utilization's spare.
+    """
+    if config.headroom_quantile is None:
+        return state.demand, state.growths, None
+    current = _demand_replicas(latest, config)
+    history = [(at, d) for at, d in state.demand if at < now] + [(now, current)]
+    growths = list(state.growths)
+    horizon = config.horizon_s
+    while len(history) > 1 and history[0][0] <= now - horizon:
+        at, value = history.pop(0)
+        ahead = [d for t, d in history if t <= at + horizon]
+        growths.append(max(0.0, max(ahead, default=value) - value))
+    growths = growths[-MAX_GROWTH_SAMPLES:]
+    cap = config.headroom_cap * current
+    if len(growths) < 8:
+        headroom = current * (1 / config.utilization - 1)
+    else:
+        ordered = sorted(growths)
+        headroom = ordered[min(len(ordered) - 1, math.ceil(config.headroom_quantile * len(ordered)) - 1)]
+    return tuple(history), tuple(growths), min(headroom, cap)
 
 
 def _estimate(now: float, usable: Sequence[Observation], latest: Observation, config: PolicyConfig,
