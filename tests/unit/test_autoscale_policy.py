@@ -25,7 +25,8 @@ CAPACITY = 400.0
 
 
 def make_config(**overrides: object) -> PolicyConfig:
-    base = default_config(CAPACITY, 300.0, min_replicas=1, max_replicas=40, tokens_per_request=200.0)
+    base = default_config(CAPACITY, 300.0, min_replicas=1, max_replicas=40, tokens_per_request=200.0,
+                          learn_headroom=False)
     return dataclasses.replace(base, **overrides)
 
 

@@ -191,7 +191,8 @@ def slo_service_curve(work: np.ndarray, slo_s: float, step_s: float = 1.0) -> np
     from 0 at time 0 to a free end, is the feasible curve that minimises every convex cost of its rate (Σ rate²,
     the peak rate); it is built segment by segment: from an anchor, extend a straight line until the upper curve
     drops below the steepest line the lower curve needs (bend at the lower point that needed it) or the lower curve
-    rises above the flattest line the upper curve allows (bend at that upper point).
+    rises above the flattest line the upper curve allows (bend at that upper point); past the last crossing the
+    string wraps the lower curve's points to the end.
     """
     upper = np.concatenate(([0.0], np.cumsum(work * step_s)))
     times = np.arange(len(upper)) * step_s
@@ -211,9 +212,16 @@ def slo_service_curve(work: np.ndarray, slo_s: float, step_s: float = 1.0) -> np
             if stop < n:
                 chunk *= 2
                 continue
-            slope = max(float(lo[-1]), 0.0)  # free end: as flat as the lower curve allows
-            curve[anchor + 1:] = height + slope * span
-            break
+            # Free end: as flat as the lower curve allows, wrapping its points up to the end.
+            if lo[-1] <= 0:
+                curve[anchor + 1:] = height
+                break
+            slope = float(lo[-1])
+            bend = anchor + 1 + int(np.flatnonzero(lo == lo[-1])[0])
+            curve[anchor + 1:bend + 1] = height + slope * np.arange(1, bend - anchor + 1)
+            anchor, height = bend, float(curve[bend])
+            chunk = 256
+            continue
         c = int(crossed[0])
         if c == 0:  # cannot happen (upper >= lower), but a float tie must not stall the loop
             bend, slope = anchor + 1, float(hi[0])

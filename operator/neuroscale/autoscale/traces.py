@@ -151,9 +151,10 @@ def _read_azure(path: Path, rows: Iterable[list[str]], decode_tokens_per_s: floa
         except (IndexError, ValueError) as exc:
             raise TraceError(f"{path}:{line_no}: expected TIMESTAMP,ContextTokens,GeneratedTokens, got {_show(row)} "
                              f"({exc})") from None
-        if not (math.isfinite(tokens) and tokens >= 0 and math.isfinite(context) and context >= 0):
-            raise TraceError(f"{path}:{line_no}: ContextTokens and GeneratedTokens must be finite numbers >= 0, got "
-                             f"{_show(row)}")
+        if not (math.isfinite(tokens) and tokens >= 0):
+            raise TraceError(f"{path}:{line_no}: GeneratedTokens must be a finite number >= 0, got {row[g_col]!r}")
+        if not (math.isfinite(context) and context >= 0):
+            raise TraceError(f"{path}:{line_no}: ContextTokens must be a finite number >= 0, got {row[c_col]!r}")  # type: ignore[index]
         if first is None:
             first, first_line = at, line_no
         elif (at.tzinfo is None) != (first.tzinfo is None):
@@ -355,7 +356,7 @@ def _lines(path: Path, handle: TextIO) -> Iterator[str]:
         if read > MAX_TRACE_BYTES:  # a device or a growing file: its size said nothing
             raise _too_big(path, "holds more than")
         if len(line) > MAX_LINE_CHARS:
-            raise TraceError(f"{path}:{line_no}: line longer than {MAX_LINE_CHARS} characters; not a trace file")
+            raise TraceError(f"{path}:{line_no}: line longer than {MAX_LINE_CHARS} characters; not a trace CSV or JSON-lines file")
         yield line
 
 
