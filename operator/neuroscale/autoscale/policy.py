@@ -60,6 +60,8 @@ class PolicyConfig:
     headroom_quantile: float | None = None
     headroom_cap: float = 0.5
     capacity_tokens_per_s: float | None = None
+    queue_wait_slo_s: float = 10.0
+    tokens_per_request: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -145,7 +147,9 @@ def default_config(
     - ``metric_lag_s = metric_window_s / 2``: a rate over a window reports the demand of its midpoint.
     - ``scale_up_stabilization_s = 0``: the metric is already a 2-minute average and every second of delay
       is added to a cold start users wait through.
-    - ``scale_down_stabilization_s = min(cold_start_s + metric_lag_s, 300)``: a released replica needs a cold
+    - ``scale_down_stabilization_s = min(cold_start_s + metric_lag_s, metric_window_s)`` with learned headroom (it
+      already keeps the spare for a return of demand), else ``min(cold_start_s + metric_lag_s, 300)``: a released
+      replica needs a cold
       start to come back, so the policy releases only what the demand of that long would not have needed, but
       never holds longer than Kubernetes' default 5 minutes: past that, the upward forecast (which also blocks
       scale-down) protects against a return of demand more cheaply than idle replicas do.
@@ -175,7 +179,9 @@ def default_config(
         queue_target_per_replica=capacity_tokens_per_s * max(queue_wait_slo_s, cold_start_s) / tokens_per_request,
         cold_start_s=cold_start_s,
         scale_up_stabilization_s=0.0,
-        scale_down_stabilization_s=min(cold_start_s + metric_lag_s, 300.0),
+        # With learned headroom the spare for a return of demand is already kept: release once a full rate window
+        # confirms the lower demand.
+        scale_down_stabilization_s=min(cold_start_s + metric_lag_s, metric_window_s if learn_headroom else 300.0),
         max_scale_up_step=max(4, math.ceil(max_replicas / 2)),
         max_scale_down_step=None,
         predictive=predictive,
@@ -189,6 +195,8 @@ def default_config(
         queued_sample_allowance=slo_underprovisioned_fraction,
         headroom_quantile=1 - slo_underprovisioned_fraction if learn_headroom else None,
         capacity_tokens_per_s=capacity_tokens_per_s,
+        queue_wait_slo_s=queue_wait_slo_s,
+        tokens_per_request=tokens_per_request,
     )
 
 
@@ -226,6 +234,13 @@ class ScalerState:
     demand: tuple[tuple[float, float], ...] = ()
     growths: tuple[float, ...] = ()
     headroom: float | None = None
+    slo_checks: int = 0
+    slo_met: int = 0
+
+    @property
+    def slo_attainment(self) -> float | None:
+        """Share of control intervals whose estimated queue wait met the SLO (None before the first)."""
+        return self.slo_met / self.slo_checks if self.slo_checks else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -237,6 +252,8 @@ class ScalerState:
             "demand": [[round(at, 1), round(d, 4)] for at, d in self.demand],
             "growths": [round(g, 4) for g in self.growths],
             "headroom": None if self.headroom is None else round(self.headroom, 4),
+            "sloChecks": self.slo_checks,
+            "sloMet": self.slo_met,
         }
 
     @classmethod
@@ -254,9 +271,12 @@ class ScalerState:
             demand = tuple((float(at), float(d)) for at, d in data.get("demand", []))
             growths = tuple(float(g) for g in data.get("growths", []))
             headroom = data.get("headroom")
+            checks, met = int(data.get("sloChecks", 0)), int(data.get("sloMet", 0))
+            if not 0 <= met <= checks:
+                raise ValueError(f"SLO counts {met} of {checks}")
             return cls(scale_ups, recommendations, None if last is None else float(last), utilization,
                        None if lowered is None else float(lowered), demand, growths,
-                       None if headroom is None else float(headroom))
+                       None if headroom is None else float(headroom), checks, met)
         except (TypeError, ValueError):
             return cls()
 
@@ -386,6 +406,7 @@ def decide(
         demand=history,
         growths=growths,
         headroom=headroom,
+        **_count_slo(latest, state, config),
     )
     starting = _starting(now, state.scale_ups, current, latest.ready_replicas, config.cold_start_s)
     reason = _reason(current, replicas, needed, demand, starting, config)
@@ -428,12 +449,23 @@ def _demand_replicas(latest: Observation, config: PolicyConfig) -> float:
     return tokens / float(config.capacity_tokens_per_s) + queue_replicas  # type: ignore[arg-type]
 
 
+def _count_slo(latest: Observation, state: ScalerState, config: PolicyConfig) -> dict[str, int]:
+    """One more SLO check: the queue's estimated wait (queued work ÷ ready capacity) against the SLO."""
+    if not (_usable(latest.queue_depth) and config.capacity_tokens_per_s and config.tokens_per_request):
+        return {"slo_checks": state.slo_checks, "slo_met": state.slo_met}
+    capacity = max(latest.ready_replicas, 0) * config.capacity_tokens_per_s
+    queued = float(latest.queue_depth) * config.tokens_per_request  # type: ignore[arg-type]
+    met = queued == 0 or (capacity > 0 and queued / capacity <= config.queue_wait_slo_s)
+    return {"slo_checks": state.slo_checks + 1, "slo_met": state.slo_met + met}
+
+
 def _learn_headroom(now: float, latest: Observation, state: ScalerState, config: PolicyConfig
                     ) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], float | None]:
     """Demand history, growth samples and the headroom (replicas) to keep: README "Headroom".
 
-    Every demand sample older than one horizon yields a growth sample: the most demand grew (in replicas) within
-    the horizon after it. The headroom is the ``headroom_quantile`` of those samples, capped at ``headroom_cap`` ×
+    Every demand sample older than one horizon yields a growth sample: how much demand grew (in replicas) from it
+    to the first sample one horizon later (capacity asked for now serves then; the next decisions cover the
+    instants between). The headroom is the ``headroom_quantile`` of those samples, capped at ``headroom_cap`` ×
     current demand (what the cost target allows); until a few samples exist it is the fixed utilization's spare.
     """
     if config.headroom_quantile is None:
@@ -444,8 +476,8 @@ def _learn_headroom(now: float, latest: Observation, state: ScalerState, config:
     horizon = config.horizon_s
     while len(history) > 1 and history[0][0] <= now - horizon:
         at, value = history.pop(0)
-        ahead = [d for t, d in history if t <= at + horizon]
-        growths.append(max(0.0, max(ahead, default=value) - value))
+        later = next(d for t, d in history if t >= at + horizon or t == history[-1][0])
+        growths.append(max(0.0, later - value))
     growths = growths[-MAX_GROWTH_SAMPLES:]
     cap = config.headroom_cap * current
     if len(growths) < 8:

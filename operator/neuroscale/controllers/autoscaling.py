@@ -44,9 +44,11 @@ class StepOutcome:
 
 def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interval_s: float) -> PolicyConfig:
     """Derived defaults (see `default_config`) with every field the user set taking precedence."""
+    slo = scaling.slo
     config = default_config(
         capacity_tokens_per_s, float(scaling.cold_start_seconds), min_replicas=scaling.min_replicas,
         max_replicas=scaling.max_replicas, predictive=scaling.predictive, control_interval_s=interval_s,
+        queue_wait_slo_s=(slo and (slo.queue_wait_seconds or slo.time_to_first_token_seconds)) or 10.0,
     )
     overrides: dict[str, Any] = {}
     if scaling.target_tokens_per_second is not None:
@@ -135,6 +137,9 @@ def step(
         "queueDepth": _rounded(reading.queue_depth),
         "desiredReplicas": decision.replicas,
         "lastDecision": decision.reason,
+        "headroomReplicas": None if decision.state.headroom is None else round(decision.state.headroom, 2),
+        "sloAttainmentPercent": (None if decision.state.slo_attainment is None
+                                 else round(100 * decision.state.slo_attainment, 2)),
     })
     # A failed read is reported at once, even while the policy still acts on the last good samples.
     if decision.metrics_healthy and reading.error is None:
