@@ -77,7 +77,7 @@ def main() -> int:
             settings = SimulationSettings(**{**base.__dict__, "cold_start_s": cold})
             max_replicas = 2 * peak_replicas(trace, settings)
             config = default_config(model.decode_tokens_per_s, cold, max_replicas=max_replicas,
-                                    queue_wait_slo_s=args.slo, tokens_per_request=trace.tokens_per_request)
+                                    queue_wait_slo_s=args.slo, tokens_per_request=trace.work_per_request(settings.prefill_cost))
             runs = {run.name: run for run in compare(trace, settings, config)}
             oracle = runs["oracle"].metrics.replica_hours
 

@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, max_replicas=max_replicas)
     config = default_config(capacity, args.cold_start, min_replicas=args.min_replicas, max_replicas=max_replicas,
                             utilization=args.utilization, queue_wait_slo_s=args.slo,
-                            tokens_per_request=trace.tokens_per_request or 256.0,
+                            tokens_per_request=trace.work_per_request(prefill_cost) or 256.0,
                             scrape_interval_s=args.scrape_interval, control_interval_s=args.control_interval,
                             predictive=not args.no_predictive)
     from tqdm import tqdm

@@ -118,7 +118,7 @@ def default_config(
     utilization_floor: float | None = None,
     utilization_ceiling: float | None = None,
     slo_underprovisioned_fraction: float = 0.01,
-    queue_wait_slo_s: float = 30.0,
+    queue_wait_slo_s: float = 10.0,
     tokens_per_request: float = 256.0,
     metric_window_s: float = 120.0,
     scrape_interval_s: float = 15.0,
@@ -366,11 +366,11 @@ def decide(
 
     utilization, lowered_at = _learn_utilization(now, observations, state, config)
     demand = _estimate(now, usable, latest, config, utilization)
-    history, growths, headroom = _learn_headroom(now, latest, state, config)
+    history, growths, headroom = _learn_headroom(now, latest, usable, state, config)
     if headroom is not None:
         # Replicas for the demand at full capacity plus the learned growth of one horizon, instead of the fixed
         # utilization target and the trend.
-        base = _demand_replicas(latest, config)
+        base = _demand_replicas(latest, usable, config)
         demand = replace(demand, needed_now=base + headroom, needed_ahead=base + headroom)
     needed_now = _clamp(math.ceil(demand.needed_now - 1e-9), config)
     needed = max(needed_now, _clamp(math.ceil(demand.needed_ahead - 1e-9), config))
@@ -441,11 +441,19 @@ def _learn_utilization(now: float, observations: Sequence[Observation], state: S
 MAX_GROWTH_SAMPLES = 480  # a day of 3-minute horizons, or a week of 20-minute ones (~5 KB in status)
 
 
-def _demand_replicas(latest: Observation, config: PolicyConfig) -> float:
-    """Replicas at full capacity for the served tokens/s plus draining the queue within the queue target."""
+def _demand_replicas(latest: Observation, usable: Sequence[Observation], config: PolicyConfig) -> float:
+    """Replicas at full capacity for the demand: served tokens/s, plus the rate the queue grew at over one rate
+    window (what was asked for beyond what was served: a served rate saturates at capacity), plus draining the
+    queue within the queue target."""
     tokens = float(latest.tokens_per_second)  # type: ignore[arg-type]
     queue = float(latest.queue_depth) if _usable(latest.queue_depth) else 0.0
     queue_replicas = queue / config.queue_target_per_replica if config.queue_target_per_replica else 0.0
+    window = 2 * config.metric_lag_s
+    earlier = [o for o in usable if _usable(o.queue_depth) and latest.at - window <= o.at < latest.at]
+    if earlier and config.tokens_per_request:
+        first = earlier[0]
+        growth = (queue - float(first.queue_depth)) / (latest.at - first.at)  # type: ignore[arg-type]
+        tokens += max(0.0, growth) * config.tokens_per_request
     return tokens / float(config.capacity_tokens_per_s) + queue_replicas  # type: ignore[arg-type]
 
 
@@ -459,7 +467,8 @@ def _count_slo(latest: Observation, state: ScalerState, config: PolicyConfig) ->
     return {"slo_checks": state.slo_checks + 1, "slo_met": state.slo_met + met}
 
 
-def _learn_headroom(now: float, latest: Observation, state: ScalerState, config: PolicyConfig
+def _learn_headroom(now: float, latest: Observation, usable: Sequence[Observation], state: ScalerState,
+                    config: PolicyConfig
                     ) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], float | None]:
     """Demand history, growth samples and the headroom (replicas) to keep: README "Headroom".
 
@@ -470,7 +479,7 @@ def _learn_headroom(now: float, latest: Observation, state: ScalerState, config:
     """
     if config.headroom_quantile is None:
         return state.demand, state.growths, None
-    current = _demand_replicas(latest, config)
+    current = _demand_replicas(latest, usable, config)
     history = [(at, d) for at, d in state.demand if at < now] + [(now, current)]
     growths = list(state.growths)
     horizon = config.horizon_s
@@ -485,7 +494,12 @@ def _learn_headroom(now: float, latest: Observation, state: ScalerState, config:
     else:
         ordered = sorted(growths)
         headroom = ordered[min(len(ordered) - 1, math.ceil(config.headroom_quantile * len(ordered)) - 1)]
-    return tuple(history), tuple(growths), min(headroom, cap)
+    # The queue absorbs a shortfall while its wait stays within the SLO: a shortfall lasts until capacity asked
+    # for now is ready, one horizon, so SLO × demand ÷ horizon replicas of it need no spare replica.
+    # Only while the SLO is being met: a queue that already breaks it has no slack to lend.
+    meeting = state.slo_attainment is None or state.slo_attainment >= config.headroom_quantile
+    absorbed = config.queue_wait_slo_s * current / horizon if horizon > 0 and meeting else 0.0
+    return tuple(history), tuple(growths), min(max(0.0, headroom - absorbed), cap)
 
 
 def _estimate(now: float, usable: Sequence[Observation], latest: Observation, config: PolicyConfig,

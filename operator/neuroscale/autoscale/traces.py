@@ -83,6 +83,10 @@ class DemandTrace:
         arrived = float(self.requests_per_s.sum())  # type: ignore[union-attr]
         return float(self.prompt_tokens_per_s.sum()) / arrived if arrived > 0 else 0.0  # type: ignore[union-attr]
 
+    def work_per_request(self, prefill_cost: float) -> float:
+        """Generated-token equivalents one request asks for: its generated tokens + its prompt at prefill cost."""
+        return self.tokens_per_request + prefill_cost * self.prompt_per_request
+
     def scaled(self, factor: float) -> DemandTrace:
         """The same trace with every rate multiplied by ``factor`` (as if ``factor`` copies overlapped)."""
         if not (math.isfinite(factor) and factor > 0):
