@@ -21,7 +21,8 @@ import pytest
 
 import itertools
 
-from neuroscale.autoscale.baselines import HpaScaler, KpaScaler, StaticScaler, oracle_plan, slo_needed_replicas, slo_service_curve
+from neuroscale.autoscale.baselines import (HpaScaler, KpaScaler, StaticScaler, oracle_plan, slo_needed_replicas,
+                                            slo_service_curve)
 from neuroscale import cli as neuroscale_cli
 from neuroscale.autoscale.policy import Observation
 from neuroscale.autoscale.simulator import SimulationSettings, compare, queue_waits, run_oracle, simulate

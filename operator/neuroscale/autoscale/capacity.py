@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from neuroscale.sizing import SizingResult
 
 __all__ = ["PREFILL_FLOPS_EFFICIENCY", "ReplicaModel", "replica_model_from_sizing"]
 
@@ -50,10 +54,10 @@ class ReplicaModel:
         return generated + prompt * self.prefill_cost
 
 
-def replica_model_from_sizing(result: object, max_num_seqs: int = 8) -> ReplicaModel:
-    """The replica model of a `neuroscale.sizing.SizingResult`: its decode rate and a prefill rate on its cores."""
-    instance = result.instance  # type: ignore[attr-defined]
-    peak_flops = instance.bf16_tflops_per_device * 1e12 * result.tensor_parallel / instance.cores_per_device  # type: ignore[attr-defined]
-    flops_per_token = 2 * result.architecture.decode_params_billions * 1e9  # type: ignore[attr-defined]
+def replica_model_from_sizing(result: SizingResult, max_num_seqs: int = 8) -> ReplicaModel:
+    """The replica model of a sizing result: its decode rate and a prefill rate on its NeuronCores."""
+    instance = result.instance
+    peak_flops = instance.bf16_tflops_per_device * 1e12 * result.tensor_parallel / instance.cores_per_device
+    flops_per_token = 2 * result.architecture.decode_params_billions * 1e9
     prefill = peak_flops * PREFILL_FLOPS_EFFICIENCY / flops_per_token if flops_per_token > 0 else math.inf
-    return ReplicaModel(float(result.tokens_per_second), prefill, max_num_seqs)  # type: ignore[attr-defined]
+    return ReplicaModel(float(result.tokens_per_second), prefill, max_num_seqs)

@@ -21,6 +21,12 @@ The rule, in the words the README uses:
 5. Replicas already asked for but not yet ready count as arriving capacity: they are never asked for twice.
 6. No fresh sample (missing metric, stale sample, Prometheus down): hold the current replicas (clamped to
    [min, max]); never scale down, never to zero, on missing data.
+
+With ``headroom_quantile`` set (`default_config` sets it; README "Headroom"), steps 2–3 become: needed =
+ceil(demand + headroom), demand in replicas at full capacity = served tokens/s + the queue's growth over one rate
+window + the queue ÷ ``queue_target_per_replica``; headroom = that quantile of the demand's growth over one
+horizon, learned online in the state, less the queue's SLO slack over a horizon while the SLO is met, capped at
+``headroom_cap`` × demand.
 """
 
 from __future__ import annotations
@@ -94,8 +100,8 @@ class PolicyConfig:
                             f"{self.utilization_floor} and {self.utilization_ceiling}")
         if not 0 <= self.queued_sample_allowance < 1:
             problems.append(f"queued_sample_allowance must be in [0, 1), got {self.queued_sample_allowance}")
-        if self.headroom_quantile is not None and not (0 < self.headroom_quantile < 1
-                                                       and self.capacity_tokens_per_s and self.capacity_tokens_per_s > 0):
+        capacity = self.capacity_tokens_per_s
+        if self.headroom_quantile is not None and not (0 < self.headroom_quantile < 1 and capacity and capacity > 0):
             problems.append("headroom_quantile must be in (0, 1) and needs capacity_tokens_per_s > 0")
         if not self.headroom_cap >= 0:
             problems.append(f"headroom_cap must be >= 0, got {self.headroom_cap}")

@@ -158,7 +158,8 @@ def _read_azure(path: Path, rows: Iterable[list[str]], decode_tokens_per_s: floa
         if not (math.isfinite(tokens) and tokens >= 0):
             raise TraceError(f"{path}:{line_no}: GeneratedTokens must be a finite number >= 0, got {row[g_col]!r}")
         if not (math.isfinite(context) and context >= 0):
-            raise TraceError(f"{path}:{line_no}: ContextTokens must be a finite number >= 0, got {row[c_col]!r}")  # type: ignore[index]
+            raise TraceError(f"{path}:{line_no}: ContextTokens must be a finite number >= 0, "
+                             f"got {row[c_col]!r}")  # type: ignore[index]
         if first is None:
             first, first_line = at, line_no
         elif (at.tzinfo is None) != (first.tzinfo is None):
@@ -301,7 +302,7 @@ FORMATS: dict[str, TraceFormat] = {
         lambda header: {"window_start_s", "window_s", "req_per_s", "exp_gen_tok_per_s"} <= set(header),
         _read_aggregate),
     "mooncake": TraceFormat(
-        "mooncake", "Mooncake JSON lines: {\"timestamp\": ms, \"input_length\": n, \"output_length\": n, ...} a request",
+        "mooncake", 'Mooncake JSON lines: {"timestamp": ms, "input_length": n, "output_length": n, ...} a request',
         lambda header: {"timestamp", "input_length", "output_length"} <= set(header), _read_mooncake, json_lines=True),
 }
 
@@ -360,7 +361,8 @@ def _lines(path: Path, handle: TextIO) -> Iterator[str]:
         if read > MAX_TRACE_BYTES:  # a device or a growing file: its size said nothing
             raise _too_big(path, "holds more than")
         if len(line) > MAX_LINE_CHARS:
-            raise TraceError(f"{path}:{line_no}: line longer than {MAX_LINE_CHARS} characters; not a trace CSV or JSON-lines file")
+            raise TraceError(f"{path}:{line_no}: line longer than {MAX_LINE_CHARS} characters; not a trace CSV or "
+                             "JSON-lines file")
         yield line
 
 
