@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from neuroscale.autoscale.policy import Observation, PolicyConfig, ScalerState, decide
+from neuroscale.autoscale.queueing import fluid_backlog, queue_waits
 
 __all__ = ["HpaScaler", "KpaScaler", "NeuroscaleScaler", "OraclePlan", "Scaler", "StaticScaler", "oracle_plan",
            "slo_needed_replicas", "slo_service_curve"]
@@ -187,9 +188,9 @@ def slo_service_curve(work: np.ndarray, slo_s: float, step_s: float = 1.0) -> np
     """The smoothest cumulative service (at each step boundary) under which no work waits longer than ``slo_s``.
 
     Service can never run ahead of arrivals (upper curve: work arrived by each boundary) and must have served,
-    by each boundary, all work that arrived ``slo_s`` earlier (lower curve). The taut string between the two,
-    from 0 at time 0 to a free end, is the feasible curve that minimises every convex cost of its rate (Σ rate²,
-    the peak rate); it is built segment by segment: from an anchor, extend a straight line until the upper curve
+    by each boundary, all work that arrived ``slo_s`` earlier (lower curve), and all of it by the end. The taut
+    string between the two, from 0 at time 0, is the feasible curve that minimises every convex cost of its rate
+    (Σ rate², the peak rate); it is built segment by segment: from an anchor, extend a straight line until the upper curve
     drops below the steepest line the lower curve needs (bend at the lower point that needed it) or the lower curve
     rises above the flattest line the upper curve allows (bend at that upper point); past the last crossing the
     string wraps the lower curve's points to the end.
@@ -197,6 +198,7 @@ def slo_service_curve(work: np.ndarray, slo_s: float, step_s: float = 1.0) -> np
     upper = np.concatenate(([0.0], np.cumsum(work * step_s)))
     times = np.arange(len(upper)) * step_s
     lower = np.interp(times - slo_s, times, upper, left=0.0)
+    lower[-1] = upper[-1]  # everything served by the end: after it, no capacity is promised
     n = len(upper) - 1
     curve = np.empty(n + 1)
     curve[0] = 0.0
@@ -253,27 +255,110 @@ def slo_needed_replicas(work: np.ndarray, capacity_tokens_per_s: float, slo_s: f
     return needed
 
 
-def oracle_plan(work_tokens_per_s: np.ndarray, capacity_tokens_per_s: float, cold_start_s: float,
-                slo_s: float = 0.0, step_s: float = 1.0, min_replicas: int = 1) -> OraclePlan:
-    """The SLO oracle: a hindsight schedule in which no work waits longer than ``slo_s`` (README, "SLO oracle").
+class _SloCheck:
+    """Whether lowering a schedule's ready replicas within [start, end) keeps every due request within the SLO.
 
-    Ready replicas per step: `slo_needed_replicas` (service following the smoothest feasible curve; with
-    ``slo_s`` = 0, ceil(demand / capacity)). Paying for them is then optimal level by level: replicas are
-    interchangeable, so the k-th replica must be ready whenever k or more are needed; each stretch of need is paid
-    from one cold start before it (except a stretch already running at time 0), and a gap shorter than a cold
-    start is cheaper to keep paying for than to restart after.
+    Only the work still queued at ``start`` and the steps until the lowered schedule's backlog is back on the
+    current one's can wait longer (capacity is only taken away, so the backlog only grows, and once equal
+    everything after is the same), so only those are replayed.
     """
-    needed = np.maximum(slo_needed_replicas(work_tokens_per_s, capacity_tokens_per_s, slo_s, step_s), min_replicas)
+
+    def __init__(self, work: np.ndarray, ready: np.ndarray, capacity: float, slo_s: float, step_s: float):
+        self.work, self.capacity, self.slo_s, self.step_s = work, capacity, slo_s, step_s
+        self.accept(ready)
+
+    def accept(self, ready: np.ndarray) -> None:
+        self.ready = ready
+        self.backlog = fluid_backlog(self.work, ready * self.capacity, self.step_s)
+        waits = queue_waits(self.work, ready * self.capacity, self.step_s)
+        self.finish = (np.arange(len(self.work)) + 1) * self.step_s + waits  # FCFS: never decreasing
+
+    def holds(self, trial: np.ndarray, first: int, end: int) -> bool:
+        n = len(self.work)
+        # Replay from the oldest work still queued when the lowered stretch begins.
+        start = min(first, int(np.searchsorted(self.finish, first * self.step_s + 1e-9, side="right")))
+        before = float(self.backlog[start - 1]) if start > 0 else 0.0
+        stop = min(n, end + max(64, end - start))
+        while True:
+            work = np.concatenate(([before / self.step_s], self.work[start:stop]))
+            capacity = np.concatenate(([0.0], trial[start:stop] * self.capacity))
+            backlog = fluid_backlog(work, capacity, self.step_s)[1:]
+            current = self.backlog[start:stop]
+            tolerance = 1e-6 * np.maximum(1.0, current[end - start:])
+            same = np.flatnonzero(np.abs(backlog - current)[end - start:] <= tolerance)
+            if len(same) or stop == n:
+                break
+            stop = min(n, stop + 2 * (stop - start))
+        cut = start + (end - start) + int(same[0]) + 1 if len(same) else n
+        waits = queue_waits(work[:cut - start + 1], capacity[:cut - start + 1], self.step_s)[1:]
+        if cut < n:  # work still queued at the cut is served as before, within the SLO
+            waits = np.where((np.arange(cut - start) + 1) * self.step_s + waits <= (cut - start) * self.step_s + 1e-9,
+                             waits, 0.0)
+        # As every schedule is scored: work still queued at the end is served at the last step's capacity.
+        return bool(waits.max(initial=0.0) <= self.slo_s + 1e-9)
+
+
+def _lower(work: np.ndarray, ready: np.ndarray, capacity: float, slo_s: float, step_s: float,
+           floor: int) -> np.ndarray:
+    """Local search from a feasible schedule: top level first, drop each stretch of it, or as much of its start and
+    its end as the SLO allows, until no stretch can be lowered."""
+    check = _SloCheck(work, ready.copy(), capacity, slo_s, step_s)
+    changed = True
+    while changed:
+        changed = False
+        for level in range(int(check.ready.max(initial=0)), floor, -1):
+            above = (check.ready >= level).astype(int)
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], above, [0]))))
+            for start, end in zip(edges[::2].tolist(), edges[1::2].tolist()):
+                ready = check.ready
+                if check.ready[start] < level:  # an earlier change of this pass lowered it already
+                    continue
+                lowered = ready.copy()
+                lowered[start:end] -= 1
+                if check.holds(lowered, start, end):
+                    check.accept(lowered)
+                    changed = True
+                    continue
+                low, high = start, end - 1  # the longest head [start, k) that can go
+                while low < high:
+                    mid = (low + high + 1) // 2
+                    trial = ready.copy()
+                    trial[start:mid] -= 1
+                    low, high = (mid, high) if check.holds(trial, start, mid) else (low, mid - 1)
+                if low > start:
+                    ready = ready.copy()
+                    ready[start:low] -= 1
+                    check.accept(ready)
+                    changed = True
+                low, high = max(low, start + 1), end  # the longest tail [k, end) that can go
+                while low < high:
+                    mid = (low + high) // 2
+                    trial = ready.copy()
+                    trial[mid:end] -= 1
+                    low, high = (low, mid) if check.holds(trial, mid, end) else (mid + 1, high)
+                if low < end:
+                    ready = ready.copy()
+                    ready[low:end] -= 1
+                    check.accept(ready)
+                    changed = True
+    return check.ready
+
+
+def _pay(needed: np.ndarray, lead: int) -> OraclePlan:
+    """The cheapest way to have ``needed`` ready replicas per step when a replica takes ``lead`` steps to start.
+
+    Replicas are interchangeable, so it is optimal level by level: the k-th replica must be ready whenever k or
+    more are needed; each stretch of need is paid from one cold start before it (except a stretch already running
+    at time 0), and a gap shorter than a cold start is cheaper to keep paying for than to restart after.
+    """
     steps = len(needed)
-    lead = int(math.ceil(cold_start_s / step_s))
     ready_delta = np.zeros(steps + 1, dtype=int)
     paid_delta = np.zeros(steps + 1, dtype=int)
     for level in range(1, int(needed.max(initial=0)) + 1):
         above = needed >= level
         edges = np.flatnonzero(np.diff(np.concatenate(([0], above.astype(int), [0]))))
-        stretches = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
         merged: list[list[int]] = []
-        for start, end in stretches:
+        for start, end in zip(edges[::2].tolist(), edges[1::2].tolist()):
             if merged and start - merged[-1][1] < lead:
                 merged[-1][1] = end
             else:
@@ -285,3 +370,22 @@ def oracle_plan(work_tokens_per_s: np.ndarray, capacity_tokens_per_s: float, col
             paid_delta[end] -= 1
     paid = np.cumsum(paid_delta)[:steps]
     return OraclePlan(np.cumsum(ready_delta)[:steps], paid, int(np.count_nonzero(np.diff(paid))))
+
+
+def oracle_plan(work_tokens_per_s: np.ndarray, capacity_tokens_per_s: float, cold_start_s: float,
+                slo_s: float = 0.0, step_s: float = 1.0, min_replicas: int = 1) -> OraclePlan:
+    """The SLO oracle: a hindsight schedule in which no work waits longer than ``slo_s`` (README, "SLO oracle").
+
+    1. Ready replicas per step: `slo_needed_replicas` (service following the smoothest feasible curve; with
+       ``slo_s`` = 0, ceil(demand / capacity)), paid for by `_pay`.
+    2. With ``slo_s`` > 0, `_lower` then takes away every stretch of a level (or its head or tail) whose work the
+       queue can still serve within the SLO on the remaining replicas, and `_pay` pays for the result.
+    """
+    needed = np.maximum(slo_needed_replicas(work_tokens_per_s, capacity_tokens_per_s, slo_s, step_s), min_replicas)
+    lead = int(math.ceil(cold_start_s / step_s))
+    plan = _pay(needed, lead)
+    if slo_s <= 0 or len(needed) == 0:
+        return plan
+    lowered = _lower(np.asarray(work_tokens_per_s, dtype=float), plan.ready, capacity_tokens_per_s, slo_s, step_s,
+                     min_replicas)
+    return _pay(lowered, lead)
