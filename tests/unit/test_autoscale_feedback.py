@@ -25,7 +25,8 @@ EVERY = 15.0
 
 
 def make_config(**overrides: object) -> PolicyConfig:
-    base = default_config(CAPACITY, 300.0, max_replicas=60, tokens_per_request=200.0)
+    base = default_config(CAPACITY, 300.0, max_replicas=60, tokens_per_request=200.0,
+                          learn_headroom=False)
     return dataclasses.replace(base, **overrides)
 
 

@@ -25,7 +25,8 @@ CAPACITY = 400.0
 
 
 def make_config(**overrides: object) -> PolicyConfig:
-    base = default_config(CAPACITY, 300.0, min_replicas=1, max_replicas=40, tokens_per_request=200.0)
+    base = default_config(CAPACITY, 300.0, min_replicas=1, max_replicas=40, tokens_per_request=200.0,
+                          learn_headroom=False)
     return dataclasses.replace(base, **overrides)
 
 
@@ -170,8 +171,10 @@ def test_default_config_derivations():
     assert config.target_tokens_per_replica == pytest.approx(340.0)
     assert config.queue_target_per_replica == pytest.approx(400 * 600 / 200)
     assert config.safety_z == pytest.approx(2.326, abs=1e-3)
-    assert config.scale_down_stabilization_s == 300.0
-    assert default_config(400.0, 60.0).scale_down_stabilization_s == 120.0
+    assert config.scale_down_stabilization_s == 120.0, "learned headroom: one rate window"
+    assert config.headroom_quantile == pytest.approx(0.99) and config.queue_wait_slo_s == 30.0
+    assert default_config(400.0, 600.0, learn_headroom=False).scale_down_stabilization_s == 300.0
+    assert default_config(400.0, 30.0).scale_down_stabilization_s == 90.0
     assert config.horizon_s == 600 + 60 + 15
     assert config.max_scale_up_step == 15
 
@@ -200,3 +203,27 @@ def test_policy_imports_no_io_library():
             "print(sorted(m for m in ('kopf','boto3','botocore','kubernetes','aiohttp') if m in sys.modules))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_headroom_is_learned_from_demand_growth_and_survives_a_restart():
+    config = default_config(CAPACITY, 60.0, max_replicas=40, tokens_per_request=200.0)
+    state = None
+    observations: list[Observation] = []
+    # Demand alternates between 10 and 14 replicas' worth every horizon (135 s): growth of 4 replicas recurs.
+    for k in range(200):
+        now = 15.0 * k
+        level = 10 if (now // config.horizon_s) % 2 == 0 else 14
+        observations.append(Observation(now, level * CAPACITY, 0.0, 20))
+        decision = decide(now, observations[-40:], 20, state, config)
+        state = decision.state
+    # The 99th percentile of growth over one horizon (4 replicas), less what the queue absorbs within the SLO
+    # while the new capacity starts (SLO × demand ÷ horizon; demand is at its low level of 10 now).
+    assert state.headroom == pytest.approx(4.0 - config.queue_wait_slo_s * 10 / config.horizon_s)
+    assert decision.replicas >= 14 + 3 - 1, "the high level's need is still held by the scale-down window"
+    restored = ScalerState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert restored.headroom == pytest.approx(state.headroom, abs=1e-4) and restored.growths == state.growths
+    assert restored.slo_attainment == 1.0, "an empty queue meets the SLO"
+    queued = decide(3_000.0, [Observation(3_000.0, 10 * CAPACITY, 1_000.0, 2)], 20, restored, config).state
+    assert queued.slo_checks == restored.slo_checks + 1 and queued.slo_met == restored.slo_met
+    capped = dataclasses.replace(config, headroom_cap=0.1)
+    assert decide(3_000.0, observations[-40:], 20, state, capped).state.headroom <= 0.1 * 14 + 1e-9

@@ -193,6 +193,18 @@ class MetricsSpec(ApiModel):
 DEFAULT_COLD_START_SECONDS = 600.0
 
 
+class AutoscalingSloSpec(ApiModel):
+    """The service level the autoscaler keeps: how long a request may wait before it is served."""
+
+    queue_wait_seconds: float | None = Field(
+        default=None, gt=0, le=3600, description="Longest a request may queue before an engine takes it; default 10."
+    )
+    time_to_first_token_seconds: float | None = Field(
+        default=None, gt=0, le=3600,
+        description="Longest until a request's first token; kept as a queue-wait bound (prefill time not deducted).",
+    )
+
+
 class AutoscalingSpec(ApiModel):
     """Token-throughput autoscaling. When enabled the operator owns the replica count."""
 
@@ -225,6 +237,9 @@ class AutoscalingSpec(ApiModel):
         "measured cold start (status.coldStart), or 600 before any replica was measured.",
     )
     predictive: bool = Field(default=True, description="Look ahead by the cold start using the recent demand trend.")
+    slo: AutoscalingSloSpec | None = Field(
+        default=None, description="Service level that drives the decision (queue wait or time to first token)."
+    )
     metrics: MetricsSpec = Field(
         default_factory=MetricsSpec, description="Metrics source override.", json_schema_extra={"default": {}}
     )
@@ -372,6 +387,12 @@ class AutoscalingStatus(ApiModel):
     desired_replicas: int | None = Field(default=None, description="Replicas the autoscaler wants.")
     last_decision: str | None = Field(default=None, description="The latest decision and its reason.")
     last_scale_time: str | None = Field(default=None, description="When replicas last changed (RFC 3339).")
+    headroom_replicas: float | None = Field(
+        default=None, description="Spare replicas kept for demand growth within one cold start (learned)."
+    )
+    slo_attainment_percent: float | None = Field(
+        default=None, description="Share of control intervals whose estimated queue wait met the SLO."
+    )
     state: dict | None = Field(
         default=None,
         description="Policy memory kept across operator restarts (internal).",

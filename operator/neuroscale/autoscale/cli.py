@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from neuroscale.autoscale.capacity import replica_model_from_sizing
 from neuroscale.autoscale.policy import default_config
 from neuroscale.autoscale.report import format_table, to_document, write_json, write_plot
 from neuroscale.autoscale.simulator import SimulationSettings, compare, peak_replicas
@@ -33,6 +36,7 @@ _decode_speed_type = float_in(0.0, 1e6, low_open=True)  # one sequence; real one
 _scrape_interval_type = float_in(1.0, 60.0)
 _control_interval_type = float_in(1.0, 3_600.0)
 _positive_scale = float_in(0.0, 1e12, low_open=True)
+_slo_type = float_in(0.0, 3_600.0)
 
 EXAMPLE = """example:
   neuroscale simulate --trace AzureLLMInferenceTrace_conv.csv --cold-start 300 \\
@@ -54,9 +58,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `simulate` on the `neuroscale` command line."""
     parser = subparsers.add_parser(
         "simulate", help="replay a request trace through the autoscaler and its baselines",
-        description="Replay a request trace through the neuroscale autoscaling policy, an HPA-style and a "
-                    "KPA-style reactive scaler, static peak provisioning and the hindsight oracle; print cost "
-                    "and under-provisioning, write simulation.json and simulation.png.",
+        description="Replay a request trace through the neuroscale autoscaling policy, KEDA + HPA and Knative's "
+                    "KPA, static peak provisioning and the SLO oracle; print queueing delay, SLO misses and cost, "
+                    "write simulation.json (with the per-step series) and simulation.png.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trace", required=True, type=Path, help="trace CSV file")
     parser.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="trace format (default: auto)")
@@ -64,6 +68,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="seconds from asking for a replica to it serving (default: 300)")
     parser.add_argument("--capacity", type=tokens_per_s_type, metavar="TOK_PER_S",
                         help="generated tokens/s one replica serves at full batch")
+    parser.add_argument("--prefill-speed", type=tokens_per_s_type, metavar="TOK_PER_S",
+                        help="prompt tokens/s one replica prefills (default: from --model sizing; without "
+                             "--model prompts cost nothing)")
+    parser.add_argument("--slo", type=_slo_type, default=10.0, metavar="SECONDS",
+                        help="queueing delay a request may wait (default: 10); the oracle and the miss share use it")
     parser.add_argument("--model", help="model source (e.g. hf://org/name) to derive capacity and price via sizing")
     parser.add_argument("--instance-type", help="instance type for --model, or the price of --capacity")
     parser.add_argument("--max-num-seqs", type=max_num_seqs_type, default=8,
@@ -92,21 +101,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _capacity_and_price(args: argparse.Namespace) -> tuple[float, float | None, str]:
-    """Capacity from --capacity or sizing; price from --price-per-hour, sizing or the instance catalog."""
+def _capacity_and_price(args: argparse.Namespace) -> tuple[float, float, float | None, str]:
+    """Decode capacity and prefill speed from the flags or sizing; price from the flag, sizing or the catalog."""
     price = args.price_per_hour
     if args.model:
         result = size(SizingRequest(source=args.model, instance_type=args.instance_type,
                                     max_num_seqs=args.max_num_seqs))
-        capacity = args.capacity or result.tokens_per_second
+        model = replica_model_from_sizing(result, args.max_num_seqs)
+        capacity = args.capacity or model.decode_tokens_per_s
+        prefill = args.prefill_speed or model.prefill_tokens_per_s
         price = price if price is not None else result.price_per_hour
-        return capacity, price, (f"{args.model} on {result.instance.name} TP {result.tensor_parallel}: "
-                                 f"{capacity:,.0f} tok/s per replica (sizing estimate)")
+        return capacity, prefill, price, (f"{args.model} on {result.instance.name} TP {result.tensor_parallel}: "
+                                          f"{capacity:,.0f} generated and {prefill:,.0f} prompt tok/s per replica "
+                                          "(sizing estimate)")
     if args.capacity is None:
         raise ValueError("pass --capacity TOK_PER_S, or --model (and optionally --instance-type) to size it")
     if price is None and args.instance_type:
         price = get_instance(args.instance_type).price_per_hour
-    return args.capacity, price, f"{args.capacity:,.0f} tok/s per replica (given)"
+    prefill = args.prefill_speed or math.inf
+    prompt = "prompts free" if math.isinf(prefill) else f"{prefill:,.0f} prompt tok/s"
+    return args.capacity, prefill, price, f"{args.capacity:,.0f} generated tok/s per replica, {prompt} (given)"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -118,22 +132,25 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    capacity, price, capacity_note = _capacity_and_price(args)
+    capacity, prefill, price, capacity_note = _capacity_and_price(args)
     trace = load_trace(args.trace, args.format, decode_tokens_per_s=args.decode_speed)
-    scale = args.scale or AUTO_SCALE_PEAK_REPLICAS * capacity / max(trace.peak(60), 1e-9)
-    busiest = float(trace.tokens_per_s.max()) * scale / capacity  # Python floats: inf, not an overflow warning
+    prefill_cost = capacity / prefill
+    scale = args.scale or AUTO_SCALE_PEAK_REPLICAS * capacity / max(trace.peak(60, prefill_cost), 1e-9)
+    busiest = float((trace.tokens_per_s + prefill_cost * trace.prompt_tokens_per_s).max()) * scale / capacity
     if not busiest <= MAX_REPLICAS:
         raise InputError(f"at demand ×{scale:.3g} the busiest second of {trace.name} needs {busiest:,.0f} replicas of "
                          f"{capacity:,.0f} tok/s; simulate models at most {MAX_REPLICAS}: lower --scale or raise "
                          "--capacity")
     trace = trace.scaled(scale)
-    settings = SimulationSettings(capacity_tokens_per_s=capacity, cold_start_s=args.cold_start,
+    settings = SimulationSettings(capacity_tokens_per_s=capacity, cold_start_s=args.cold_start, slo_s=args.slo,
+                                  prefill_tokens_per_s=prefill, max_num_seqs=args.max_num_seqs,
                                   scrape_interval_s=args.scrape_interval, control_interval_s=args.control_interval,
-                                  price_per_hour=price, min_replicas=args.min_replicas)
+                                  price_per_hour=price, min_replicas=args.min_replicas, utilization=args.utilization)
     max_replicas = args.max_replicas or max(2 * peak_replicas(trace, settings), args.min_replicas, 1)
-    settings = SimulationSettings(**{**settings.__dict__, "max_replicas": max_replicas})
+    settings = dataclasses.replace(settings, max_replicas=max_replicas)
     config = default_config(capacity, args.cold_start, min_replicas=args.min_replicas, max_replicas=max_replicas,
-                            utilization=args.utilization, tokens_per_request=trace.tokens_per_request or 256.0,
+                            utilization=args.utilization, queue_wait_slo_s=args.slo,
+                            tokens_per_request=trace.work_per_request(prefill_cost) or 256.0,
                             scrape_interval_s=args.scrape_interval, control_interval_s=args.control_interval,
                             predictive=not args.no_predictive)
     from tqdm import tqdm
@@ -142,10 +159,11 @@ def _run(args: argparse.Namespace) -> int:
     with tqdm(total=total, unit="step", desc="simulating", disable=None, file=sys.stderr) as bar:
         runs = compare(trace, settings, config, on_progress=bar.update)
     print(f"trace {trace.name} ({trace.format}), {trace.duration_s / 3600:.2f} h, demand ×{scale:.3g} "
-          f"(mean {trace.tokens_per_s.mean():,.0f}, busiest minute {trace.peak(60):,.0f} tok/s)")
-    print(f"{capacity_note}; cold start {args.cold_start:g}s; price "
+          f"(mean {trace.tokens_per_s.mean():,.0f} generated + {trace.prompt_tokens_per_s.mean():,.0f} prompt tok/s, "
+          f"busiest minute {trace.peak(60, prefill_cost):,.0f} work tok/s)")
+    print(f"{capacity_note}; cold start {args.cold_start:g}s; SLO {args.slo:g}s queueing; price "
           f"{'unknown' if price is None else f'${price:g}/h'}; replicas {args.min_replicas}..{max_replicas}")
-    print(format_table(runs))
+    print(format_table(runs, args.slo))
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(to_document(trace, settings, config, runs), args.out / "simulation.json")
     written = [args.out / "simulation.json"]

@@ -21,6 +21,12 @@ The rule, in the words the README uses:
 5. Replicas already asked for but not yet ready count as arriving capacity: they are never asked for twice.
 6. No fresh sample (missing metric, stale sample, Prometheus down): hold the current replicas (clamped to
    [min, max]); never scale down, never to zero, on missing data.
+
+With ``headroom_quantile`` set (`default_config` sets it; README "Headroom"), steps 2–3 become: needed =
+ceil(demand + headroom), demand in replicas at full capacity = served tokens/s + the queue's growth over one rate
+window + the queue ÷ ``queue_target_per_replica``; headroom = that quantile of the demand's growth over one
+horizon, learned online in the state, less the queue's SLO slack over a horizon while the SLO is met, capped at
+``headroom_cap`` × demand.
 """
 
 from __future__ import annotations
@@ -56,6 +62,12 @@ class PolicyConfig:
     utilization_floor: float | None = None
     utilization_ceiling: float | None = None
     queued_sample_allowance: float = 0.01
+    # Learned headroom (README "Headroom"): None turns it off (the utilization target alone, as before).
+    headroom_quantile: float | None = None
+    headroom_cap: float = 0.5
+    capacity_tokens_per_s: float | None = None
+    queue_wait_slo_s: float = 10.0
+    tokens_per_request: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -88,6 +100,11 @@ class PolicyConfig:
                             f"{self.utilization_floor} and {self.utilization_ceiling}")
         if not 0 <= self.queued_sample_allowance < 1:
             problems.append(f"queued_sample_allowance must be in [0, 1), got {self.queued_sample_allowance}")
+        capacity = self.capacity_tokens_per_s
+        if self.headroom_quantile is not None and not (0 < self.headroom_quantile < 1 and capacity and capacity > 0):
+            problems.append("headroom_quantile must be in (0, 1) and needs capacity_tokens_per_s > 0")
+        if not self.headroom_cap >= 0:
+            problems.append(f"headroom_cap must be >= 0, got {self.headroom_cap}")
         if problems:
             raise ValueError("invalid autoscaling config: " + "; ".join(problems))
 
@@ -107,12 +124,13 @@ def default_config(
     utilization_floor: float | None = None,
     utilization_ceiling: float | None = None,
     slo_underprovisioned_fraction: float = 0.01,
-    queue_wait_slo_s: float = 30.0,
+    queue_wait_slo_s: float = 10.0,
     tokens_per_request: float = 256.0,
     metric_window_s: float = 120.0,
     scrape_interval_s: float = 15.0,
     control_interval_s: float = 15.0,
     predictive: bool = True,
+    learn_headroom: bool = True,
 ) -> PolicyConfig:
     """Derive every policy parameter from replica capacity, cold start and the SLO.
 
@@ -135,7 +153,9 @@ def default_config(
     - ``metric_lag_s = metric_window_s / 2``: a rate over a window reports the demand of its midpoint.
     - ``scale_up_stabilization_s = 0``: the metric is already a 2-minute average and every second of delay
       is added to a cold start users wait through.
-    - ``scale_down_stabilization_s = min(cold_start_s + metric_lag_s, 300)``: a released replica needs a cold
+    - ``scale_down_stabilization_s = min(cold_start_s + metric_lag_s, metric_window_s)`` with learned headroom (it
+      already keeps the spare for a return of demand), else ``min(cold_start_s + metric_lag_s, 300)``: a released
+      replica needs a cold
       start to come back, so the policy releases only what the demand of that long would not have needed, but
       never holds longer than Kubernetes' default 5 minutes: past that, the upward forecast (which also blocks
       scale-down) protects against a return of demand more cheaply than idle replicas do.
@@ -165,7 +185,9 @@ def default_config(
         queue_target_per_replica=capacity_tokens_per_s * max(queue_wait_slo_s, cold_start_s) / tokens_per_request,
         cold_start_s=cold_start_s,
         scale_up_stabilization_s=0.0,
-        scale_down_stabilization_s=min(cold_start_s + metric_lag_s, 300.0),
+        # With learned headroom the spare for a return of demand is already kept: release once a full rate window
+        # confirms the lower demand.
+        scale_down_stabilization_s=min(cold_start_s + metric_lag_s, metric_window_s if learn_headroom else 300.0),
         max_scale_up_step=max(4, math.ceil(max_replicas / 2)),
         max_scale_down_step=None,
         predictive=predictive,
@@ -177,17 +199,27 @@ def default_config(
         utilization_floor=floor,
         utilization_ceiling=ceiling,
         queued_sample_allowance=slo_underprovisioned_fraction,
+        headroom_quantile=1 - slo_underprovisioned_fraction if learn_headroom else None,
+        capacity_tokens_per_s=capacity_tokens_per_s,
+        queue_wait_slo_s=queue_wait_slo_s,
+        tokens_per_request=tokens_per_request,
     )
 
 
 @dataclass(frozen=True)
 class Observation:
-    """One Prometheus read at time ``at``; a None field means the metric was missing."""
+    """One Prometheus read at time ``at``; a None field means the metric was missing.
+
+    ``running`` is vLLM's ``num_requests_running`` summed over the pods, ``kv_cache_usage`` the mean of its
+    ``kv_cache_usage_perc`` (0..1); both are optional (older readers and other engines do not supply them).
+    """
 
     at: float
     tokens_per_second: float | None
     queue_depth: float | None
     ready_replicas: int
+    running: float | None = None
+    kv_cache_usage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +237,16 @@ class ScalerState:
     last_change_at: float | None = None
     utilization: float | None = None
     utilization_lowered_at: float | None = None
+    demand: tuple[tuple[float, float], ...] = ()
+    growths: tuple[float, ...] = ()
+    headroom: float | None = None
+    slo_checks: int = 0
+    slo_met: int = 0
+
+    @property
+    def slo_attainment(self) -> float | None:
+        """Share of control intervals whose estimated queue wait met the SLO (None before the first)."""
+        return self.slo_met / self.slo_checks if self.slo_checks else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +255,11 @@ class ScalerState:
             "lastChangeAt": self.last_change_at,
             "utilization": self.utilization,
             "utilizationLoweredAt": self.utilization_lowered_at,
+            "demand": [[round(at, 1), round(d, 4)] for at, d in self.demand],
+            "growths": [round(g, 4) for g in self.growths],
+            "headroom": None if self.headroom is None else round(self.headroom, 4),
+            "sloChecks": self.slo_checks,
+            "sloMet": self.slo_met,
         }
 
     @classmethod
@@ -227,8 +274,15 @@ class ScalerState:
             utilization = None if learned is None else float(learned)
             if utilization is not None and not 0 < utilization <= 1:
                 raise ValueError(f"utilization {utilization} outside (0, 1]")
+            demand = tuple((float(at), float(d)) for at, d in data.get("demand", []))
+            growths = tuple(float(g) for g in data.get("growths", []))
+            headroom = data.get("headroom")
+            checks, met = int(data.get("sloChecks", 0)), int(data.get("sloMet", 0))
+            if not 0 <= met <= checks:
+                raise ValueError(f"SLO counts {met} of {checks}")
             return cls(scale_ups, recommendations, None if last is None else float(last), utilization,
-                       None if lowered is None else float(lowered))
+                       None if lowered is None else float(lowered), demand, growths,
+                       None if headroom is None else float(headroom), checks, met)
         except (TypeError, ValueError):
             return cls()
 
@@ -318,6 +372,12 @@ def decide(
 
     utilization, lowered_at = _learn_utilization(now, observations, state, config)
     demand = _estimate(now, usable, latest, config, utilization)
+    history, growths, headroom = _learn_headroom(now, latest, usable, state, config)
+    if headroom is not None:
+        # Replicas for the demand at full capacity plus the learned growth of one horizon, instead of the fixed
+        # utilization target and the trend.
+        base = _demand_replicas(latest, usable, config)
+        demand = replace(demand, needed_now=base + headroom, needed_ahead=base + headroom)
     needed_now = _clamp(math.ceil(demand.needed_now - 1e-9), config)
     needed = max(needed_now, _clamp(math.ceil(demand.needed_ahead - 1e-9), config))
     recommendations = state.recommendations + ((now, needed_now),)
@@ -349,6 +409,10 @@ def decide(
         last_change_at=now if replicas != current else state.last_change_at,
         utilization=utilization,
         utilization_lowered_at=lowered_at,
+        demand=history,
+        growths=growths,
+        headroom=headroom,
+        **_count_slo(latest, state, config),
     )
     starting = _starting(now, state.scale_ups, current, latest.ready_replicas, config.cold_start_s)
     reason = _reason(current, replicas, needed, demand, starting, config)
@@ -378,6 +442,70 @@ def _learn_utilization(now: float, observations: Sequence[Observation], state: S
         rise = (ceiling - floor) * config.control_interval_s / config.horizon_s if config.horizon_s else ceiling
         utilization = min(ceiling, utilization + rise)
     return utilization, lowered_at
+
+
+MAX_GROWTH_SAMPLES = 480  # a day of 3-minute horizons, or a week of 20-minute ones (~5 KB in status)
+
+
+def _demand_replicas(latest: Observation, usable: Sequence[Observation], config: PolicyConfig) -> float:
+    """Replicas at full capacity for the demand: served tokens/s, plus the rate the queue grew at over one rate
+    window (what was asked for beyond what was served: a served rate saturates at capacity), plus draining the
+    queue within the queue target."""
+    tokens = float(latest.tokens_per_second)  # type: ignore[arg-type]
+    queue = float(latest.queue_depth) if _usable(latest.queue_depth) else 0.0
+    queue_replicas = queue / config.queue_target_per_replica if config.queue_target_per_replica else 0.0
+    window = 2 * config.metric_lag_s
+    earlier = [o for o in usable if _usable(o.queue_depth) and latest.at - window <= o.at < latest.at]
+    if earlier and config.tokens_per_request:
+        first = earlier[0]
+        growth = (queue - float(first.queue_depth)) / (latest.at - first.at)  # type: ignore[arg-type]
+        tokens += max(0.0, growth) * config.tokens_per_request
+    return tokens / float(config.capacity_tokens_per_s) + queue_replicas  # type: ignore[arg-type]
+
+
+def _count_slo(latest: Observation, state: ScalerState, config: PolicyConfig) -> dict[str, int]:
+    """One more SLO check: the queue's estimated wait (queued work ÷ ready capacity) against the SLO."""
+    if not (_usable(latest.queue_depth) and config.capacity_tokens_per_s and config.tokens_per_request):
+        return {"slo_checks": state.slo_checks, "slo_met": state.slo_met}
+    capacity = max(latest.ready_replicas, 0) * config.capacity_tokens_per_s
+    queued = float(latest.queue_depth) * config.tokens_per_request  # type: ignore[arg-type]
+    met = queued == 0 or (capacity > 0 and queued / capacity <= config.queue_wait_slo_s)
+    return {"slo_checks": state.slo_checks + 1, "slo_met": state.slo_met + met}
+
+
+def _learn_headroom(now: float, latest: Observation, usable: Sequence[Observation], state: ScalerState,
+                    config: PolicyConfig
+                    ) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], float | None]:
+    """Demand history, growth samples and the headroom (replicas) to keep: README "Headroom".
+
+    Every demand sample older than one horizon yields a growth sample: how much demand grew (in replicas) from it
+    to the first sample one horizon later (capacity asked for now serves then; the next decisions cover the
+    instants between). The headroom is the ``headroom_quantile`` of those samples, capped at ``headroom_cap`` ×
+    current demand (what the cost target allows); until a few samples exist it is the fixed utilization's spare.
+    """
+    if config.headroom_quantile is None:
+        return state.demand, state.growths, None
+    current = _demand_replicas(latest, usable, config)
+    history = [(at, d) for at, d in state.demand if at < now] + [(now, current)]
+    growths = list(state.growths)
+    horizon = config.horizon_s
+    while len(history) > 1 and history[0][0] <= now - horizon:
+        at, value = history.pop(0)
+        later = next(d for t, d in history if t >= at + horizon or t == history[-1][0])
+        growths.append(max(0.0, later - value))
+    growths = growths[-MAX_GROWTH_SAMPLES:]
+    cap = config.headroom_cap * current
+    if len(growths) < 8:
+        headroom = current * (1 / config.utilization - 1)
+    else:
+        ordered = sorted(growths)
+        headroom = ordered[min(len(ordered) - 1, math.ceil(config.headroom_quantile * len(ordered)) - 1)]
+    # The queue absorbs a shortfall while its wait stays within the SLO: a shortfall lasts until capacity asked
+    # for now is ready, one horizon, so SLO × demand ÷ horizon replicas of it need no spare replica.
+    # Only while the SLO is being met: a queue that already breaks it has no slack to lend.
+    meeting = state.slo_attainment is None or state.slo_attainment >= config.headroom_quantile
+    absorbed = config.queue_wait_slo_s * current / horizon if horizon > 0 and meeting else 0.0
+    return tuple(history), tuple(growths), min(max(0.0, headroom - absorbed), cap)
 
 
 def _estimate(now: float, usable: Sequence[Observation], latest: Observation, config: PolicyConfig,

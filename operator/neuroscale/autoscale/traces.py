@@ -1,4 +1,4 @@
-"""Request-trace readers: turn a trace file into a generated-tokens/s demand series on a fixed time step.
+"""Request-trace readers: turn a trace file into generated and prompt tokens/s and request arrivals on a fixed step.
 
 Every format is one `TraceFormat` in `FORMATS`: a header test and a reader. To add a format, write a reader that
 returns a `DemandTrace` and register it; `load_trace(path, "auto")` then recognises it by its header. A reader gets
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 import re
 from array import array
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -49,7 +50,11 @@ class TraceError(ValueError):
 
 @dataclass(frozen=True)
 class DemandTrace:
-    """Generated tokens/s asked for during each ``step_s`` starting at time 0, plus workload facts."""
+    """Per ``step_s`` from time 0: generated tokens/s asked for, prompt tokens/s arriving, requests/s arriving.
+
+    Generated tokens are asked for at one sequence's decode speed from the request's arrival (spread over the
+    seconds it streams); a prompt's tokens all arrive with the request (prefill runs at once).
+    """
 
     name: str
     format: str
@@ -58,25 +63,46 @@ class DemandTrace:
     tokens_per_request: float
     requests: int | None
     scale: float = 1.0
+    prompt_tokens_per_s: np.ndarray | None = None
+    requests_per_s: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # A trace without prompt counts asks for none; one without arrivals spreads its requests like its tokens.
+        if self.prompt_tokens_per_s is None:
+            object.__setattr__(self, "prompt_tokens_per_s", np.zeros_like(self.tokens_per_s, dtype=float))
+        if self.requests_per_s is None:
+            per = self.tokens_per_request if self.tokens_per_request > 0 else 1.0
+            object.__setattr__(self, "requests_per_s", np.asarray(self.tokens_per_s, dtype=float) / per)
 
     @property
     def duration_s(self) -> float:
         return len(self.tokens_per_s) * self.step_s
 
+    @property
+    def prompt_per_request(self) -> float:
+        arrived = float(self.requests_per_s.sum())  # type: ignore[union-attr]
+        return float(self.prompt_tokens_per_s.sum()) / arrived if arrived > 0 else 0.0  # type: ignore[union-attr]
+
+    def work_per_request(self, prefill_cost: float) -> float:
+        """Generated-token equivalents one request asks for: its generated tokens + its prompt at prefill cost."""
+        return self.tokens_per_request + prefill_cost * self.prompt_per_request
+
     def scaled(self, factor: float) -> DemandTrace:
-        """The same trace with every token rate multiplied by ``factor`` (as if ``factor`` copies overlapped)."""
+        """The same trace with every rate multiplied by ``factor`` (as if ``factor`` copies overlapped)."""
         if not (math.isfinite(factor) and factor > 0):
             raise TraceError(f"scale must be a positive number, got {factor}")
         return DemandTrace(self.name, self.format, self.step_s, self.tokens_per_s * factor,
-                           self.tokens_per_request, self.requests, self.scale * factor)
+                           self.tokens_per_request, self.requests, self.scale * factor,
+                           self.prompt_tokens_per_s * factor, self.requests_per_s * factor)  # type: ignore[operator]
 
-    def peak(self, window_s: float) -> float:
-        """Highest mean demand over any aligned window of ``window_s`` (the trace README quotes 60 s)."""
+    def peak(self, window_s: float, prefill_cost: float = 0.0) -> float:
+        """Highest mean demand (generated + ``prefill_cost`` × prompt tokens/s) over any aligned ``window_s``."""
+        demand = self.tokens_per_s + prefill_cost * self.prompt_tokens_per_s  # type: ignore[operator]
         per = max(1, int(round(window_s / self.step_s)))
-        usable = len(self.tokens_per_s) // per * per
+        usable = len(demand) // per * per
         if usable == 0:
-            return float(self.tokens_per_s.mean())
-        return float(self.tokens_per_s[:usable].reshape(-1, per).mean(axis=1).max())
+            return float(demand.mean())
+        return float(demand[:usable].reshape(-1, per).mean(axis=1).max())
 
 
 @dataclass(frozen=True)
@@ -84,7 +110,10 @@ class TraceFormat:
     name: str
     description: str
     matches_header: Callable[[Sequence[str]], bool]
-    read: Callable[[Path, Iterable[list[str]], float], DemandTrace]  # rows: the header, then each row as read
+    # rows: the header, then each row as read (CSV: lists of fields; JSON lines: the objects, the first's keys the
+    # header)
+    read: Callable[[Path, Iterable[Any], float], DemandTrace]
+    json_lines: bool = False
 
 
 def _show(value: object) -> str:
@@ -109,8 +138,10 @@ def _read_azure(path: Path, rows: Iterable[list[str]], decode_tokens_per_s: floa
     rows = iter(rows)
     header = [h.strip() for h in next(rows)]
     t_col, g_col = header.index("TIMESTAMP"), header.index("GeneratedTokens")
+    c_col = header.index("ContextTokens") if "ContextTokens" in header else None
     arrivals = array("d")
     generated = array("d")
+    prompt = array("d")
     first: datetime | None = None
     first_line = 0
     earliest = latest = (0.0, 0)  # (seconds after the first row, line)
@@ -120,11 +151,15 @@ def _read_azure(path: Path, rows: Iterable[list[str]], decode_tokens_per_s: floa
         try:
             at = _parse_azure_time(row[t_col])
             tokens = float(row[g_col])
+            context = 0.0 if c_col is None else float(row[c_col])
         except (IndexError, ValueError) as exc:
             raise TraceError(f"{path}:{line_no}: expected TIMESTAMP,ContextTokens,GeneratedTokens, got {_show(row)} "
                              f"({exc})") from None
         if not (math.isfinite(tokens) and tokens >= 0):
             raise TraceError(f"{path}:{line_no}: GeneratedTokens must be a finite number >= 0, got {row[g_col]!r}")
+        if not (math.isfinite(context) and context >= 0):
+            raise TraceError(f"{path}:{line_no}: ContextTokens must be a finite number >= 0, "
+                             f"got {row[c_col]!r}")  # type: ignore[index]
         if first is None:
             first, first_line = at, line_no
         elif (at.tzinfo is None) != (first.tzinfo is None):
@@ -136,69 +171,81 @@ def _read_azure(path: Path, rows: Iterable[list[str]], decode_tokens_per_s: floa
         latest = (offset, line_no) if not arrivals or offset > latest[0] else latest
         arrivals.append(offset)
         generated.append(tokens)
+        prompt.append(context)
     if not arrivals:
         raise TraceError(f"{path}: no requests after the header")
     _check_span(path, latest[0] - earliest[0], f"the requests from line {earliest[1]} to line {latest[1]}")
     return _from_requests(path.name, "azure", np.asarray(arrivals), np.asarray(generated), decode_tokens_per_s,
-                          str(path))
+                          str(path), np.asarray(prompt))
 
 
 def _from_requests(name: str, fmt: str, arrivals: np.ndarray, generated: np.ndarray,
-                   decode_tokens_per_s: float, source: str | None = None) -> DemandTrace:
+                   decode_tokens_per_s: float, source: str | None = None,
+                   prompt: np.ndarray | None = None) -> DemandTrace:
     start = arrivals.astype(float)
     tokens = generated.astype(float)
+    context = np.zeros_like(tokens) if prompt is None else prompt.astype(float)
     if np.any(np.diff(start) < 0):
         order = np.argsort(start, kind="stable")
-        start, tokens = start[order], tokens[order]
+        start, tokens, context = start[order], tokens[order], context[order]
     start -= start.min()
     # Finite inputs can still add up past a float (1e300 tokens a request): numpy's warnings would be extra lines on
     # stderr, so they are silenced and the result is checked instead.
     with np.errstate(over="ignore", invalid="ignore"):
         duration = tokens / decode_tokens_per_s
         span_s = max(1.0, math.ceil(float(start.max())))
-        # A request is served at decode speed from its arrival; what runs past the last arrival is cut off so the
-        # series covers the span the trace was recorded over.
+        # A request is served at decode speed from its arrival, its rate set by its whole length; the tokens a
+        # request still streams after the last arrival fall past the series' end and are dropped there (clipping
+        # the request first would squeeze them into the last seconds).
         fine = np.zeros(int(round(span_s / _FINE_STEP_S)) + 1)
         first_bin = np.minimum((start / _FINE_STEP_S).astype(int), len(fine) - 1)
-        end = np.minimum(start + duration, span_s)  # the same bins; an end far past the span cannot overflow an int
-        last_bin = np.minimum((end / _FINE_STEP_S).round().astype(int), len(fine) - 1)
-        last_bin = np.maximum(last_bin, first_bin + 1)
+        end = np.minimum(start + duration, 2 * span_s + 1)  # past the series either way; keeps the int in range
+        last_bin = np.maximum((end / _FINE_STEP_S).round().astype(int), first_bin + 1)
         rate = np.where(tokens > 0, tokens / ((last_bin - first_bin) * _FINE_STEP_S), 0.0)
         np.add.at(fine, first_bin, rate)
         np.add.at(fine, np.minimum(last_bin, len(fine) - 1), -rate)
         per_fine = np.cumsum(fine)[:-1]
         per_second = per_fine.reshape(-1, int(round(1 / _FINE_STEP_S))).mean(axis=1)
+        second = np.minimum(start.astype(int), len(per_second) - 1)
+        prompt_per_second = np.bincount(second, weights=context, minlength=len(per_second))
+        arrivals_per_second = np.bincount(second, minlength=len(per_second)).astype(float)
         tokens_per_request = float(tokens.mean())
-    if not (np.isfinite(per_second).all() and math.isfinite(tokens_per_request)):
+    if not (np.isfinite(per_second).all() and np.isfinite(prompt_per_second).all()
+            and math.isfinite(tokens_per_request)):
         raise TraceError(f"{source or name}: the token counts are too large to add up (the demand overflows a float)")
     # Requests that started before the recording are missing from its first seconds, so demand ramps up from
     # zero for as long as the longest request lasts; that ramp is an artefact and is cut off.
     warm_up = min(int(math.ceil(min(float(duration.max()), len(per_second)))), len(per_second) // 10)
-    return DemandTrace(name, fmt, 1.0, np.clip(per_second[warm_up:], 0, None), tokens_per_request, len(tokens))
+    return DemandTrace(name, fmt, 1.0, np.clip(per_second[warm_up:], 0, None), tokens_per_request, len(tokens),
+                       prompt_tokens_per_s=prompt_per_second[warm_up:], requests_per_s=arrivals_per_second[warm_up:])
 
 
 def _read_aggregate(path: Path, rows: Iterable[list[str]], _decode: float) -> DemandTrace:
     rows = iter(rows)
     header = [h.strip() for h in next(rows)]
     cols = {name: header.index(name) for name in ("window_start_s", "window_s", "req_per_s", "exp_gen_tok_per_s")}
-    starts, widths, requests, tokens = array("d"), array("d"), array("d"), array("d")
+    prompt_col = header.index("exp_input_tok_per_s") if "exp_input_tok_per_s" in header else None
+    starts, widths, requests, tokens, prompts = array("d"), array("d"), array("d"), array("d"), array("d")
     lines = array("q")
     for line_no, row in enumerate(rows, start=2):
         if not row or not "".join(row).strip():
             continue
         try:
             values = {name: float(row[i]) for name, i in cols.items()}
+            values["exp_input_tok_per_s"] = 0.0 if prompt_col is None else float(row[prompt_col])
         except (IndexError, ValueError) as exc:
             raise TraceError(f"{path}:{line_no}: expected numbers in {', '.join(cols)}, got {_show(row)} "
                              f"({exc})") from None
         if not all(math.isfinite(v) for v in values.values()):
             raise TraceError(f"{path}:{line_no}: expected finite numbers in {', '.join(cols)}, got {_show(row)}")
-        if values["window_s"] <= 0 or values["exp_gen_tok_per_s"] < 0 or values["req_per_s"] < 0:
+        if (values["window_s"] <= 0 or values["exp_gen_tok_per_s"] < 0 or values["req_per_s"] < 0
+                or values["exp_input_tok_per_s"] < 0):
             raise TraceError(f"{path}:{line_no}: window_s must be > 0 and rates >= 0, got {_show(row)}")
         starts.append(values["window_start_s"])
         widths.append(values["window_s"])
         requests.append(values["req_per_s"])
         tokens.append(values["exp_gen_tok_per_s"])
+        prompts.append(values["exp_input_tok_per_s"])
         lines.append(line_no)
     if not starts:
         raise TraceError(f"{path}: no windows after the header")
@@ -213,11 +260,37 @@ def _read_aggregate(path: Path, rows: Iterable[list[str]], _decode: float) -> De
         # Each value is a window's mean; fleet demand does not jump at window edges, so the series runs linearly
         # between window midpoints (and flat before the first and after the last).
         per_second = np.interp(seconds, start + width / 2, rate)
+        prompt_per_second = np.interp(seconds, start + width / 2, np.asarray(prompts))
+        requests_per_second = np.interp(seconds, start + width / 2, np.asarray(requests))
         total_requests = float(np.sum(np.asarray(requests) * width))
         per_request = float(np.sum(rate * width)) / total_requests if total_requests > 0 else 0.0
-    if not (np.isfinite(per_second).all() and math.isfinite(total_requests) and math.isfinite(per_request)):
+    if not (np.isfinite(per_second).all() and np.isfinite(prompt_per_second).all() and math.isfinite(total_requests)
+            and math.isfinite(per_request)):
         raise TraceError(f"{path}: the rates are too large to add up (the demand overflows a float)")
-    return DemandTrace(path.name, "aggregate", 1.0, per_second, per_request, int(round(total_requests)))
+    return DemandTrace(path.name, "aggregate", 1.0, per_second, per_request, int(round(total_requests)),
+                       prompt_tokens_per_s=prompt_per_second, requests_per_s=requests_per_second)
+
+
+def _read_mooncake(path: Path, rows: Iterable[Any], decode_tokens_per_s: float) -> DemandTrace:
+    rows = iter(rows)
+    next(rows)  # the header: the first object's keys
+    arrivals, generated, prompt = array("d"), array("d"), array("d")
+    for line_no, row in enumerate(rows, start=1):
+        try:
+            at, out, ctx = (float(row[key]) for key in ("timestamp", "output_length", "input_length"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TraceError(f"{path}:{line_no}: expected an object with numbers timestamp (ms), input_length and "
+                             f"output_length, got {_show(row)} ({exc})") from None
+        if not all(math.isfinite(v) and v >= 0 for v in (at, out, ctx)):
+            raise TraceError(f"{path}:{line_no}: timestamp, input_length and output_length must be finite and >= 0")
+        arrivals.append(at / 1000)
+        generated.append(out)
+        prompt.append(ctx)
+    if not arrivals:
+        raise TraceError(f"{path}: no requests")
+    _check_span(path, max(arrivals) - min(arrivals), "the requests")
+    return _from_requests(path.name, "mooncake", np.asarray(arrivals), np.asarray(generated), decode_tokens_per_s,
+                          str(path), np.asarray(prompt))
 
 
 FORMATS: dict[str, TraceFormat] = {
@@ -228,6 +301,9 @@ FORMATS: dict[str, TraceFormat] = {
         "aggregate", "windowed demand: window_start_s,window_s,req_per_s,...,exp_gen_tok_per_s,...",
         lambda header: {"window_start_s", "window_s", "req_per_s", "exp_gen_tok_per_s"} <= set(header),
         _read_aggregate),
+    "mooncake": TraceFormat(
+        "mooncake", 'Mooncake JSON lines: {"timestamp": ms, "input_length": n, "output_length": n, ...} a request',
+        lambda header: {"timestamp", "input_length", "output_length"} <= set(header), _read_mooncake, json_lines=True),
 }
 
 
@@ -247,21 +323,23 @@ def load_trace(path: str | Path, fmt: str = "auto", *, scale: float = 1.0,
     except OSError as exc:
         raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
     with handle:
-        rows = _rows(path, handle)
+        json_lines = handle.read(1) == "{"
+        handle.seek(0)
+        rows = _json_rows(path, handle) if json_lines else _rows(path, handle)
         first = next(rows, None)
         if first is None:
             raise TraceError(f"{path} is empty")
-        header = [h.strip() for h in first]
+        header = list(first) if json_lines else [h.strip() for h in first]
         shown = _show(",".join(header))
         if fmt == "auto":
-            found = [f for f in FORMATS.values() if f.matches_header(header)]
+            found = [f for f in FORMATS.values() if f.json_lines == json_lines and f.matches_header(header)]
             if not found:
                 known = "; ".join(f"{f.name} ({f.description})" for f in FORMATS.values())
                 raise TraceError(f"{path}: header {shown} matches no known trace format: {known}")
             trace_format = found[0]
         else:
             trace_format = FORMATS[fmt]
-            if not trace_format.matches_header(header):
+            if trace_format.json_lines != json_lines or not trace_format.matches_header(header):
                 raise TraceError(f"{path}: header {shown} is not a {fmt} trace ({trace_format.description})")
         trace = trace_format.read(path, itertools.chain([first], rows), decode_tokens_per_s)
     return trace if scale == 1.0 else trace.scaled(scale)
@@ -272,23 +350,25 @@ def _too_big(path: Path, what: str) -> TraceError:
                       "into pieces")
 
 
+def _lines(path: Path, handle: TextIO) -> Iterator[str]:
+    """The lines of ``handle``, each and all of them within the bounds simulate reads."""
+    read = 0
+    for line_no in itertools.count(1):
+        line = handle.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        read += len(line)
+        if read > MAX_TRACE_BYTES:  # a device or a growing file: its size said nothing
+            raise _too_big(path, "holds more than")
+        if len(line) > MAX_LINE_CHARS:
+            raise TraceError(f"{path}:{line_no}: line longer than {MAX_LINE_CHARS} characters; not a trace CSV or "
+                             "JSON-lines file")
+        yield line
+
+
 def _rows(path: Path, handle: TextIO) -> Iterator[list[str]]:
     """The CSV rows of ``handle`` as they are read; every way reading can fail is a TraceError naming the line."""
-
-    def lines() -> Iterator[str]:
-        read = 0
-        for line_no in itertools.count(1):
-            line = handle.readline(MAX_LINE_CHARS + 1)
-            if not line:
-                return
-            read += len(line)
-            if read > MAX_TRACE_BYTES:  # a device or a growing file: its size said nothing
-                raise _too_big(path, "holds more than")
-            if len(line) > MAX_LINE_CHARS:
-                raise TraceError(f"{path}:{line_no}: line longer than {MAX_LINE_CHARS} characters; not a trace CSV")
-            yield line
-
-    reader = csv.reader(lines())
+    reader = csv.reader(_lines(path, handle))
     try:
         yield from reader
     except csv.Error as exc:
@@ -299,42 +379,91 @@ def _rows(path: Path, handle: TextIO) -> Iterator[list[str]]:
         raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
 
 
-def _shape(name: str, t: np.ndarray, duration_s: float) -> np.ndarray:
-    """Relative request rate (1 = the base rate) of each synthetic shape at times ``t``."""
-    phase = t / duration_s
-    if name == "diurnal":
-        return 1.0 + 0.6 * np.sin(2 * np.pi * (phase - 0.25))
-    if name == "ramp":
-        return 1.0 + np.clip((phase - 0.25) / 0.35, 0.0, 1.0) * 1.5
-    if name == "burst":
-        bursts = ((phase > 0.2) & (phase < 0.25)) | ((phase > 0.55) & (phase < 0.58)) | ((phase > 0.8) & (phase < 0.9))
-        return 1.0 + 0.9 * bursts
-    if name == "step":
-        return np.where((phase > 0.3) & (phase < 0.65), 1.8, 1.0)
-    raise TraceError(f"unknown synthetic shape {name!r}; choose one of: {', '.join(SYNTHETIC_SHAPES)}")
+def _json_rows(path: Path, handle: TextIO) -> Iterator[Any]:
+    """The objects of a JSON-lines file: the first one twice (its keys are the header), blank lines skipped."""
+    first = True
+    try:
+        for line_no, line in enumerate(_lines(path, handle), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise TraceError(f"{path}:{line_no}: not a JSON object ({exc})") from None
+            if not isinstance(row, dict):
+                raise TraceError(f"{path}:{line_no}: not a JSON object: {_show(line)}")
+            if first:
+                yield row
+                first = False
+            yield row
+    except UnicodeDecodeError:
+        raise TraceError(f"{path} is not a UTF-8 text file") from None
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
 
 
-SYNTHETIC_SHAPES = {"diurnal": 6 * 3600.0, "ramp": 3600.0, "burst": 3600.0, "step": 3600.0}
+def _step(factor: float) -> Callable[[np.ndarray, float], np.ndarray]:
+    return lambda t, span: np.where((t >= 0.4 * span) & (t < 0.75 * span), factor, 1.0)
 
 
-def synthetic_trace(shape: str, seed: int, *, base_requests_per_s: float = 4.0, median_tokens: float = 180.0,
-                    length_sigma: float = 0.9, decode_tokens_per_s: float = DEFAULT_DECODE_TOKENS_PER_S,
+def _ramp(t: np.ndarray, span: float) -> np.ndarray:
+    # Flat, up to 4x over 20 minutes, flat, back down over 20 minutes, flat.
+    up = np.clip((t - 0.15 * span) / (span / 6), 0.0, 1.0)
+    down = np.clip((t - 0.6 * span) / (span / 6), 0.0, 1.0)
+    return 1.0 + 3.0 * (up - down)
+
+
+def _diurnal(t: np.ndarray, span: float) -> np.ndarray:
+    # One day: the busiest hour asks for three times the quietest.
+    return 1.0 + 0.5 * np.sin(2 * np.pi * (t / span - 0.25))
+
+
+# name: (span in seconds, relative request rate at times t)
+SYNTHETIC_SHAPES: dict[str, tuple[float, Callable[[np.ndarray, float], np.ndarray] | None]] = {
+    "step2": (3600.0, _step(2.0)),
+    "step5": (3600.0, _step(5.0)),
+    "step10": (3600.0, _step(10.0)),
+    "ramp": (3600.0, _ramp),
+    "diurnal": (86400.0, _diurnal),
+    "mmpp": (7200.0, None),  # bursty on/off: drawn per seed in `_mmpp_rate`
+}
+_MMPP_ON_RATE, _MMPP_MEAN_OFF_S, _MMPP_MEAN_ON_S = 4.0, 900.0, 180.0
+
+
+def _mmpp_rate(rng: np.random.Generator, span: float) -> Callable[[np.ndarray], np.ndarray]:
+    """A two-state Markov-modulated rate: 1 while off, 4 while on; off and on last 15 and 3 minutes on average."""
+    edges, on, at = [0.0], [False], 0.0
+    while at < span:
+        at += rng.exponential(_MMPP_MEAN_ON_S if on[-1] else _MMPP_MEAN_OFF_S)
+        edges.append(at)
+        on.append(not on[-1])
+    levels = np.where(np.asarray(on), _MMPP_ON_RATE, 1.0)
+    return lambda t: levels[np.searchsorted(np.asarray(edges), t, side="right") - 1]
+
+
+def synthetic_trace(shape: str, seed: int, *, base_requests_per_s: float = 2.0, median_tokens: float = 180.0,
+                    length_sigma: float = 0.9, median_prompt_tokens: float = 1000.0, prompt_sigma: float = 1.0,
+                    decode_tokens_per_s: float = DEFAULT_DECODE_TOKENS_PER_S,
                     duration_s: float | None = None) -> DemandTrace:
-    """A request-level trace for developing the policy away from the shared files.
+    """A request-level trace of one of the families in SYNTHETIC_SHAPES, for judging scalers away from the real files.
 
-    Arrivals are a Poisson process whose rate follows ``shape`` (diurnal: a sine over the span; ramp: flat,
-    a linear rise to 2.5×, flat; burst: three bursts of 1.9× lasting 1.8–6 minutes; step: 1.8× for the middle
-    third); generated lengths are lognormal (median ``median_tokens``, log-σ ``length_sigma``). Demand is
-    built from the requests exactly as the Azure reader builds it.
+    Arrivals are a Poisson process whose rate follows ``shape`` (stepN: N× for 35 % of the hour from 40 % in;
+    ramp: up to 4× over 20 minutes and back; diurnal: a day-long sine, busiest 3× quietest; mmpp: on/off bursts of
+    4× lasting 3 minutes on average every 15). Generated and prompt lengths are lognormal (medians
+    ``median_tokens`` and ``median_prompt_tokens``). Demand is built from the requests as the Azure reader builds it.
     """
-    span = SYNTHETIC_SHAPES.get(shape) if duration_s is None else duration_s
-    if span is None:
+    if shape not in SYNTHETIC_SHAPES:
         raise TraceError(f"unknown synthetic shape {shape!r}; choose one of: {', '.join(SYNTHETIC_SHAPES)}")
+    default_span, relative = SYNTHETIC_SHAPES[shape]
+    span = default_span if duration_s is None else duration_s
     rng = np.random.default_rng(seed)
-    peak = base_requests_per_s * float(_shape(shape, np.linspace(0, span, 4001), span).max())
+    rate = (lambda t: relative(t, span)) if relative is not None else _mmpp_rate(rng, span)
+    peak = base_requests_per_s * float(np.max(rate(np.linspace(0, span, 20001))))
     # Thinning: draw at the peak rate, keep each arrival with probability rate(t) / peak.
     candidates = np.cumsum(rng.exponential(1.0 / peak, int(peak * span * 1.2) + 100))
     candidates = candidates[candidates < span]
-    kept = candidates[rng.random(len(candidates)) < base_requests_per_s * _shape(shape, candidates, span) / peak]
+    kept = candidates[rng.random(len(candidates)) < base_requests_per_s * rate(candidates) / peak]
     lengths = np.maximum(1.0, np.round(rng.lognormal(math.log(median_tokens), length_sigma, len(kept))))
-    return _from_requests(f"synthetic-{shape}-{seed}", "synthetic", kept, lengths, decode_tokens_per_s)
+    prompts = np.maximum(1.0, np.round(rng.lognormal(math.log(median_prompt_tokens), prompt_sigma, len(kept))))
+    return _from_requests(f"synthetic-{shape}-{seed}", "synthetic", kept, lengths, decode_tokens_per_s,
+                          prompt=prompts)

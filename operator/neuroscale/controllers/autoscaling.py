@@ -58,9 +58,11 @@ def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interv
                   cold_start_s: float = DEFAULT_COLD_START_SECONDS) -> PolicyConfig:
     """Derived defaults (see `default_config`) with every field the user set taking precedence."""
     # The throughput policy never goes below one replica: the 0↔1 transitions are autoscale/zero.py's.
+    slo = scaling.slo
     config = default_config(
         capacity_tokens_per_s, cold_start_s, min_replicas=max(1, scaling.min_replicas),
         max_replicas=scaling.max_replicas, predictive=scaling.predictive, control_interval_s=interval_s,
+        queue_wait_slo_s=(slo and (slo.queue_wait_seconds or slo.time_to_first_token_seconds)) or 10.0,
     )
     overrides: dict[str, Any] = {}
     if scaling.target_tokens_per_second is not None:
@@ -156,6 +158,9 @@ def step(
         "queueDepth": _rounded(reading.queue_depth),
         "desiredReplicas": decision.replicas,
         "lastDecision": decision.reason,
+        "headroomReplicas": None if decision.state.headroom is None else round(decision.state.headroom, 2),
+        "sloAttainmentPercent": (None if decision.state.slo_attainment is None
+                                 else round(100 * decision.state.slo_attainment, 2)),
     })
     # A failed read is reported at once, even while the policy still acts on the last good samples. At zero no
     # engine reports: only the gateways' demand counts.
