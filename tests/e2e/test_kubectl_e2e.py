@@ -274,10 +274,18 @@ async def test_get_shows_the_printer_columns_after_reconcile(kubectl: Kubectl, c
         # Ready needs one gateway replica; wait for both, so the READY column cannot move under the comparison.
         await kubectl.arun("wait", "-n", ns, "--for=jsonpath={.status.readyReplicas}=2", "ic/chat", "--timeout=60s",
                            timeout=90)
-        plain = (await kubectl.arun("get", "md,ic,ct", "-n", ns)).stdout
-        wide = (await kubectl.arun("get", "md,ic,ct", "-n", ns, "-o", "wide")).stdout
-        live = {kind: await asyncio.to_thread(cluster.get, kind, obj["metadata"]["name"])
-                for kind, obj in objects.items()}
+        # A gateway may still roll once its config learns the model's price (status.costPerMillionTokens), which
+        # moves READY for a moment: compare a table with the objects read right after it, once both agree.
+        for _ in range(20):
+            before = {kind: await asyncio.to_thread(cluster.get, kind, obj["metadata"]["name"])
+                      for kind, obj in objects.items()}
+            plain = (await kubectl.arun("get", "md,ic,ct", "-n", ns)).stdout
+            wide = (await kubectl.arun("get", "md,ic,ct", "-n", ns, "-o", "wide")).stdout
+            live = {kind: await asyncio.to_thread(cluster.get, kind, obj["metadata"]["name"])
+                    for kind, obj in objects.items()}
+            if all(before[k]["metadata"]["resourceVersion"] == live[k]["metadata"]["resourceVersion"] for k in live):
+                break
+            await asyncio.sleep(1)
 
     for out, is_wide in ((plain, False), (wide, True)):
         rows = by_kind(out)

@@ -268,6 +268,12 @@ INFERENCE_CASCADE_ROWS = [
     Invalid("ic: body limit below 1 KiB", ic(gateway={"maxBodyBytes": 100}),
             "spec.gateway.maxBodyBytes: Invalid value: 100: spec.gateway.maxBodyBytes in body should be greater than or "
             "equal to 1024"),
+    Invalid("ic: trustedHeader mode without its settings", ic(auth={"mode": "trustedHeader"}),
+            "spec.auth: Invalid value: auth mode trustedHeader needs auth.trustedHeader"),
+    Invalid("ic: trusted header with no proof of the proxy",
+            ic(auth={"mode": "trustedHeader", "trustedHeader": {"header": "x-tenant"}}),
+            "spec.auth.trustedHeader: Invalid value: trustedHeader needs proxyCidrs or sharedSecretHeader with "
+            "sharedSecretRef: otherwise any client names any tenant"),
     Invalid("ic: unknown gateway service type", ic(gateway={"serviceType": "ExternalName"}),
             'spec.gateway.serviceType: Unsupported value: "ExternalName": supported values: "ClusterIP", "NodePort", '
             '"LoadBalancer"'),
