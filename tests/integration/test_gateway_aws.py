@@ -10,14 +10,13 @@ for both LMI payload schemas; parameters a Bedrock tier cannot honour rejected b
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto.server import ThreadedMotoServer
 
 from neuroscale.gateway.config import BedrockTier
 from neuroscale.gateway.upstreams.bedrock import BedrockUpstream
@@ -36,17 +35,6 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
                         ("AWS_DEFAULT_REGION", REGION)):
         monkeypatch.setenv(name, value)
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -188,30 +176,30 @@ async def test_converse_stream_exception_after_commit_is_an_error_event(
     assert "[DONE]" not in text
 
 
-def queue_sagemaker_result(moto_url: str, body: dict[str, Any]) -> None:
+def queue_sagemaker_result(moto_server: str, body: dict[str, Any]) -> None:
     import urllib.request
 
     payload = json.dumps({"results": [{"Body": json.dumps(body), "ContentType": "application/json"}]}).encode()
-    request = urllib.request.Request(moto_url + "/moto-api/static/sagemaker/endpoint-results", data=payload,
+    request = urllib.request.Request(moto_server + "/moto-api/static/sagemaker/endpoint-results", data=payload,
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 201
 
 
-async def test_sagemaker_messages_schema_through_moto(moto_url: str) -> None:
-    queue_sagemaker_result(moto_url, {"id": "lmi-1", "object": "chat.completion", "created": 1, "choices": [
+async def test_sagemaker_messages_schema_through_moto(moto_server: str) -> None:
+    queue_sagemaker_result(moto_server, {"id": "lmi-1", "object": "chat.completion", "created": 1, "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}})
-    async with serve_gateway(make_config([sagemaker_tier(moto_url)])) as gateway:
+    async with serve_gateway(make_config([sagemaker_tier(moto_server)])) as gateway:
         status, headers, text = await post(gateway, {**CHAT, "messages": [{"role": "user", "content": "msg schema"}]})
     assert status == 200 and headers["x-neuroscale-tier"] == "lmi"
     assert json.loads(text)["choices"][0]["message"]["content"] == "Paris."
 
 
-async def test_sagemaker_inputs_schema_through_moto(moto_url: str) -> None:
-    queue_sagemaker_result(moto_url, {"generated_text": " Paris.", "details": {
+async def test_sagemaker_inputs_schema_through_moto(moto_server: str) -> None:
+    queue_sagemaker_result(moto_server, {"generated_text": " Paris.", "details": {
         "finish_reason": "length", "generated_tokens": 2, "tokens": [{"text": " Par", "log_prob": -0.2}]}})
-    async with serve_gateway(make_config([sagemaker_tier(moto_url, payload="inputs")])) as gateway:
+    async with serve_gateway(make_config([sagemaker_tier(moto_server, payload="inputs")])) as gateway:
         status, _, text = await post(gateway, {**CHAT, "messages": [{"role": "user", "content": "inputs schema"}]})
     choice = json.loads(text)["choices"][0]
     assert status == 200
