@@ -22,12 +22,10 @@ import json
 import os
 import pstats
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp

@@ -15,7 +15,6 @@ tests/support/helm_chart.py.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema

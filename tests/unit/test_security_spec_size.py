@@ -18,7 +18,6 @@ import json
 from typing import Any
 
 import kopf
-import pytest
 
 from neuroscale.api.crds import crd
 from neuroscale.api.registry import KINDS

@@ -6,7 +6,6 @@ ModelDeployment's cost per million tokens); the usage report's PromQL and table.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from pathlib import Path
 

@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import redis.asyncio as redis_asyncio
 from prometheus_client import CollectorRegistry, Counter

@@ -23,8 +23,6 @@ from neuroscale.sizing.memory import (
     KvCacheDtype,
     MemoryEstimate,
     estimate_memory,
-    kv_bytes_per_token,
-    padding_bytes,
     quantizes_at_load,
 )
 from neuroscale.sizing.speculation import ASSUMED_ACCEPTANCE_RATE, speculative_estimate
