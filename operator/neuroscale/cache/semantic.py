@@ -1,11 +1,11 @@
-"""Semantic matching: embed the last user turn, compare it with a bounded bucket of candidates, then verify.
+"""Semantic matching: embed the last user turn, compare it with candidates of the same scope and context, then verify.
 
 Candidates come from one bucket per (scope, context hash), where the context is everything in the request except the
 last user turn. So similarity only ever decides between requests that are otherwise identical and in the same tenant
-scope. The backend keeps the newest `semantic_bucket_size` entries per bucket and returns them in one round trip; the
-comparison is a numpy dot product over at most that many unit vectors, in the gateway process. Limits: older
-paraphrases beyond the bucket size are not found, and there is no index across buckets (Redis 7.0 has no vector
-search); both keep a lookup's cost bounded, which a full scan would not.
+scope. Without a vector index the backend keeps the newest `semantic_bucket_size` entries per bucket and returns them
+in one round trip, compared here by a numpy dot product (older paraphrases beyond the bucket size are not found);
+with one (Redis with vector search, vector_index.py) the backend returns the nearest entries of the whole bucket
+with their similarity, and only the verifier runs here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuroscale.cache.backends import Neighbour
 from neuroscale.cache.embedders import Embedder, build_embedder
 from neuroscale.cache.settings import CacheSettings
 from neuroscale.cache.verifier import same_question
@@ -101,13 +102,17 @@ class SemanticMatcher:
         if not vectors:
             return []
         similarities = np.stack(vectors) @ query
+        order = np.argsort(-similarities)
+        return self.select(question, [Neighbour(keys[i], float(similarities[i]), questions[i]) for i in order])
+
+    def select(self, question: str, nearest: list[Neighbour]) -> list[Match]:
+        """Of candidates sorted most similar first, those above the threshold that the verifier accepts."""
         found = []
-        for i in np.argsort(-similarities):
-            similarity = float(similarities[i])
-            if similarity < self._threshold:
+        for candidate in nearest:
+            if candidate.similarity < self._threshold:
                 break
-            if self._verify is None or self._verify(question, questions[i]):
-                found.append(Match(keys[i], similarity, questions[i]))
+            if self._verify is None or self._verify(question, candidate.question):
+                found.append(Match(candidate.key, candidate.similarity, candidate.question))
         return found
 
     async def close(self) -> None:

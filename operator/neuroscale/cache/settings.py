@@ -73,14 +73,25 @@ class CacheSettings:
     similarity_threshold: float = DEFAULT_SIMILARITY_THRESHOLD
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     cacheable_temperature_max: float = 0.0
-    # Semantic candidates compared per (scope, context); bounds the work and memory of one lookup.
+    # Semantic candidates compared per (scope, context) when there is no vector index; bounds one lookup's work.
     semantic_bucket_size: int = 64
+    # Where semantic candidates come from on Redis: "auto" uses a vector index (HNSW) when the server has vector
+    # search (Redis Stack / the search module) and the bucket scan otherwise; "hnsw" / "flat" ask for that index
+    # (falling back to the scan, with a warning, when the server has none); "scan" never indexes.
+    semantic_index: Literal["auto", "hnsw", "flat", "scan"] = "auto"
+    # The Redis URL names one node of a Redis Cluster (or ElastiCache cluster mode): use the cluster client, which
+    # follows the slot map. Each tenant scope's keys share one slot, so scopes spread over the shards.
+    redis_cluster: bool = False
     # The second check after similarity; switching it off is for measurement only (false hits rise sharply).
     verifier: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("exact", "semantic"):
             raise CacheConfigError(f"mode must be 'exact' or 'semantic', got {self.mode!r}")
+        if self.semantic_index not in ("auto", "hnsw", "flat", "scan"):
+            raise CacheConfigError(f"semantic_index must be 'auto', 'hnsw', 'flat' or 'scan', got {self.semantic_index!r}")
+        if not isinstance(self.redis_cluster, bool):
+            raise CacheConfigError(f"redis_cluster must be true or false, got {self.redis_cluster!r}")
         if self.backend not in ("memory", "redis"):
             raise CacheConfigError(f"backend must be 'memory' or 'redis', got {self.backend!r}")
         if self.backend == "redis" and not self.redis_url:
