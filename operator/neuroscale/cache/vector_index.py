@@ -19,7 +19,7 @@ import logging
 from typing import Any, Literal
 
 import redis.exceptions
-from redis.commands.search.field import TagField, TextField, VectorField
+from redis.commands.search.field import TagField, VectorField
 from redis.commands.search.index_definition import IndexDefinition, IndexType
 from redis.commands.search.query import Query
 
@@ -66,11 +66,8 @@ class VectorIndex:
         if dim in self._ready:
             return name
         attributes = {"TYPE": "FLOAT32", "DIM": dim, "DISTANCE_METRIC": "COSINE"}
-        schema = [
-            VectorField("vec", self._algorithm, attributes),
-            TagField("ctx"),
-            TextField("q", no_index=True),
-        ]
+        # `q` stays out of the schema: RETURN reads any hash field, and indexing the text would cost for nothing.
+        schema = [VectorField("vec", self._algorithm, attributes), TagField("ctx")]
         try:
             await self._client.ft(name).create_index(
                 schema, definition=IndexDefinition(prefix=[self._prefix], index_type=IndexType.HASH)
