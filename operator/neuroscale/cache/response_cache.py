@@ -136,7 +136,7 @@ class KeyedResponseCache:
             query = await self._matcher.embed(question)
             nearest = await self.backend.nearest(keys.context, query.astype("<f4").tobytes(), int(query.shape[0]),
                                                  keys.scope_tag)
-            matches = self._matcher.select(question, nearest)
+            matches = await self._matcher.select(question, nearest)
         else:
             value, candidates = await self.backend.get_with_candidates(keys.exact, keys.context, keys.scope_tag)
             if value is not None:

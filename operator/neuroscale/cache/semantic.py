@@ -20,7 +20,7 @@ import numpy as np
 from neuroscale.cache.backends import Neighbour
 from neuroscale.cache.embedders import Embedder, build_embedder
 from neuroscale.cache.settings import CacheSettings
-from neuroscale.cache.verifier import same_question
+from neuroscale.cache.verifier import Verdict, same_question
 
 _HEADER = struct.Struct("<I")
 
@@ -45,27 +45,35 @@ def unpack_entry(blob: bytes) -> tuple[np.ndarray, str]:
 
 
 class SemanticMatcher:
-    """Finds cached questions that ask the same thing: cosine similarity >= threshold, then the verifier agrees."""
+    """Finds cached questions that ask the same thing: cosine similarity >= threshold, then the verifier agrees.
+
+    `verify` returns a bool or a verifier.Verdict. A Verdict that refuses only because one question has a word or two
+    more than the other carries both forms of the longer question; with `ablation_similarity` set, the match still
+    stands when the embeddings of those two forms are at least that similar (the words carry little meaning).
+    """
 
     def __init__(
         self,
         embedder: Embedder,
         *,
         threshold: float,
-        verify: Callable[[str, str], bool] | None = None,
+        verify: Callable[[str, str], bool | Verdict] | None = None,
+        ablation_similarity: float | None = None,
         memo_size: int = 1024,
     ) -> None:
         self._embedder = embedder
         self._threshold = threshold
         self._verify = verify
+        self._ablation_similarity = ablation_similarity
         # The question embedded at lookup is embedded again at store after a miss; remembering it saves that.
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memo_size = memo_size
 
     @classmethod
     def from_settings(cls, settings: CacheSettings, embedder: Embedder | None = None) -> SemanticMatcher:
-        verify = (lambda a, b: same_question(a, b).same) if settings.verifier else None
-        return cls(embedder or build_embedder(settings.embedder), threshold=settings.similarity_threshold, verify=verify)
+        return cls(embedder or build_embedder(settings.embedder), threshold=settings.similarity_threshold,
+                   verify=same_question if settings.verifier else None,
+                   ablation_similarity=settings.ablation_similarity if settings.verifier else None)
 
     async def embed(self, question: str) -> np.ndarray:
         cached = self._memo.get(question)
@@ -103,17 +111,35 @@ class SemanticMatcher:
             return []
         similarities = np.stack(vectors) @ query
         order = np.argsort(-similarities)
-        return self.select(question, [Neighbour(keys[i], float(similarities[i]), questions[i]) for i in order])
+        return await self.select(question, [Neighbour(keys[i], float(similarities[i]), questions[i]) for i in order])
 
-    def select(self, question: str, nearest: list[Neighbour]) -> list[Match]:
+    async def select(self, question: str, nearest: list[Neighbour]) -> list[Match]:
         """Of candidates sorted most similar first, those above the threshold that the verifier accepts."""
         found = []
         for candidate in nearest:
             if candidate.similarity < self._threshold:
                 break
-            if self._verify is None or self._verify(question, candidate.question):
+            if await self.same(question, candidate.question):
                 found.append(Match(candidate.key, candidate.similarity, candidate.question))
         return found
 
+    async def same(self, question: str, cached: str) -> bool:
+        """The verifier's answer, with the embedding check for words only one question has (see the class)."""
+        if self._verify is None:
+            return True
+        verdict = self._verify(question, cached)
+        if isinstance(verdict, bool):
+            return verdict
+        if verdict.same or verdict.ablation is None or self._ablation_similarity is None:
+            return verdict.same
+        full, reduced = await self._embedder.embed(list(verdict.ablation))
+        return _cosine(full, reduced) >= self._ablation_similarity
+
     async def close(self) -> None:
         await self._embedder.close()
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    va, vb = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
+    return float(va @ vb) / norm if norm > 0 else 0.0

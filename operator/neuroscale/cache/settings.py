@@ -10,6 +10,7 @@ from typing import Any, Literal
 # with the verifier on, paraphrase hits are flat from 0.80 to 0.86 and fall above it, and no negative passed; the
 # highest threshold on that plateau keeps a margin should the verifier ever miss a changed word.
 DEFAULT_SIMILARITY_THRESHOLD = 0.86
+DEFAULT_ABLATION_SIMILARITY = 0.93
 DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -84,6 +85,10 @@ class CacheSettings:
     redis_cluster: bool = False
     # The second check after similarity; switching it off is for measurement only (false hits rise sharply).
     verifier: bool = True
+    # When the verifier's only objection is a word or two that one question has and the other lacks, the match
+    # stands if the longer question's embedding with and without them is at least this similar (verifier.py).
+    # None keeps the rules alone.
+    ablation_similarity: float | None = DEFAULT_ABLATION_SIMILARITY
 
     def __post_init__(self) -> None:
         if self.mode not in ("exact", "semantic"):
@@ -112,6 +117,9 @@ class CacheSettings:
                 raise CacheConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not _number(self.similarity_threshold) or not 0.0 < self.similarity_threshold <= 1.0:
             raise CacheConfigError(f"similarity_threshold must be in (0, 1], got {self.similarity_threshold!r}")
+        if self.ablation_similarity is not None and (
+                not _number(self.ablation_similarity) or not 0.0 < self.ablation_similarity <= 1.0):
+            raise CacheConfigError(f"ablation_similarity must be in (0, 1] or null, got {self.ablation_similarity!r}")
         if not _number(self.cacheable_temperature_max) or self.cacheable_temperature_max < 0:
             raise CacheConfigError(f"cacheable_temperature_max must be >= 0, got {self.cacheable_temperature_max!r}")
         if not isinstance(self.embedder, EmbedderSettings):

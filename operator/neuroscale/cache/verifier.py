@@ -12,6 +12,12 @@ vector. So a semantic hit also needs the two questions to agree on every token t
      Paris to Rome" does not answer "flights from Rome to Paris", nor "is 5G faster than 4G" "is 4G faster than 5G".
 Words are compared by Snowball stem (snowballstemmer), after mapping irregular verb forms to their base.
 It is deliberately strict: a rejected paraphrase costs one upstream call, a false hit serves a wrong answer.
+
+One exception to rule 3 is left to the embedding model (the matcher runs it, see semantic.py): when the only
+difference is up to `MAX_EXTRA_WORDS` words that one question has and the other lacks (no word swapped for another,
+no direction word), the verdict carries the longer question's normalised text with and without those words. Removing
+a word that carries little meaning ("What are *some* examples", "Which *city* is the capital") leaves the embedding
+almost where it was; removing a qualifier ("reset my router *password*", "account on *GitHub*") moves it.
 """
 
 from __future__ import annotations
@@ -24,10 +30,18 @@ from functools import lru_cache
 import snowballstemmer
 
 
+# Words one question may add before the verdict is refused outright rather than left to the embedding check.
+MAX_EXTRA_WORDS = 2
+
+
 @dataclass(frozen=True)
 class Verdict:
+    """`ablation`, on a refusal only: (the longer question, the same without its extra words), both normalised, for
+    the embedding check of the module docstring; None when the rules alone decide."""
+
     same: bool
     reason: str
+    ablation: tuple[str, str] | None = None
 
 
 _PHRASES: tuple[tuple[str, str], ...] = (
@@ -62,7 +76,7 @@ a an the this that these those it its there here
 i me my mine myself you your yours yourself we us our one ones someone somebody
 is are was were be been being am do does did doing done have has had having get gets got
 can could would will may might shall should
-what how which whats hows many much whom they them their
+what how which whats hows many much they them their
 of for on in at by with about as to into onto via per and or so if then also just really actually exactly
 please tell show explain know let help want wish like need
 way ways steps step procedure process method methods instructions guide tutorial tip tips
@@ -175,15 +189,34 @@ def same_question(a: str, b: str) -> Verdict:
         return Verdict(False, f"numbers differ: {sorted(na.elements())} vs {sorted(nb.elements())}")
     if _negations(ta) != _negations(tb):
         return Verdict(False, "negation differs")
-    ca, cb = _content(ta), _content(tb)
-    only_a, only_b = Counter(ca) - Counter(cb), Counter(cb) - Counter(ca)
-    if only_a or only_b:
-        return Verdict(False, f"words differ: {sorted(only_a)} vs {sorted(only_b)}")
     oa, ob = _direction_objects(ta), _direction_objects(tb)
     for word in oa.keys() & ob.keys():
         if oa[word] != ob[word]:
             return Verdict(False, f"different object after {word!r}")
+    ca, cb = _content(ta), _content(tb)
+    only_a, only_b = Counter(ca) - Counter(cb), Counter(cb) - Counter(ca)
+    if only_a and only_b:
+        return Verdict(False, f"words differ: {sorted(only_a)} vs {sorted(only_b)}")
+    extra, longer = (only_a, ta) if only_a else (only_b, tb)
+    if extra:
+        reason = f"words only in one question: {sorted(extra)}"
+        if sum(extra.values()) > MAX_EXTRA_WORDS or any(w in DIRECTION_WORDS for w in extra):
+            return Verdict(False, reason)
+        return Verdict(False, reason, ablation=(" ".join(longer), " ".join(_without(longer, extra))))
     return Verdict(True, "same meaning-bearing tokens")
+
+
+def _without(tokens: list[str], extra: Counter[str]) -> list[str]:
+    """`tokens` less the surplus occurrences of the extra content words (the last ones, where a word repeats)."""
+    left = Counter(extra)
+    kept: list[str] = []
+    for token in reversed(tokens):
+        word = _canonical_word(token) if token not in FRAME_WORDS else ""
+        if left[word] > 0:
+            left[word] -= 1
+        else:
+            kept.append(token)
+    return kept[::-1]
 
 
 def _tokens(text: str) -> list[str]:
