@@ -80,6 +80,11 @@ def test_extra_words_are_left_to_the_embedding_check(a: str, b: str, full: str, 
         ("How do I reset my router?", "How do I reset my home router admin password?"),  # three words added
         ("Flights to Rome", "Flights from Paris to Rome"),  # a direction word added
         ("Is it safe to eat eggs?", "Is it not safe to eat eggs?"),  # negation
+        ("What are some good books about World War II?", "What are some good books about World War I?"),  # numeral
+        ("What are the symptoms of diabetes?", "What are the symptoms of type 1 diabetes?"),  # a digit 1 counts
+        ("What are good books about Rome?", "What are some bad books about Rome?"),  # opposite of a framing word
+        ("Why do cats purr?", "How do cats purr?"),  # another question word
+        ("What should I do if I get a flat tire?", "What should I do to avoid a flat tire?"),  # turned around
     ],
 )
 def test_refusals_the_embedding_check_never_overrules(a: str, b: str) -> None:

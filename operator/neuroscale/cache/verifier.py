@@ -32,6 +32,11 @@ import snowballstemmer
 
 # Words one question may add before the verdict is refused outright rather than left to the embedding check.
 MAX_EXTRA_WORDS = 2
+# Words the embedding check may never excuse: question words that change what is asked ("why" vs "how"), and the
+# opposites of framing words ("best", "good", "easy" are framing, so "worst", "bad", "hard" would otherwise be the
+# only difference left), and "avoid"/"prevent" that turn a how-to around.
+_NEVER_EXTRA = ("why where when who whom whose reason bad worse worst poor wrong incorrect improper hard harder hardest "
+                "difficult slow slower slowest complicated avoid prevent stop")
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ _NUMBER_WORDS = {
     "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000", "dozen": "12",
     "half": "0.5", "twice": "x2", "double": "x2", "triple": "x3", "once": "x1",
     "first": "#1", "second": "#2", "third": "#3", "fourth": "#4", "fifth": "#5", "last": "#last",
+    # Roman numerals that are not also common words ("World War II", "Rocky IV"); "i" is the pronoun.
+    "ii": "2", "iii": "3", "iv": "4", "vi": "6", "vii": "7", "viii": "8", "ix": "9", "xi": "11", "xii": "12",
 }
 
 # Safe synonyms only: each group means the same in a how-to question. Never put opposites or near-misses together.
@@ -176,6 +183,9 @@ for _group in _SYNONYM_GROUPS:
     for _stem in _stems:
         _SYNONYMS[_stem] = _stems[0]
 
+# Compared the way content words are (_canonical_word, defined below: stem, then synonym group).
+NEVER_EXTRA = frozenset(_SYNONYMS.get(_STEMMER.stemWord(w), _STEMMER.stemWord(w)) for w in _NEVER_EXTRA.split())
+
 DIRECTION_WORDS = frozenset({"from", "to", "into", "than", "before", "after", "vs", "versus", "over", "under"})
 
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*%?|[a-z]+(?:[-_.][a-z0-9]+)*[0-9]*|[a-z0-9]+")
@@ -200,7 +210,7 @@ def same_question(a: str, b: str) -> Verdict:
     extra, longer = (only_a, ta) if only_a else (only_b, tb)
     if extra:
         reason = f"words only in one question: {sorted(extra)}"
-        if sum(extra.values()) > MAX_EXTRA_WORDS or any(w in DIRECTION_WORDS for w in extra):
+        if sum(extra.values()) > MAX_EXTRA_WORDS or any(w in DIRECTION_WORDS or w in NEVER_EXTRA for w in extra):
             return Verdict(False, reason)
         return Verdict(False, reason, ablation=(" ".join(longer), " ".join(_without(longer, extra))))
     return Verdict(True, "same meaning-bearing tokens")
@@ -234,11 +244,11 @@ def _numbers(tokens: list[str]) -> Counter[str]:
         if token[0].isdigit():
             found[token.rstrip("%").rstrip(".") + ("%" if token.endswith("%") else "")] += 1
         elif token in _NUMBER_WORDS:
-            found[_NUMBER_WORDS[token]] += 1
+            # "a" or "one" before a noun are both framing; a written digit 1 ("type 1") is not.
+            if _NUMBER_WORDS[token] != "1":
+                found[_NUMBER_WORDS[token]] += 1
         elif any(c.isdigit() for c in token):
             found["".join(c for c in token if c.isdigit())] += 1
-    # "a" or "one" before a noun are both framing; only other numbers must agree.
-    found.pop("1", None)
     return found
 
 
