@@ -1,6 +1,6 @@
 """Semantic cache over a real Redis with the search module (vector search) and over a real three-node Redis Cluster:
 capability probe (index on Redis with search, bucket scan on plain Redis and on a cluster), the HNSW and FLAT indexes
-created on first store, paraphrase hits found beyond the scan's bucket bound, tenant and context isolation through
+created on first store and again after Redis lost them, paraphrase hits found beyond the scan's bucket bound, tenant and context isolation through
 the TAG filter, expired entries leaving the index, an explicit index asked of a plain Redis falling back to the scan,
 and keys of different tenant scopes spread over the cluster's slots and shards while one scope stays in one slot.
 """
@@ -107,6 +107,18 @@ async def test_expired_entries_leave_the_index(redis_stack_url: str, raw: redis_
     await raw.delete(vkey)  # what expiry does, without waiting for Redis' active expire cycle
     assert int((await raw.ft(name.decode()).info())["num_docs"]) == 0
     assert await cache.lookup("chat", make_request("How can I delete my account?"), "t") is None
+    await cache.close()
+
+
+async def test_an_index_lost_with_a_redis_restart_is_created_again(redis_stack_url: str, raw: redis_asyncio.Redis) -> None:
+    cache = make_semantic(redis_stack_url)
+    await cache.store("chat", make_request("How do I delete my account?"), "t", make_response("before"))
+    await raw.flushall()  # what a restart of the operator's Redis (no persistence) leaves
+    assert await cache.lookup("chat", make_request("How can I delete my account?"), "t") is None
+    assert len(await raw.execute_command("FT._LIST")) == 1
+    await cache.store("chat", make_request("How do I delete my account?"), "t", make_response("after"))
+    hit = await cache.lookup("chat", make_request("How can I delete my account?"), "t")
+    assert hit is not None and hit.response == make_response("after")
     await cache.close()
 
 

@@ -87,7 +87,16 @@ class VectorIndex:
             Query(f"(@ctx:{{{context}}})=>[KNN {k} @vec $v{breadth} AS d]")
             .sort_by("d").return_fields("q", "d").paging(0, k).dialect(2)
         )
-        result = await self._client.ft(name).search(query, query_params={"v": vector})
+        try:
+            result = await self._client.ft(name).search(query, query_params={"v": vector})
+        except redis.exceptions.ResponseError as exc:
+            if "no such index" not in str(exc).lower() and "unknown index" not in str(exc).lower():
+                raise
+            # Redis restarted (the operator's Redis keeps nothing) or was flushed: create the index again; the
+            # hashes still there are indexed in the background, new ones as they are written.
+            self._ready.discard(dim)
+            await self.ensure(dim)
+            return []
         return [Neighbour(_text(doc.id), 1.0 - float(doc.d), _text(doc.q)) for doc in result.docs]
 
 
