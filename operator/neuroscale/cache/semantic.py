@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,33 +76,38 @@ class SemanticMatcher:
                    ablation_similarity=settings.ablation_similarity if settings.verifier else None)
 
     async def embed(self, question: str) -> np.ndarray:
+        vector, _ = await self._embed_with(question, [])
+        return vector
+
+    async def _embed_with(self, question: str, also: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The unit vector of `question`, and those of `also` embedded in the same model call."""
         cached = self._memo.get(question)
-        if cached is not None:
+        if cached is not None and not also:
             self._memo.move_to_end(question)
-            return cached
-        (raw,) = await self._embedder.embed([question])
-        vector = np.asarray(raw, dtype=np.float32)
-        norm = float(np.linalg.norm(vector))
-        if not np.isfinite(norm) or norm == 0.0:
-            raise ValueError("embedder returned a zero or non-finite vector")
-        vector = vector / norm
+            return cached, {}
+        rows = await self._embedder.embed([question, *also])
+        vector, *rest = (_unit(row) for row in rows)
         if self._memo_size > 0:
             self._memo[question] = vector
             while len(self._memo) > self._memo_size:
                 self._memo.popitem(last=False)
-        return vector
+        return vector, dict(zip(also, rest))
 
     async def encode_entry(self, question: str) -> bytes:
         return pack_entry(await self.embed(question), question)
 
     async def matches(self, question: str, candidates: list[tuple[str, bytes]]) -> list[Match]:
-        """Verified matches above the threshold, most similar first (the caller takes the first still stored)."""
+        """Verified matches above the threshold, most similar first (the caller takes the first still stored).
+
+        The candidates are known before the question is embedded, so the texts the embedding check needs ride in
+        the same model call as the question: one call per lookup, however many candidates."""
         if not candidates:
             return []
-        query = await self.embed(question)
+        unpacked = [(key, *unpack_entry(blob)) for key, blob in candidates]
+        verdicts = {text: self._verdict(question, text) for _, _, text in unpacked}
+        query, ablated = await self._embed_with(question, _ablation_texts(verdicts.values()))
         keys, questions, vectors = [], [], []
-        for key, blob in candidates:
-            vector, text = unpack_entry(blob)
+        for key, vector, text in unpacked:
             if vector.shape == query.shape:
                 keys.append(key)
                 questions.append(text)
@@ -111,35 +116,66 @@ class SemanticMatcher:
             return []
         similarities = np.stack(vectors) @ query
         order = np.argsort(-similarities)
-        return await self.select(question, [Neighbour(keys[i], float(similarities[i]), questions[i]) for i in order])
+        return await self.select(question, [Neighbour(keys[i], float(similarities[i]), questions[i]) for i in order],
+                                 verdicts, ablated)
 
-    async def select(self, question: str, nearest: list[Neighbour]) -> list[Match]:
-        """Of candidates sorted most similar first, those above the threshold that the verifier accepts."""
+    async def select(self, question: str, nearest: list[Neighbour], verdicts: dict[str, Verdict | bool] | None = None,
+                     ablated: dict[str, np.ndarray] | None = None) -> list[Match]:
+        """Of candidates sorted most similar first, those above the threshold that the verifier accepts. The texts
+        the embedding check needs and `verdicts` did not bring are embedded in one more model call."""
+        above = [c for c in nearest if c.similarity >= self._threshold]
+        verdicts = dict(verdicts or {})
+        for candidate in above:
+            if candidate.question not in verdicts:
+                verdicts[candidate.question] = self._verdict(question, candidate.question)
+        ablated = dict(ablated or {})
+        missing = [t for t in _ablation_texts(verdicts[c.question] for c in above) if t not in ablated]
+        if missing:
+            rows = await self._embedder.embed(missing)
+            ablated.update((text, _unit(row)) for text, row in zip(missing, rows))
         found = []
-        for candidate in nearest:
-            if candidate.similarity < self._threshold:
-                break
-            if await self.same(question, candidate.question):
+        for candidate in above:
+            verdict = verdicts[candidate.question]
+            if isinstance(verdict, bool):
+                same = verdict
+            elif verdict.same or verdict.ablation is None or self._ablation_similarity is None:
+                same = verdict.same
+            else:
+                full, reduced = verdict.ablation
+                # Past the per-call limit of pairs, a candidate's texts were not embedded: it does not match.
+                same = (full in ablated and reduced in ablated
+                        and float(ablated[full] @ ablated[reduced]) >= self._ablation_similarity)
+            if same:
                 found.append(Match(candidate.key, candidate.similarity, candidate.question))
         return found
 
-    async def same(self, question: str, cached: str) -> bool:
-        """The verifier's answer, with the embedding check for words only one question has (see the class)."""
+    def _verdict(self, question: str, cached: str) -> Verdict | bool:
         if self._verify is None:
             return True
         verdict = self._verify(question, cached)
-        if isinstance(verdict, bool):
-            return verdict
-        if verdict.same or verdict.ablation is None or self._ablation_similarity is None:
+        if not isinstance(verdict, bool) and (verdict.ablation is None or self._ablation_similarity is None):
             return verdict.same
-        full, reduced = await self._embedder.embed(list(verdict.ablation))
-        return _cosine(full, reduced) >= self._ablation_similarity
+        return verdict
 
     async def close(self) -> None:
         await self._embedder.close()
 
 
-def _cosine(a: list[float], b: list[float]) -> float:
-    va, vb = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
-    norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
-    return float(va @ vb) / norm if norm > 0 else 0.0
+
+def _unit(row: list[float]) -> np.ndarray:
+    vector = np.asarray(row, dtype=np.float32)
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise ValueError("embedder returned a zero or non-finite vector")
+    return vector / norm
+
+
+def _ablation_texts(verdicts: Iterable[Verdict | bool], limit: int = 8) -> list[str]:
+    """The texts the embedding check needs for these verdicts, each once; `limit` pairs bound one model call."""
+    texts: dict[str, None] = {}
+    pairs = 0
+    for verdict in verdicts:
+        if isinstance(verdict, Verdict) and verdict.ablation is not None and pairs < limit:
+            texts.update(dict.fromkeys(verdict.ablation))
+            pairs += 1
+    return list(texts)

@@ -193,27 +193,42 @@ _TOKEN = re.compile(r"\d+(?:[.,]\d+)*%?|[a-z]+(?:[-_.][a-z0-9]+)*[0-9]*|[a-z0-9]
 
 def same_question(a: str, b: str) -> Verdict:
     """True only when every meaning-bearing token of the two questions agrees; `reason` says which rule decided."""
-    ta, tb = _tokens(a), _tokens(b)
-    na, nb = _numbers(ta), _numbers(tb)
-    if na != nb:
-        return Verdict(False, f"numbers differ: {sorted(na.elements())} vs {sorted(nb.elements())}")
-    if _negations(ta) != _negations(tb):
+    pa, pb = _parse(a), _parse(b)
+    if pa.numbers != pb.numbers:
+        return Verdict(False, f"numbers differ: {sorted(pa.numbers.elements())} vs {sorted(pb.numbers.elements())}")
+    if pa.negations != pb.negations:
         return Verdict(False, "negation differs")
-    oa, ob = _direction_objects(ta), _direction_objects(tb)
-    for word in oa.keys() & ob.keys():
-        if oa[word] != ob[word]:
+    for word in pa.directions.keys() & pb.directions.keys():
+        if pa.directions[word] != pb.directions[word]:
             return Verdict(False, f"different object after {word!r}")
-    ca, cb = _content(ta), _content(tb)
-    only_a, only_b = Counter(ca) - Counter(cb), Counter(cb) - Counter(ca)
+    only_a, only_b = pa.content - pb.content, pb.content - pa.content
     if only_a and only_b:
         return Verdict(False, f"words differ: {sorted(only_a)} vs {sorted(only_b)}")
-    extra, longer = (only_a, ta) if only_a else (only_b, tb)
+    extra, longer = (only_a, pa.tokens) if only_a else (only_b, pb.tokens)
     if extra:
         reason = f"words only in one question: {sorted(extra)}"
         if sum(extra.values()) > MAX_EXTRA_WORDS or any(w in DIRECTION_WORDS or w in NEVER_EXTRA for w in extra):
             return Verdict(False, reason)
-        return Verdict(False, reason, ablation=(" ".join(longer), " ".join(_without(longer, extra))))
+        return Verdict(False, reason, ablation=(" ".join(longer), " ".join(_without(list(longer), extra))))
     return Verdict(True, "same meaning-bearing tokens")
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    tokens: tuple[str, ...]
+    numbers: Counter[str]
+    negations: int
+    directions: dict[str, Counter[str]]
+    content: Counter[str]
+
+
+@lru_cache(maxsize=8192)
+def _parse(text: str) -> _Parsed:
+    """One question's tokens and what the rules compare; cached, since a bucket's questions are checked again and
+    again (never mutate the result)."""
+    tokens = _tokens(text)
+    return _Parsed(tuple(tokens), _numbers(tokens), _negations(tokens), _direction_objects(tokens),
+                   Counter(_content(tokens)))
 
 
 def _without(tokens: list[str], extra: Counter[str]) -> list[str]:
