@@ -70,13 +70,26 @@ async def test_paraphrase_hits_and_hard_negatives_miss(embedder: LocalEmbedder) 
     assert exact is not None and exact.kind == "exact"
 
 
+class CountingEmbedder(SharedEmbedder):
+    """Counts model calls, to show the embedding check adds none on the bucket scan."""
+
+    calls = 0
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        return await self.inner.embed(texts)
+
+
 async def test_embedding_check_serves_a_word_that_adds_nothing_but_not_a_qualifier(embedder: LocalEmbedder) -> None:
-    cache, strict = make_cache(SharedEmbedder(embedder)), make_cache(SharedEmbedder(embedder), ablation_similarity=None)
+    counting = CountingEmbedder(embedder)
+    cache, strict = make_cache(counting), make_cache(SharedEmbedder(embedder), ablation_similarity=None)
     for c in (cache, strict):
         await c.store("chat", make_request("What is the capital of France?"), "t", make_response("Paris"))
         await c.store("chat", make_request("How do I reset my router?"), "t", make_response("Hold the button."))
+    before = counting.calls
     hit = await cache.lookup("chat", make_request("Which city is the capital of France?"), "t")
     assert hit is not None and hit.kind == "semantic" and hit.response == make_response("Paris")
+    assert counting.calls == before + 1  # the question and the check's two texts, in one model call
     assert await strict.lookup("chat", make_request("Which city is the capital of France?"), "t") is None
     for c in (cache, strict):
         assert await c.lookup("chat", make_request("How do I reset my router password?"), "t") is None
