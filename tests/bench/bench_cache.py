@@ -167,7 +167,7 @@ async def index_table(url: str, sizes: list[int], dim: int, queries: int) -> Non
     print(f"{'entries':>9} {'index':<5} {'load s':>7} {'near p50 ms':>11} {'near p99 ms':>11} {'recall@1 near':>13} "
           f"{'rand p50 ms':>11} {'recall@1 rand':>13}")
     rng = np.random.default_rng(7)
-    client = redis_asyncio.from_url(url)
+    client = redis_asyncio.from_url(url, socket_timeout=120)  # loading a million entries is slow
     context = "c" * 64
     try:
         for size in sizes:
@@ -180,10 +180,12 @@ async def index_table(url: str, sizes: list[int], dim: int, queries: int) -> Non
             truth = {"near": brute_force(vectors, near), "rand": brute_force(vectors, fresh)}
             algorithms = ["HNSW", "FLAT"] if size <= 100_000 else ["HNSW"]
             for algorithm in algorithms:
-                await client.flushall()
+                await client.flushall(asynchronous=True)
                 index = VectorIndex(client, key_prefix=f"bench{algorithm.lower()}", algorithm=algorithm)
                 load_seconds = await load_index(client, index, vectors, context)
                 row = [f"{size:>9,} {algorithm:<5} {load_seconds:>7.1f}"]
+                for vector in fresh[:20]:  # warm-up, untimed
+                    await index.nearest(context, vector.astype("<f4").tobytes(), dim)
                 for kind, batch in (("near", near), ("rand", fresh)):
                     samples, correct = [], 0
                     for q, vector in enumerate(batch):
@@ -197,7 +199,7 @@ async def index_table(url: str, sizes: list[int], dim: int, queries: int) -> Non
                                else f"{p50:>11.3f} {100 * correct / queries:>12.1f}%")
                 print(" ".join(row), flush=True)
             del vectors
-        await client.flushall()
+        await client.flushall(asynchronous=True)
     finally:
         await client.aclose()
 

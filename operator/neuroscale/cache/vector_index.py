@@ -97,7 +97,10 @@ class VectorIndex:
             self._ready.discard(dim)
             await self.ensure(dim)
             return []
-        return [Neighbour(_text(doc.id), 1.0 - float(doc.d), _text(doc.q)) for doc in result.docs]
+        # A query past the module's timeout (500 ms by default, policy "return") answers with partial documents:
+        # those without a distance or question are skipped, not guessed at.
+        return [Neighbour(_text(doc.id), 1.0 - float(doc.d), _text(doc.q)) for doc in result.docs
+                if getattr(doc, "d", None) is not None and getattr(doc, "q", None) is not None]
 
 
 def _text(value: Any) -> str:
