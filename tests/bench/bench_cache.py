@@ -3,7 +3,7 @@ splits, hit latency p50/p99 for exact and semantic lookups on the in-process and
 Redis vector index (HNSW / FLAT) at growing sizes: lookup p50/p99 and recall@1 against an exact brute-force search.
 
 Run: .venv/bin/python tests/bench/bench_cache.py [--iterations 2000] [--sections sweep,latency,index]
-     [--index-sizes 10000,100000,1000000] [--dim 384]
+     [--index-sizes 10000,100000,1000000] [--dim 384] [--data uniform|clustered]
 """
 
 from __future__ import annotations
@@ -157,10 +157,20 @@ async def load_index(client: Any, index: VectorIndex, vectors: np.ndarray, conte
     return time.perf_counter() - started
 
 
-async def index_table(url: str, sizes: list[int], dim: int, queries: int) -> None:
+def entry_vectors(rng: np.random.Generator, count: int, dim: int, data: str) -> np.ndarray:
+    """uniform: independent random unit vectors (the hard case for a graph index: every distance nearly equal);
+    clustered: one of count/50 topic centres plus noise, closer to how embeddings of real questions lie."""
+    if data == "uniform":
+        return unit_rows(rng, count, dim)
+    centres = unit_rows(rng, max(1, count // 50), dim)
+    rows = centres[rng.integers(0, len(centres), count)] + 0.6 * unit_rows(rng, count, dim)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+async def index_table(url: str, sizes: list[int], dim: int, queries: int, data: str = "uniform") -> None:
     import redis.asyncio as redis_asyncio
 
-    print(f"\n== vector index on Redis with the search module: {dim} dims, unit vectors, one context, "
+    print(f"\n== vector index on Redis with the search module: {dim} dims, {data} unit vectors, one context, "
           f"{queries} queries per row ==")
     print("  near: the query is a stored vector plus noise (cosine ~0.9 to it), as a paraphrase is; "
           "random: a fresh random vector")
@@ -171,7 +181,7 @@ async def index_table(url: str, sizes: list[int], dim: int, queries: int) -> Non
     context = "c" * 64
     try:
         for size in sizes:
-            vectors = unit_rows(rng, size, dim)
+            vectors = entry_vectors(rng, size, dim, data)
             picks = rng.integers(0, size, queries)
             # Noise of norm 0.5 around a unit vector: cosine ~0.89 to the stored one.
             near = vectors[picks] + 0.5 * unit_rows(rng, queries, dim)
@@ -211,6 +221,7 @@ def main() -> None:
     parser.add_argument("--index-sizes", default="10000,100000,1000000")
     parser.add_argument("--dim", type=int, default=384, help="vector dimension for the index section")
     parser.add_argument("--queries", type=int, default=500, help="queries per index row")
+    parser.add_argument("--data", choices=("uniform", "clustered"), default="uniform", help="entries of the index section")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if sections & {"sweep", "latency"}:
@@ -228,7 +239,8 @@ def main() -> None:
     if "index" in sections:
         stack = start_redis_stack()
         try:
-            asyncio.run(index_table(stack.url, [int(n) for n in args.index_sizes.split(",")], args.dim, args.queries))
+            sizes = [int(n) for n in args.index_sizes.split(",")]
+            asyncio.run(index_table(stack.url, sizes, args.dim, args.queries, args.data))
         finally:
             stack.stop()
 
