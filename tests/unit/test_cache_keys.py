@@ -1,5 +1,6 @@
 """Cache keys: canonical form (defaults, nulls, text parts, transport fields), scope isolation (property-based),
-and the context/question split that gates semantic matching."""
+the context/question split that gates semantic matching, and the scope tag that groups a scope's keys in one Redis
+Cluster slot."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from neuroscale.cache.keys import canonical_json, request_keys, split_question
+from neuroscale.cache.keys import canonical_json, request_keys, scope_tag, split_question
 
 
 def make_chat(question: str = "How do I reset my password?", **overrides: Any) -> dict[str, Any]:
@@ -90,3 +91,12 @@ def test_scope_boundary_cannot_be_shifted(prefix: str, suffix: str) -> None:
     a = request_keys("chat", request, prefix)
     b = request_keys("chat", request, prefix + "x")
     assert a.exact != b.exact
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_scope_tag_names_the_scope_alone_and_fits_a_hash_tag(a: str, b: str) -> None:
+    tag = scope_tag(a)
+    assert len(tag) == 16 and set(tag) <= set("0123456789abcdef")
+    assert (scope_tag(b) == tag) == (a == b)
+    # Every request of one scope carries the same tag, whatever it asks.
+    assert request_keys("chat", make_chat("one?"), a).scope_tag == request_keys("chat", make_chat("two?"), a).scope_tag == tag

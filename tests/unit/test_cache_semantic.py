@@ -1,6 +1,7 @@
 """Semantic cache over the in-process backend with the real all-MiniLM-L6-v2 (offline): paraphrase hits with a
-similarity, hard negatives refused by the verifier, no match across scopes or differing context, tool-call answers
-kept exact-only, bucket bound, embedding packing, embedder failure as a miss, and the light import of the package."""
+similarity, hard negatives refused by the verifier, a paraphrase with one extra framing word served through the
+verifier's embedding check while an added qualifier is not (and neither without the check), no match across scopes or
+differing context, tool-call answers kept exact-only, bucket bound, embedding packing, embedder failure as a miss, and the light import of the package."""
 
 from __future__ import annotations
 
@@ -67,6 +68,31 @@ async def test_paraphrase_hits_and_hard_negatives_miss(embedder: LocalEmbedder) 
         assert await cache.lookup("chat", make_request(negative), "t") is None, negative
     exact = await cache.lookup("chat", make_request("How do I delete my account?"), "t")
     assert exact is not None and exact.kind == "exact"
+
+
+class CountingEmbedder(SharedEmbedder):
+    """Counts model calls, to show the embedding check adds none on the bucket scan."""
+
+    calls = 0
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        return await self.inner.embed(texts)
+
+
+async def test_embedding_check_serves_a_word_that_adds_nothing_but_not_a_qualifier(embedder: LocalEmbedder) -> None:
+    counting = CountingEmbedder(embedder)
+    cache, strict = make_cache(counting), make_cache(SharedEmbedder(embedder), ablation_similarity=None)
+    for c in (cache, strict):
+        await c.store("chat", make_request("What is the capital of France?"), "t", make_response("Paris"))
+        await c.store("chat", make_request("How do I reset my router?"), "t", make_response("Hold the button."))
+    before = counting.calls
+    hit = await cache.lookup("chat", make_request("Which city is the capital of France?"), "t")
+    assert hit is not None and hit.kind == "semantic" and hit.response == make_response("Paris")
+    assert counting.calls == before + 1  # the question and the check's two texts, in one model call
+    assert await strict.lookup("chat", make_request("Which city is the capital of France?"), "t") is None
+    for c in (cache, strict):
+        assert await c.lookup("chat", make_request("How do I reset my router password?"), "t") is None
 
 
 async def test_never_across_scopes_or_contexts(embedder: LocalEmbedder) -> None:

@@ -16,6 +16,8 @@ def test_defaults_are_a_safe_exact_memory_cache() -> None:
     assert settings.max_memory_bytes == 256 * 1024 * 1024  # the in-process cache is bounded by default
     assert settings.max_entry_bytes == 1024 * 1024
     assert CacheSettings(max_memory_mb=2).max_memory_bytes == 2 * 1024 * 1024
+    assert (settings.semantic_index, settings.redis_cluster, settings.ablation_similarity) == ("auto", False, 0.93)
+    assert CacheSettings(ablation_similarity=None).ablation_similarity is None
 
 
 @pytest.mark.parametrize(
@@ -36,6 +38,9 @@ def test_defaults_are_a_safe_exact_memory_cache() -> None:
         ({"cacheable_temperature_max": -0.1}, "cacheable_temperature_max"),
         ({"key_prefix": "a:b"}, "key_prefix"),
         ({"embedder": {"kind": "local"}}, "embedder must be"),
+        ({"semantic_index": "ivf"}, "semantic_index must be"),
+        ({"redis_cluster": "yes"}, "redis_cluster must be"),
+        ({"ablation_similarity": 0}, "ablation_similarity"),
     ],
 )
 def test_bad_values_are_named(overrides: dict[str, Any], message: str) -> None:

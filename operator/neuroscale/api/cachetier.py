@@ -43,6 +43,10 @@ class ExternalRedis(ApiModel):
     password_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding the Redis AUTH password, mounted into gateways as env."
     )
+    cluster_mode: bool = Field(
+        default=False,
+        description="The URL names a node of a Redis Cluster (ElastiCache cluster mode): tenant scopes spread over shards.",
+    )
 
 
 class CacheBackend(ApiModel):
@@ -92,6 +96,11 @@ class SemanticSpec(ApiModel):
         description="Cosine similarity at or above which a cached answer is reused (a verifier then checks it).",
     )
     embedding: EmbeddingSpec = Field(**default_object(EmbeddingSpec, "Embedding model."))
+    index: Literal["auto", "hnsw", "flat", "scan"] = Field(
+        default="auto",
+        description="Where candidates come from: auto (an HNSW vector index when Redis has vector search, else the "
+                    "newest entries per context), hnsw, flat, or scan (never index).",
+    )
 
 
 class CacheableSpec(ApiModel):
@@ -126,10 +135,10 @@ class CacheTierSpec(ApiModel):
         description="Where entries live.", json_schema_extra={"default": {"inCluster": {}}},
     )
     ttl_seconds: int = Field(default=3600, ge=1, le=30 * 86400, description="How long an answer stays cached.")
-    max_entries: int = Field(default=10_000, ge=1, le=100_000_000, description="Most cached answers per cascade.")
+    max_entries: int = Field(default=10_000, ge=1, le=100_000_000, description="Most cached answers per tenant scope of a cascade.")
     max_memory_mb: int = Field(
         default=256, ge=16, le=1_048_576, alias="maxMemoryMB",
-        description="Size bound in MiB: Redis maxmemory (allkeys-lru) in cluster, and the gateway's byte bound.",
+        description="Size bound in MiB: Redis maxmemory (allkeys-lru) in cluster, and the byte bound per tenant scope.",
     )
     semantic: SemanticSpec | None = Field(default=None, description="Semantic matching settings (mode semantic).")
     cacheable: CacheableSpec = Field(**default_object(CacheableSpec, "Which requests are cached."))

@@ -16,21 +16,41 @@ class CacheUnavailable(Exception):
     """The backend is known to be down (its circuit breaker is open): the caller serves uncached without waiting."""
 
 
+@dataclass(frozen=True)
+class Neighbour:
+    """A cached question found by a vector index: its entry key, cosine similarity to the query, and its text."""
+
+    key: str
+    similarity: float
+    question: str
+
+
 class Backend(Protocol):
     """Byte storage with TTL and size bounds; keys arrive already scoped and hashed.
 
-    A semantic entry also carries an embedding and joins a bucket (one per scope and context); a bucket holds the
-    most recent `bucket_size` entries, which are the only candidates a semantic lookup compares against.
+    `scope` is the tenant scope's tag (keys.scope_tag): a shared store keeps one scope's keys together under it.
+    A semantic entry also carries an embedding (semantic.pack_entry) and joins a bucket (one per scope and context).
+    Without a vector index a bucket holds the most recent `bucket_size` entries, which are the only candidates a
+    semantic lookup compares against; with one (`indexed()`), `nearest` searches all live entries of the bucket.
     """
 
-    async def get(self, key: str) -> bytes | None: ...
+    async def get(self, key: str, scope: str = "") -> bytes | None: ...
 
-    async def get_with_candidates(self, key: str, bucket: str) -> tuple[bytes | None, list[tuple[str, bytes]]]:
-        """The value under `key`, or (on a miss) the live (key, vector) pairs of `bucket`, in one round trip."""
+    async def get_with_candidates(self, key: str, bucket: str, scope: str = "") -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        """The value under `key`, or (on a miss) the live (key, packed entry) pairs of `bucket`, in one round trip."""
         ...
 
-    async def put(self, key: str, value: bytes, *, bucket: str | None = None, vector: bytes | None = None) -> int:
+    async def put(self, key: str, value: bytes, *, scope: str = "", bucket: str | None = None,
+                  vector: bytes | None = None) -> int:
         """Store and return how many other entries were evicted to stay within bounds."""
+        ...
+
+    async def indexed(self) -> bool:
+        """Whether semantic candidates come from `nearest` (a vector index) rather than `get_with_candidates`."""
+        ...
+
+    async def nearest(self, bucket: str, vector: bytes, dim: int, scope: str = "") -> list[Neighbour]:
+        """Entries of `bucket` nearest to `vector` (little-endian float32 of `dim`), most similar first."""
         ...
 
     async def close(self) -> None: ...
@@ -73,14 +93,14 @@ class MemoryBackend:
     def used_bytes(self) -> int:
         return self._bytes
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str, scope: str = "") -> bytes | None:
         entry = self._live(key)
         if entry is None:
             return None
         self._entries.move_to_end(key)
         return entry.value
 
-    async def get_with_candidates(self, key: str, bucket: str) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    async def get_with_candidates(self, key: str, bucket: str, scope: str = "") -> tuple[bytes | None, list[tuple[str, bytes]]]:
         value = await self.get(key)
         if value is not None:
             return value, []
@@ -94,7 +114,8 @@ class MemoryBackend:
                 candidates.append((member, entry.vector))
         return None, candidates
 
-    async def put(self, key: str, value: bytes, *, bucket: str | None = None, vector: bytes | None = None) -> int:
+    async def put(self, key: str, value: bytes, *, scope: str = "", bucket: str | None = None,
+                  vector: bytes | None = None) -> int:
         size = len(value) + len(key) + (len(vector) if vector else 0) + _ENTRY_OVERHEAD_BYTES
         if self._max_bytes is not None and size > self._max_bytes:
             return 0
@@ -107,6 +128,12 @@ class MemoryBackend:
             while len(members) > self._bucket_size:
                 members.popitem(last=False)
         return self._evict()
+
+    async def indexed(self) -> bool:
+        return False
+
+    async def nearest(self, bucket: str, vector: bytes, dim: int, scope: str = "") -> list[Neighbour]:
+        raise NotImplementedError("the in-process cache has no vector index; it compares its buckets")
 
     async def close(self) -> None:
         self._entries.clear()

@@ -1,8 +1,9 @@
 """Evaluate semantic matching on labelled question pairs: hit rate on paraphrases, false-hit rate on the rest.
 
 A pair is (cached question, incoming question, label "same"|"different", category). It counts as served from
-cache when cosine similarity >= threshold and, with the verifier on, the verifier agrees. The model runs once per
-distinct text; the sweep itself is arithmetic over those similarities.
+cache when cosine similarity >= threshold and the configured check agrees: none, the verifier's rules, or the rules
+with the embedding check for extra words (verifier.py, semantic.py). The model runs once per distinct text; the
+sweep itself is arithmetic over those similarities.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ class LabelledPair:
     category: str
 
 
+# What verdict_scores gives a pair the rules accept outright: above any ablation similarity.
+RULES_ACCEPT = 2.0
+
+
 @dataclass(frozen=True)
 class SweepRow:
     threshold: float
-    verifier: bool
+    check: str
     hits: int
     same_pairs: int
     false_hits: int
@@ -72,38 +77,68 @@ def pair_similarities(pairs: Sequence[LabelledPair], embed: Callable[[list[str]]
 
 
 def verdicts(pairs: Sequence[LabelledPair]) -> np.ndarray:
+    """The rules alone, per pair."""
     return np.array([same_question(p.query, p.cached).same for p in pairs])
 
 
+def verdict_scores(pairs: Sequence[LabelledPair], embed: Callable[[list[str]], Sequence[Sequence[float]]]) -> np.ndarray:
+    """Per pair: RULES_ACCEPT when the rules accept; the ablation cosine when only extra words stand in the way (the
+    pair then passes at any ablation_similarity up to it); 0 when the rules refuse outright."""
+    found = [same_question(p.query, p.cached) for p in pairs]
+    texts = sorted({t for v in found if v.ablation for t in v.ablation})
+    vectors = np.asarray(embed(texts), dtype=np.float32) if texts else np.zeros((0, 1), dtype=np.float32)
+    if texts:
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = {text: i for i, text in enumerate(texts)}
+    scores = []
+    for verdict in found:
+        if verdict.same:
+            scores.append(RULES_ACCEPT)
+        elif verdict.ablation is None:
+            scores.append(0.0)
+        else:
+            full, reduced = verdict.ablation
+            scores.append(float(vectors[index[full]] @ vectors[index[reduced]]))
+    return np.array(scores)
+
+
 def sweep(
-    pairs: Sequence[LabelledPair], similarities: np.ndarray, verified: np.ndarray, thresholds: Iterable[float]
+    pairs: Sequence[LabelledPair], similarities: np.ndarray, checks: dict[str, np.ndarray | None],
+    thresholds: Iterable[float],
 ) -> list[SweepRow]:
+    """One row per (check, threshold); a check is a boolean array of pairs it accepts, or None for no check."""
     same = np.array([p.label == "same" for p in pairs])
     rows = []
-    for verifier in (False, True):
+    thresholds = list(thresholds)
+    for name, accepted in checks.items():
         for threshold in thresholds:
             served = similarities >= threshold
-            if verifier:
-                served &= verified
-            rows.append(SweepRow(round(float(threshold), 4), verifier, int((served & same).sum()), int(same.sum()),
+            if accepted is not None:
+                served &= accepted
+            rows.append(SweepRow(round(float(threshold), 4), name, int((served & same).sum()), int(same.sum()),
                                  int((served & ~same).sum()), int((~same).sum())))
     return rows
 
 
-def by_category(pairs: Sequence[LabelledPair], similarities: np.ndarray, verified: np.ndarray, threshold: float) -> dict[str, tuple[int, int]]:
-    """Category -> (served, total) at one threshold with the verifier on."""
+def by_category(pairs: Sequence[LabelledPair], similarities: np.ndarray, accepted: np.ndarray, threshold: float) -> dict[str, tuple[int, int]]:
+    """Category -> (served, total) at one threshold with one check."""
     out: dict[str, tuple[int, int]] = {}
-    for pair, similarity, ok in zip(pairs, similarities, verified):
+    for pair, similarity, ok in zip(pairs, similarities, accepted):
         served, total = out.get(pair.category, (0, 0))
         out[pair.category] = (served + int(bool(similarity >= threshold and ok)), total + 1)
     return out
 
 
 def format_sweep(rows: Sequence[SweepRow], title: str) -> str:
-    lines = [title, f"{'threshold':>9}  {'hit% (no verifier)':>18}  {'false% (no verifier)':>20}  {'hit% (verifier)':>15}  {'false% (verifier)':>17}"]
-    plain = {r.threshold: r for r in rows if not r.verifier}
-    checked = {r.threshold: r for r in rows if r.verifier}
-    for threshold in sorted(plain):
-        a, b = plain[threshold], checked[threshold]
-        lines.append(f"{threshold:>9.2f}  {100 * a.hit_rate:>18.1f}  {100 * a.false_hit_rate:>20.1f}  {100 * b.hit_rate:>15.1f}  {100 * b.false_hit_rate:>17.1f}")
+    """A table: one line per threshold, hit% / false-hit% for each check."""
+    checks = list(dict.fromkeys(r.check for r in rows))
+    by = {(r.check, r.threshold): r for r in rows}
+    header = f"{'threshold':>9}" + "".join(f"  {name + ' hit% / false%':>30}" for name in checks)
+    lines = [title, header]
+    for threshold in sorted({r.threshold for r in rows}):
+        cells = []
+        for name in checks:
+            row = by[(name, threshold)]
+            cells.append(f"  {f'{100 * row.hit_rate:5.1f} / {100 * row.false_hit_rate:4.1f}':>30}")
+        lines.append(f"{threshold:>9.2f}" + "".join(cells))
     return "\n".join(lines)

@@ -22,11 +22,14 @@ class RequestKeys:
     context:  hash of scope + endpoint + everything except the last user turn (None when the request has no
               trailing plain-text user turn, which disables the semantic path).
     question: the last user turn's text, compared by embedding and verifier.
+    scope_tag: a short hash of the scope alone; a shared store groups a scope's keys by it (Redis Cluster hash
+              tag), so tenants spread over slots while each tenant's entries stay together.
     """
 
     exact: str
     context: str | None
     question: str | None
+    scope_tag: str = ""
 
 
 def canonical(value: Any) -> Any:
@@ -55,10 +58,17 @@ def canonical_json(endpoint: str, request: dict[str, Any]) -> str:
 def request_keys(endpoint: str, request: dict[str, Any], scope: str) -> RequestKeys:
     """Derive the exact and context keys; the scope is hashed into both so no key is shared across tenants."""
     exact = _digest(scope, canonical_json(endpoint, request))
+    tag = scope_tag(scope)
     question, rest = split_question(endpoint, request)
     if question is None or rest is None:
-        return RequestKeys(exact=exact, context=None, question=None)
-    return RequestKeys(exact=exact, context=_digest(scope, "ctx:" + canonical_json(endpoint, rest)), question=question)
+        return RequestKeys(exact=exact, context=None, question=None, scope_tag=tag)
+    context = _digest(scope, "ctx:" + canonical_json(endpoint, rest))
+    return RequestKeys(exact=exact, context=context, question=question, scope_tag=tag)
+
+
+def scope_tag(scope: str) -> str:
+    """16 hex digits naming the scope without revealing it; braces-free, so it can sit inside a hash tag."""
+    return _digest(scope, "scope")[:16]
 
 
 def split_question(endpoint: str, request: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:

@@ -1,17 +1,21 @@
 """Shared cache storage in Redis (redis.asyncio): TTL per entry, entry-count and byte bounds kept by Lua scripts.
 
-Layout, all under one hash tag `{prefix}` so the scripts touch a single slot (Redis Cluster / ElastiCache cluster mode
-then keeps the whole cache on one shard; the price of atomic bound-keeping without a server module):
-  {p}:r:<key>     response bytes, PX ttl
-  {p}:v:<key>     packed embedding + question of a semantic entry, same lifetime as its response
-  {p}:b:<context> list of the newest `bucket_size` semantic keys sharing a scope and context, PX ttl after each write
-  {p}:idx         sorted set of response keys scored by last access — the LRU order for eviction; the score is
-                  ms * 1024 + a wrapping sequence number, so accesses within one millisecond keep their order
-  {p}:sizes       hash of response key -> accounted bytes;  {p}:bytes  their sum
-Limits: sizes are counted as value + vector + key bytes plus a fixed overhead, not Redis' internal allocation; an
-entry Redis has already expired stays counted until it reaches the LRU head or its last access is older than the TTL,
-so the byte bound errs on evicting early. Debian's redis-server 7.0 has no vector index: semantic candidates are one
-bucket, compared in the gateway (see semantic.py).
+Layout: every key of one tenant scope carries the hash tag `{<scope tag>}` (keys.scope_tag), so the scripts touch a
+single slot and a Redis Cluster (ElastiCache cluster mode) spreads the scopes over its shards:
+  <p>:r:{s}:<key>     response bytes, PX ttl
+  <p>:v:{s}:<key>     a semantic entry, same lifetime as its response: the packed embedding + question (bucket
+                      scan), or a hash {vec, ctx, q} that the vector index covers (vector_index.py)
+  <p>:b:{s}:<context> list of the newest `bucket_size` semantic keys sharing a scope and context (scan only)
+  <p>:lru:{s}         sorted set of response keys scored by last access — the LRU order for eviction; the score is
+                      ms * 1024 + a wrapping sequence number (<p>:seq:{s}), so accesses within one ms keep their order
+  <p>:sizes:{s}       hash of response key -> accounted bytes;  <p>:bytes:{s}  their sum
+The entry and byte bounds hold per tenant scope (a bound across slots could not be kept atomically); Redis' own
+maxmemory bounds the total. Sizes are counted as value + vector + key bytes plus a fixed overhead, not Redis' internal
+allocation; an entry Redis has already expired stays counted until it reaches the LRU head or its last access is
+older than the TTL, so the byte bound errs on evicting early.
+Migration: entries written under the earlier layout (`{<p>}:r:...`, one slot for the whole cache) are never read
+again, so an upgraded gateway starts cold; they expire with their TTL, and their bookkeeping keys (`{<p>}:idx`,
+`{<p>}:sizes`, `{<p>}:bytes`, `{<p>}:seq`) go with Redis' LRU eviction or `redis-cli --scan --pattern '{<p>}:*'`.
 """
 
 from __future__ import annotations
@@ -21,16 +25,23 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+import struct
 from typing import Any, TypeVar
 
 import redis.asyncio as redis_asyncio
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from circuitbreaker import STATE_HALF_OPEN, STATE_OPEN, CircuitBreaker
 
-from neuroscale.cache.backends import CacheUnavailable
+from neuroscale.cache.backends import CacheUnavailable, Neighbour
 from neuroscale.cache.settings import CacheSettings
+from neuroscale.cache.vector_index import VectorIndex, has_vector_search
 
 log = logging.getLogger(__name__)
+# semantic.pack_entry's header (the dimension); repeated here so this module needs no numpy.
+_HEADER = struct.Struct("<I")
 _T = TypeVar("_T")
 # What says Redis is unreachable or hung (as opposed to answering with an error): only these trip the breaker.
 _OUTAGES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, asyncio.TimeoutError)
@@ -96,7 +107,7 @@ local ids = redis.call('LRANGE', KEYS[3], 0, -1)
 local out = {0}
 if #ids == 0 then return out end
 local vkeys = {}
-for i, id in ipairs(ids) do vkeys[i] = ARGV[2] .. ':v:' .. id end
+for i, id in ipairs(ids) do vkeys[i] = ARGV[2] .. id end
 local vecs = redis.call('MGET', unpack(vkeys))
 for i, id in ipairs(ids) do
   if vecs[i] then
@@ -113,9 +124,9 @@ _PUT = _SCORE + """
 local idx, sizes, total = KEYS[2], KEYS[3], KEYS[4]
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local value, vector, id = ARGV[3], ARGV[4], ARGV[5]
-local max_entries, max_bytes, bucket_size, prefix = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
-local overhead = tonumber(ARGV[10])
-local rprefix = prefix .. ':r:'
+local max_entries, max_bytes, bucket_size = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local rprefix, vprefix, overhead = ARGV[9], ARGV[10], tonumber(ARGV[11])
+local context, question = ARGV[12], ARGV[13]
 local function drop(rkey)
   local size = redis.call('HGET', sizes, rkey)
   if size then
@@ -123,7 +134,7 @@ local function drop(rkey)
     redis.call('HDEL', sizes, rkey)
   end
   redis.call('ZREM', idx, rkey)
-  redis.call('DEL', prefix .. ':v:' .. string.sub(rkey, #rprefix + 1))
+  redis.call('DEL', vprefix .. string.sub(rkey, #rprefix + 1))
   return redis.call('DEL', rkey)
 end
 for _, stale in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', (now - ttl) * 1024, 'LIMIT', 0, 128)) do drop(stale) end
@@ -131,8 +142,12 @@ drop(KEYS[1])
 local size = #value + #vector + #KEYS[1] + overhead
 if max_bytes > 0 and size > max_bytes then return 0 end
 redis.call('SET', KEYS[1], value, 'PX', ttl)
-if #vector > 0 then
-  redis.call('SET', prefix .. ':v:' .. id, vector, 'PX', ttl)
+if #vector > 0 and #context > 0 then
+  -- indexed: a hash the vector index covers
+  redis.call('HSET', vprefix .. id, 'vec', vector, 'ctx', context, 'q', question)
+  redis.call('PEXPIRE', vprefix .. id, ttl)
+elseif #vector > 0 then
+  redis.call('SET', vprefix .. id, vector, 'PX', ttl)
   redis.call('LREM', KEYS[5], 0, id)
   redis.call('LPUSH', KEYS[5], id)
   redis.call('LTRIM', KEYS[5], 0, bucket_size - 1)
@@ -152,28 +167,38 @@ return evicted
 
 
 class RedisBackend:
-    """Implements the Backend protocol over one Redis database; several gateway replicas may share it."""
+    """Implements the Backend protocol over one Redis database or Redis Cluster; several gateway replicas may share it.
+
+    `index` is "auto", "hnsw", "flat" or "scan" (CacheSettings.semantic_index); whether the server has vector
+    search is probed once, on the first semantic lookup or store.
+    """
 
     def __init__(
         self,
-        client: redis_asyncio.Redis,
+        client: Any,
         *,
         key_prefix: str,
         ttl_seconds: int,
         max_entries: int,
         max_bytes: int | None = None,
         bucket_size: int = 64,
+        index: str = "auto",
+        cluster: bool = False,
         clock: Callable[[], float] = time.time,
         breaker: RedisBreaker | None = None,
     ) -> None:
         self._client = client
         self._breaker = breaker or RedisBreaker(failures=3, reset_seconds=10.0)
-        self._prefix = "{" + key_prefix + "}"
+        self._prefix = key_prefix
         self._ttl_ms = int(ttl_seconds * 1000)
         self._max_entries = max_entries
         self._max_bytes = max_bytes or 0
         self._bucket_size = bucket_size
         self._clock = clock
+        self._index_choice = index
+        self._cluster = cluster
+        self._index: VectorIndex | None = None
+        self._probed = index == "scan"
         self._get = client.register_script(_GET)
         self._get_with_candidates = client.register_script(_GET_WITH_CANDIDATES)
         self._put = client.register_script(_PUT)
@@ -182,14 +207,17 @@ class RedisBackend:
     def from_settings(cls, settings: CacheSettings) -> RedisBackend:
         # Short timeouts: a slow cache must turn into a miss quickly, not hold the request; the breaker then stops
         # asking a Redis that keeps failing. No client-side retries: the breaker is the retry policy.
-        client = redis_asyncio.from_url(
-            settings.redis_url or "",
+        options: dict[str, Any] = dict(
             password=os.environ.get(settings.password_env) if settings.password_env else None,
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
             health_check_interval=30,
-            retry=None,
         )
+        client: Any
+        if settings.redis_cluster:
+            client = RedisCluster.from_url(settings.redis_url or "", retry=Retry(NoBackoff(), 0), **options)
+        else:
+            client = redis_asyncio.from_url(settings.redis_url or "", retry=None, **options)
         return cls(
             client,
             key_prefix=settings.key_prefix,
@@ -197,6 +225,8 @@ class RedisBackend:
             max_entries=settings.max_entries,
             max_bytes=settings.max_memory_bytes,
             bucket_size=settings.semantic_bucket_size,
+            index=settings.semantic_index,
+            cluster=settings.redis_cluster,
             breaker=RedisBreaker(settings.breaker_failures, settings.breaker_reset_seconds),
         )
 
@@ -204,32 +234,64 @@ class RedisBackend:
     def breaker(self) -> RedisBreaker:
         return self._breaker
 
-    async def get(self, key: str) -> bytes | None:
+    async def indexed(self) -> bool:
+        if not self._probed:
+            await self._breaker.call(self._probe)
+        return self._index is not None
+
+    async def _probe(self) -> None:
+        # On a cluster the open-source search module indexes each shard alone (see vector_index.py): scan instead.
+        available = not self._cluster and await has_vector_search(self._client)
+        if available:
+            algorithm = "FLAT" if self._index_choice == "flat" else "HNSW"
+            self._index = VectorIndex(self._client, key_prefix=self._prefix, algorithm=algorithm)
+        elif self._index_choice in ("hnsw", "flat"):
+            log.warning("semantic_index %r asked for, but this Redis has %s; comparing buckets instead",
+                        self._index_choice, "cluster mode" if self._cluster else "no vector search (FT._LIST)")
+        self._probed = True
+
+    async def get(self, key: str, scope: str = "") -> bytes | None:
         value: bytes | None = await self._breaker.call(
-            lambda: self._get(keys=[self._rkey(key), self._index, self._seq], args=[self._now_ms()])
+            lambda: self._get(keys=[self._rkey(key, scope), self._lru(scope), self._seq(scope)], args=[self._now_ms()])
         )
         return value
 
-    async def get_with_candidates(self, key: str, bucket: str) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    async def get_with_candidates(self, key: str, bucket: str, scope: str = "") -> tuple[bytes | None, list[tuple[str, bytes]]]:
         reply: list[Any] = await self._breaker.call(lambda: self._get_with_candidates(
-            keys=[self._rkey(key), self._index, self._bkey(bucket), self._seq], args=[self._now_ms(), self._prefix]
+            keys=[self._rkey(key, scope), self._lru(scope), self._bkey(bucket, scope), self._seq(scope)],
+            args=[self._now_ms(), self._vkey("", scope)],
         ))
         if reply[0] == 1:
             return reply[1], []
         pairs = reply[1:]
         return None, [(pairs[i].decode(), pairs[i + 1]) for i in range(0, len(pairs), 2)]
 
-    async def put(self, key: str, value: bytes, *, bucket: str | None = None, vector: bytes | None = None) -> int:
+    async def nearest(self, bucket: str, vector: bytes, dim: int, scope: str = "") -> list[Neighbour]:
+        index = self._index
+        if index is None:
+            raise RuntimeError("nearest() needs a vector index; check indexed() first")
+        found = await self._breaker.call(lambda: index.nearest(bucket, vector, dim))
+        # Index ids are the hash keys <p>:v:{s}:<key>; the caller wants <key>.
+        return [Neighbour(n.key.rpartition("}:")[2], n.similarity, n.question) for n in found]
+
+    async def put(self, key: str, value: bytes, *, scope: str = "", bucket: str | None = None,
+                  vector: bytes | None = None) -> int:
         semantic = bucket is not None and vector is not None
-        keys = [self._rkey(key), self._index, f"{self._prefix}:sizes", f"{self._prefix}:bytes"]
-        if semantic:
-            keys.append(self._bkey(bucket or ""))
-        keys.append(self._seq)
+        index = self._index if semantic and await self.indexed() else None
+        stored, context, question = vector if semantic else b"", b"", b""
+        keys = [self._rkey(key, scope), self._lru(scope), self._sizes(scope), self._bytes(scope)]
+        if index is not None:
+            dim, raw, text = unpack_raw(vector or b"")
+            await self._breaker.call(lambda: index.ensure(dim))
+            stored, context, question = raw, (bucket or "").encode(), text
+        elif semantic:
+            keys.append(self._bkey(bucket or "", scope))
+        keys.append(self._seq(scope))
         evicted: int = await self._breaker.call(lambda: self._put(
             keys=keys,
             args=[
-                self._now_ms(), self._ttl_ms, value, vector if semantic else b"", key,
-                self._max_entries, self._max_bytes, self._bucket_size, self._prefix, ENTRY_OVERHEAD_BYTES,
+                self._now_ms(), self._ttl_ms, value, stored, key, self._max_entries, self._max_bytes,
+                self._bucket_size, self._rkey("", scope), self._vkey("", scope), ENTRY_OVERHEAD_BYTES, context, question,
             ],
         ))
         return int(evicted)
@@ -237,19 +299,36 @@ class RedisBackend:
     async def close(self) -> None:
         await self._client.aclose()
 
-    @property
-    def _index(self) -> str:
-        return f"{self._prefix}:idx"
+    def _tagged(self, kind: str, scope: str) -> str:
+        return f"{self._prefix}:{kind}:{{{scope}}}"
 
-    @property
-    def _seq(self) -> str:
-        return f"{self._prefix}:seq"
+    def _lru(self, scope: str) -> str:
+        return self._tagged("lru", scope)
 
-    def _rkey(self, key: str) -> str:
-        return f"{self._prefix}:r:{key}"
+    def _seq(self, scope: str) -> str:
+        return self._tagged("seq", scope)
 
-    def _bkey(self, bucket: str) -> str:
-        return f"{self._prefix}:b:{bucket}"
+    def _sizes(self, scope: str) -> str:
+        return self._tagged("sizes", scope)
+
+    def _bytes(self, scope: str) -> str:
+        return self._tagged("bytes", scope)
+
+    def _rkey(self, key: str, scope: str) -> str:
+        return f"{self._tagged('r', scope)}:{key}"
+
+    def _vkey(self, key: str, scope: str) -> str:
+        return f"{self._tagged('v', scope)}:{key}"
+
+    def _bkey(self, bucket: str, scope: str) -> str:
+        return f"{self._tagged('b', scope)}:{bucket}"
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def unpack_raw(entry: bytes) -> tuple[int, bytes, bytes]:
+    """Split a packed semantic entry (semantic.pack_entry) into its dimension, float32 bytes and question bytes."""
+    (dim,) = _HEADER.unpack_from(entry)
+    start = _HEADER.size
+    return dim, entry[start:start + 4 * dim], entry[start + 4 * dim:]

@@ -102,7 +102,7 @@ class KeyedResponseCache:
                     bucket = keys.context
                 except Exception:
                     log.warning("embedding failed; answer cached for exact matches only", exc_info=True)
-            evicted = await self.backend.put(keys.exact, value, bucket=bucket, vector=vector)
+            evicted = await self.backend.put(keys.exact, value, scope=keys.scope_tag, bucket=bucket, vector=vector)
         except CacheUnavailable:
             return
         except Exception:
@@ -126,15 +126,26 @@ class KeyedResponseCache:
         if pending is not None:
             return CacheHit(json.loads(pending), "exact")
         if self._matcher is None or keys.context is None:
-            value = await self.backend.get(keys.exact)
+            value = await self.backend.get(keys.exact, keys.scope_tag)
             return None if value is None else CacheHit(json.loads(value), "exact")
-        value, candidates = await self.backend.get_with_candidates(keys.exact, keys.context)
-        if value is not None:
-            return CacheHit(json.loads(value), "exact")
-        if not candidates:
-            return None
-        for match in await self._matcher.matches(keys.question or "", candidates):
-            value = await self.backend.get(match.key)
+        question = keys.question or ""
+        if await self.backend.indexed():
+            value = await self.backend.get(keys.exact, keys.scope_tag)
+            if value is not None:
+                return CacheHit(json.loads(value), "exact")
+            query = await self._matcher.embed(question)
+            nearest = await self.backend.nearest(keys.context, query.astype("<f4").tobytes(), int(query.shape[0]),
+                                                 keys.scope_tag)
+            matches = await self._matcher.select(question, nearest)
+        else:
+            value, candidates = await self.backend.get_with_candidates(keys.exact, keys.context, keys.scope_tag)
+            if value is not None:
+                return CacheHit(json.loads(value), "exact")
+            if not candidates:
+                return None
+            matches = await self._matcher.matches(question, candidates)
+        for match in matches:
+            value = await self.backend.get(match.key, keys.scope_tag)
             if value is not None:
                 return CacheHit(json.loads(value), "semantic", match.similarity)
         return None

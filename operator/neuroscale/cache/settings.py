@@ -10,6 +10,7 @@ from typing import Any, Literal
 # with the verifier on, paraphrase hits are flat from 0.80 to 0.86 and fall above it, and no negative passed; the
 # highest threshold on that plateau keeps a margin should the verifier ever miss a changed word.
 DEFAULT_SIMILARITY_THRESHOLD = 0.86
+DEFAULT_ABLATION_SIMILARITY = 0.93
 DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -73,14 +74,29 @@ class CacheSettings:
     similarity_threshold: float = DEFAULT_SIMILARITY_THRESHOLD
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     cacheable_temperature_max: float = 0.0
-    # Semantic candidates compared per (scope, context); bounds the work and memory of one lookup.
+    # Semantic candidates compared per (scope, context) when there is no vector index; bounds one lookup's work.
     semantic_bucket_size: int = 64
+    # Where semantic candidates come from on Redis: "auto" uses a vector index (HNSW) when the server has vector
+    # search (Redis Stack / the search module) and the bucket scan otherwise; "hnsw" / "flat" ask for that index
+    # (falling back to the scan, with a warning, when the server has none); "scan" never indexes.
+    semantic_index: Literal["auto", "hnsw", "flat", "scan"] = "auto"
+    # The Redis URL names one node of a Redis Cluster (or ElastiCache cluster mode): use the cluster client, which
+    # follows the slot map. Each tenant scope's keys share one slot, so scopes spread over the shards.
+    redis_cluster: bool = False
     # The second check after similarity; switching it off is for measurement only (false hits rise sharply).
     verifier: bool = True
+    # When the verifier's only objection is a word or two that one question has and the other lacks, the match
+    # stands if the longer question's embedding with and without them is at least this similar (verifier.py).
+    # None keeps the rules alone.
+    ablation_similarity: float | None = DEFAULT_ABLATION_SIMILARITY
 
     def __post_init__(self) -> None:
         if self.mode not in ("exact", "semantic"):
             raise CacheConfigError(f"mode must be 'exact' or 'semantic', got {self.mode!r}")
+        if self.semantic_index not in ("auto", "hnsw", "flat", "scan"):
+            raise CacheConfigError(f"semantic_index must be 'auto', 'hnsw', 'flat' or 'scan', got {self.semantic_index!r}")
+        if not isinstance(self.redis_cluster, bool):
+            raise CacheConfigError(f"redis_cluster must be true or false, got {self.redis_cluster!r}")
         if self.backend not in ("memory", "redis"):
             raise CacheConfigError(f"backend must be 'memory' or 'redis', got {self.backend!r}")
         if self.backend == "redis" and not self.redis_url:
@@ -101,6 +117,9 @@ class CacheSettings:
                 raise CacheConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not _number(self.similarity_threshold) or not 0.0 < self.similarity_threshold <= 1.0:
             raise CacheConfigError(f"similarity_threshold must be in (0, 1], got {self.similarity_threshold!r}")
+        if self.ablation_similarity is not None and (
+                not _number(self.ablation_similarity) or not 0.0 < self.ablation_similarity <= 1.0):
+            raise CacheConfigError(f"ablation_similarity must be in (0, 1] or null, got {self.ablation_similarity!r}")
         if not _number(self.cacheable_temperature_max) or self.cacheable_temperature_max < 0:
             raise CacheConfigError(f"cacheable_temperature_max must be >= 0, got {self.cacheable_temperature_max!r}")
         if not isinstance(self.embedder, EmbedderSettings):

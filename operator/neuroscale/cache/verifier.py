@@ -12,6 +12,12 @@ vector. So a semantic hit also needs the two questions to agree on every token t
      Paris to Rome" does not answer "flights from Rome to Paris", nor "is 5G faster than 4G" "is 4G faster than 5G".
 Words are compared by Snowball stem (snowballstemmer), after mapping irregular verb forms to their base.
 It is deliberately strict: a rejected paraphrase costs one upstream call, a false hit serves a wrong answer.
+
+One exception to rule 3 is left to the embedding model (the matcher runs it, see semantic.py): when the only
+difference is up to `MAX_EXTRA_WORDS` words that one question has and the other lacks (no word swapped for another,
+no direction word), the verdict carries the longer question's normalised text with and without those words. Removing
+a word that carries little meaning ("What are *some* examples", "Which *city* is the capital") leaves the embedding
+almost where it was; removing a qualifier ("reset my router *password*", "account on *GitHub*") moves it.
 """
 
 from __future__ import annotations
@@ -24,10 +30,23 @@ from functools import lru_cache
 import snowballstemmer
 
 
+# Words one question may add before the verdict is refused outright rather than left to the embedding check.
+MAX_EXTRA_WORDS = 2
+# Words the embedding check may never excuse: question words that change what is asked ("why" vs "how"), and the
+# opposites of framing words ("best", "good", "easy" are framing, so "worst", "bad", "hard" would otherwise be the
+# only difference left), and "avoid"/"prevent" that turn a how-to around.
+_NEVER_EXTRA = ("why where when who whom whose reason bad worse worst poor wrong incorrect improper hard harder hardest "
+                "difficult slow slower slowest complicated avoid prevent stop")
+
+
 @dataclass(frozen=True)
 class Verdict:
+    """`ablation`, on a refusal only: (the longer question, the same without its extra words), both normalised, for
+    the embedding check of the module docstring; None when the rules alone decide."""
+
     same: bool
     reason: str
+    ablation: tuple[str, str] | None = None
 
 
 _PHRASES: tuple[tuple[str, str], ...] = (
@@ -62,7 +81,7 @@ a an the this that these those it its there here
 i me my mine myself you your yours yourself we us our one ones someone somebody
 is are was were be been being am do does did doing done have has had having get gets got
 can could would will may might shall should
-what how which whats hows many much whom they them their
+what how which whats hows many much they them their
 of for on in at by with about as to into onto via per and or so if then also just really actually exactly
 please tell show explain know let help want wish like need
 way ways steps step procedure process method methods instructions guide tutorial tip tips
@@ -79,6 +98,8 @@ _NUMBER_WORDS = {
     "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000", "dozen": "12",
     "half": "0.5", "twice": "x2", "double": "x2", "triple": "x3", "once": "x1",
     "first": "#1", "second": "#2", "third": "#3", "fourth": "#4", "fifth": "#5", "last": "#last",
+    # Roman numerals that are not also common words ("World War II", "Rocky IV"); "i" is the pronoun.
+    "ii": "2", "iii": "3", "iv": "4", "vi": "6", "vii": "7", "viii": "8", "ix": "9", "xi": "11", "xii": "12",
 }
 
 # Safe synonyms only: each group means the same in a how-to question. Never put opposites or near-misses together.
@@ -162,6 +183,9 @@ for _group in _SYNONYM_GROUPS:
     for _stem in _stems:
         _SYNONYMS[_stem] = _stems[0]
 
+# Compared the way content words are (_canonical_word, defined below: stem, then synonym group).
+NEVER_EXTRA = frozenset(_SYNONYMS.get(_STEMMER.stemWord(w), _STEMMER.stemWord(w)) for w in _NEVER_EXTRA.split())
+
 DIRECTION_WORDS = frozenset({"from", "to", "into", "than", "before", "after", "vs", "versus", "over", "under"})
 
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*%?|[a-z]+(?:[-_.][a-z0-9]+)*[0-9]*|[a-z0-9]+")
@@ -169,21 +193,55 @@ _TOKEN = re.compile(r"\d+(?:[.,]\d+)*%?|[a-z]+(?:[-_.][a-z0-9]+)*[0-9]*|[a-z0-9]
 
 def same_question(a: str, b: str) -> Verdict:
     """True only when every meaning-bearing token of the two questions agrees; `reason` says which rule decided."""
-    ta, tb = _tokens(a), _tokens(b)
-    na, nb = _numbers(ta), _numbers(tb)
-    if na != nb:
-        return Verdict(False, f"numbers differ: {sorted(na.elements())} vs {sorted(nb.elements())}")
-    if _negations(ta) != _negations(tb):
+    pa, pb = _parse(a), _parse(b)
+    if pa.numbers != pb.numbers:
+        return Verdict(False, f"numbers differ: {sorted(pa.numbers.elements())} vs {sorted(pb.numbers.elements())}")
+    if pa.negations != pb.negations:
         return Verdict(False, "negation differs")
-    ca, cb = _content(ta), _content(tb)
-    only_a, only_b = Counter(ca) - Counter(cb), Counter(cb) - Counter(ca)
-    if only_a or only_b:
-        return Verdict(False, f"words differ: {sorted(only_a)} vs {sorted(only_b)}")
-    oa, ob = _direction_objects(ta), _direction_objects(tb)
-    for word in oa.keys() & ob.keys():
-        if oa[word] != ob[word]:
+    for word in pa.directions.keys() & pb.directions.keys():
+        if pa.directions[word] != pb.directions[word]:
             return Verdict(False, f"different object after {word!r}")
+    only_a, only_b = pa.content - pb.content, pb.content - pa.content
+    if only_a and only_b:
+        return Verdict(False, f"words differ: {sorted(only_a)} vs {sorted(only_b)}")
+    extra, longer = (only_a, pa.tokens) if only_a else (only_b, pb.tokens)
+    if extra:
+        reason = f"words only in one question: {sorted(extra)}"
+        if sum(extra.values()) > MAX_EXTRA_WORDS or any(w in DIRECTION_WORDS or w in NEVER_EXTRA for w in extra):
+            return Verdict(False, reason)
+        return Verdict(False, reason, ablation=(" ".join(longer), " ".join(_without(list(longer), extra))))
     return Verdict(True, "same meaning-bearing tokens")
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    tokens: tuple[str, ...]
+    numbers: Counter[str]
+    negations: int
+    directions: dict[str, Counter[str]]
+    content: Counter[str]
+
+
+@lru_cache(maxsize=8192)
+def _parse(text: str) -> _Parsed:
+    """One question's tokens and what the rules compare; cached, since a bucket's questions are checked again and
+    again (never mutate the result)."""
+    tokens = _tokens(text)
+    return _Parsed(tuple(tokens), _numbers(tokens), _negations(tokens), _direction_objects(tokens),
+                   Counter(_content(tokens)))
+
+
+def _without(tokens: list[str], extra: Counter[str]) -> list[str]:
+    """`tokens` less the surplus occurrences of the extra content words (the last ones, where a word repeats)."""
+    left = Counter(extra)
+    kept: list[str] = []
+    for token in reversed(tokens):
+        word = _canonical_word(token) if token not in FRAME_WORDS else ""
+        if left[word] > 0:
+            left[word] -= 1
+        else:
+            kept.append(token)
+    return kept[::-1]
 
 
 def _tokens(text: str) -> list[str]:
@@ -201,11 +259,11 @@ def _numbers(tokens: list[str]) -> Counter[str]:
         if token[0].isdigit():
             found[token.rstrip("%").rstrip(".") + ("%" if token.endswith("%") else "")] += 1
         elif token in _NUMBER_WORDS:
-            found[_NUMBER_WORDS[token]] += 1
+            # "a" or "one" before a noun are both framing; a written digit 1 ("type 1") is not.
+            if _NUMBER_WORDS[token] != "1":
+                found[_NUMBER_WORDS[token]] += 1
         elif any(c.isdigit() for c in token):
             found["".join(c for c in token if c.isdigit())] += 1
-    # "a" or "one" before a noun are both framing; only other numbers must agree.
-    found.pop("1", None)
     return found
 
 

@@ -194,12 +194,16 @@ def cache_binding(name: str, namespace: str, spec: CacheTierSpec, key_prefix: st
     if external is not None and external.password_secret_ref is not None:
         env.append(_secret_env(REDIS_PASSWORD_ENV, external.password_secret_ref))
         settings["password_env"] = REDIS_PASSWORD_ENV
+    if external is not None and external.cluster_mode:
+        settings["redis_cluster"] = True
     if spec.mode == "semantic":
         semantic = spec.semantic
         threshold = semantic.similarity_threshold if semantic else None
         embedding = semantic.embedding if semantic else None
         if threshold is not None:
             settings["similarity_threshold"] = threshold
+        if semantic is not None and semantic.index != "auto":
+            settings["semantic_index"] = semantic.index
         if embedding is not None:
             embedder: dict = {"kind": embedding.kind}
             for key, value in (("model", embedding.model), ("url", embedding.url), ("region", embedding.region)):
