@@ -3,7 +3,8 @@
 The floor scaler (README, "Reactive floor") knows, every second t, the demand level exactly (the mean work of the
 SLO-long window ending at t: the queue averages over that long anyway) and the queued work. It orders at once,
 with no metric lag and no control interval, ``headroom`` × that level at full capacity plus the capacity that
-drains the queued work within the SLO; what it orders at t is ready at t + cold start, and it releases a replica the moment it is not needed (no stabilization). Before the first order can be
+drains, within the SLO, the queue it projects for when the order is ready (today's queue plus that level arriving
+meanwhile, less what the replicas already ordered serve); what it orders at t is ready at t + cold start, and it releases a replica the moment it is not needed (no stabilization). Before the first order can be
 ready it runs the fleet that served the opening demand (mean work of the first ``opening_s``) steadily before
 the trace began, again × ``headroom``. It is paid as cheaply as that ready profile allows (`baselines.pay_for_ready`,
 which is causal here: at t the floor already knows its ready replicas up to t + cold start).
@@ -64,12 +65,18 @@ def reactive_floor(work: np.ndarray, requests: np.ndarray, capacity_tokens_per_s
     ordered = [fleet] * steps
     backlog = 0.0
     arriving = work.tolist()
+    pipeline = fleet * lead  # replicas ready over the next cold start, all already ordered: ready[t .. t+lead-1]
     for t in range(steps):
-        # The order of t: the demand level plus the backlog of t drained within the SLO, ready one cold start on.
-        ordered[t] = max(min_replicas, math.ceil((level[t] + backlog / drain_s) / capacity_tokens_per_s - 1e-9))
+        # The order of t, ready at t + cold start: the demand level plus the queue projected to then (today's
+        # queue, the level arriving meanwhile, served by the replicas already ordered) drained within the SLO.
+        projected = backlog + (level[t] * lead - pipeline * capacity_tokens_per_s) * step_s
+        ordered[t] = max(min_replicas, math.ceil((level[t] + max(0.0, projected) / drain_s)
+                                                 / capacity_tokens_per_s - 1e-9))
         if t >= lead:
             ready[t] = ordered[t - lead]
         backlog = max(0.0, backlog + (arriving[t] - int(ready[t]) * capacity_tokens_per_s) * step_s)
+        if lead:
+            pipeline += ordered[t] - int(ready[t])
     plan = pay_for_ready(ready, lead)
     waits = queue_waits(work, ready * capacity_tokens_per_s, step_s)
     requests = np.asarray(requests, dtype=float)
