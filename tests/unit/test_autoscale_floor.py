@@ -20,7 +20,7 @@ def test_floor_orders_the_demand_it_sees_and_gets_it_one_cold_start_later():
     run = reactive_floor(work, np.ones(300), 100.0, cold_start_s=30.0, slo_s=10.0, opening_s=100.0)
     ready = run.plan.ready
     assert ready[:130].tolist() == [1] * 130  # the opening fleet until the first order after the step arrives
-    assert ready[130] == 3  # ordered at t = 100 for a 130 tok/s level and the 900 tokens it projects queued by 130
+    assert ready[130] == 2  # ordered at t = 100: the 10 s level has seen one second of the step, nothing queued yet
     assert ready[130:].max() > 4  # the backlog of the cold start is drained with extra replicas ...
     assert ready[-60:].tolist() == [4] * 60  # ... released at once when it is gone
     assert run.wait_s[-1] == 0

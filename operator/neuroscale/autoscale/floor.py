@@ -3,8 +3,8 @@
 The floor scaler (README, "Reactive floor") knows, every second t, the demand level exactly (the mean work of the
 SLO-long window ending at t: the queue averages over that long anyway) and the queued work. It orders at once,
 with no metric lag and no control interval, ``headroom`` × that level at full capacity plus the capacity that
-drains, within the SLO, the queue it projects for when the order is ready (today's queue plus that level arriving
-meanwhile, less what the replicas already ordered serve); what it orders at t is ready at t + cold start, and it releases a replica the moment it is not needed (no stabilization). Before the first order can be
+drains, within the SLO, the queued work that the replicas already ordered will not serve (their capacity beyond
+that level over the next cold start); what it orders at t is ready at t + cold start, and it releases a replica the moment it is not needed (no stabilization). Before the first order can be
 ready it runs the fleet that served the opening demand (mean work of the first ``opening_s``) steadily before
 the trace began, again × ``headroom``. It is paid as cheaply as that ready profile allows (`baselines.pay_for_ready`,
 which is causal here: at t the floor already knows its ready replicas up to t + cold start).
@@ -67,10 +67,11 @@ def reactive_floor(work: np.ndarray, requests: np.ndarray, capacity_tokens_per_s
     arriving = work.tolist()
     pipeline = fleet * lead  # replicas ready over the next cold start, all already ordered: ready[t .. t+lead-1]
     for t in range(steps):
-        # The order of t, ready at t + cold start: the demand level plus the queue projected to then (today's
-        # queue, the level arriving meanwhile, served by the replicas already ordered) drained within the SLO.
-        projected = backlog + (level[t] * lead - pipeline * capacity_tokens_per_s) * step_s
-        ordered[t] = max(min_replicas, math.ceil((level[t] + max(0.0, projected) / drain_s)
+        # The order of t, ready at t + cold start: the demand level plus draining within the SLO today's queue,
+        # less what the replicas already ordered will serve beyond that level meanwhile. A deficit of the
+        # replicas ordered is not extrapolated: that would order a cold start's worth of a 10 s fluctuation.
+        surplus = max(0.0, (pipeline * capacity_tokens_per_s - level[t] * lead) * step_s)
+        ordered[t] = max(min_replicas, math.ceil((level[t] + max(0.0, backlog - surplus) / drain_s)
                                                  / capacity_tokens_per_s - 1e-9))
         if t >= lead:
             ready[t] = ordered[t - lead]
