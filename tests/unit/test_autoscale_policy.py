@@ -227,3 +227,18 @@ def test_headroom_is_learned_from_demand_growth_and_survives_a_restart():
     assert queued.slo_checks == restored.slo_checks + 1 and queued.slo_met == restored.slo_met
     capped = dataclasses.replace(config, headroom_cap=0.1)
     assert decide(3_000.0, observations[-40:], 20, state, capped).state.headroom <= 0.1 * 14 + 1e-9
+
+
+@pytest.mark.parametrize("queue, held_s", [(0.0, 60.0), (1.0, 120.0)])
+def test_scale_down_waits_one_metric_lag_while_the_queue_stays_empty(queue, held_s):
+    config = default_config(CAPACITY, 300.0, max_replicas=40, tokens_per_request=200.0)
+    assert (config.metric_lag_s, config.scale_down_stabilization_s) == (60.0, 120.0)
+    series = steady(20 * CAPACITY, until=1_185.0, queue=queue, ready=21) + steady(
+        10 * CAPACITY, since=1_200.0, until=1_500.0, queue=queue, ready=21)
+    history = run(config, series, 21)
+    after_drop = [replicas for obs, replicas in zip(series, history) if obs.at >= 1_200.0]
+    high = history[len(series) - len(after_drop) - 1]
+    assert high >= 20
+    steps_held = int(held_s // 15)
+    assert after_drop[:steps_held] == [high] * steps_held, "held for the stabilization window"
+    assert after_drop[steps_held + 1] < high, "released right after it"

@@ -325,7 +325,8 @@ def test_compare_runs_every_scaler_on_the_same_trace():
     config = default_config(400.0, 120.0, max_replicas=40, tokens_per_request=200.0)
     runs = {r.name: r.metrics for r in compare(trace, SimulationSettings(400.0, 120.0, price_per_hour=2.0),
                                                config)}
-    assert list(runs) == ["neuroscale", "keda-hpa", "knative-kpa", "static-peak", "oracle"]
+    assert list(runs) == ["neuroscale", "keda-hpa", "knative-kpa", "static-peak", "oracle", "reactive-floor"]
+    assert runs["reactive-floor"].slo_miss_fraction <= runs["neuroscale"].slo_miss_fraction
     assert runs["oracle"].replica_hours < runs["static-peak"].replica_hours
     assert runs["neuroscale"].slo_miss_fraction < 0.01
     assert runs["neuroscale"].cost == pytest.approx(2.0 * runs["neuroscale"].replica_hours)
@@ -344,13 +345,13 @@ def test_simulate_command_writes_json_and_png(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "neuroscale" in printed and "oracle" in printed and "demand ×2" in printed
     document = json.loads((out / "simulation.json").read_text())
-    names = {"neuroscale", "keda-hpa", "knative-kpa", "static-peak", "oracle"}
+    names = {"neuroscale", "keda-hpa", "knative-kpa", "static-peak", "oracle", "reactive-floor"}
     assert set(document["results"]) == names
     assert document["trace"]["scale"] == 2.0 and document["settings"]["slo_s"] == 20.0
     assert document["results"]["oracle"]["slo_miss_pct"] == 0.0
     hpa = document["results"]["keda-hpa"]
     assert hpa["cost_usd"] == pytest.approx(1.5 * hpa["replica_hours"], rel=1e-3)
-    assert "oracle" in document["definitions"]
+    assert "oracle" in document["definitions"] and "reactive-floor" in document["definitions"]
     # The series lets anyone recompute a figure: here every scaler's SLO misses (neuroscale's are not zero).
     series = document["series"]
     assert set(series["ready_replicas"]) == names and len(series["time_s"]) == 3_600

@@ -17,7 +17,7 @@ from neuroscale.autoscale.policy import Observation, PolicyConfig, ScalerState, 
 from neuroscale.autoscale.queueing import fluid_backlog, queue_waits
 
 __all__ = ["HpaScaler", "KpaScaler", "NeuroscaleScaler", "OraclePlan", "Scaler", "StaticScaler", "oracle_plan",
-           "slo_needed_replicas", "slo_service_curve"]
+           "pay_for_ready", "slo_needed_replicas", "slo_service_curve"]
 
 
 class Scaler(Protocol):
@@ -344,7 +344,7 @@ def _lower(work: np.ndarray, ready: np.ndarray, capacity: float, slo_s: float, s
     return check.ready
 
 
-def _pay(needed: np.ndarray, lead: int) -> OraclePlan:
+def pay_for_ready(needed: np.ndarray, lead: int) -> OraclePlan:
     """The cheapest way to have ``needed`` ready replicas per step when a replica takes ``lead`` steps to start.
 
     Replicas are interchangeable, so it is optimal level by level: the k-th replica must be ready whenever k or
@@ -377,15 +377,15 @@ def oracle_plan(work_tokens_per_s: np.ndarray, capacity_tokens_per_s: float, col
     """The SLO oracle: a hindsight schedule in which no work waits longer than ``slo_s`` (README, "SLO oracle").
 
     1. Ready replicas per step: `slo_needed_replicas` (service following the smoothest feasible curve; with
-       ``slo_s`` = 0, ceil(demand / capacity)), paid for by `_pay`.
+       ``slo_s`` = 0, ceil(demand / capacity)), paid for by `pay_for_ready`.
     2. With ``slo_s`` > 0, `_lower` then takes away every stretch of a level (or its head or tail) whose work the
-       queue can still serve within the SLO on the remaining replicas, and `_pay` pays for the result.
+       queue can still serve within the SLO on the remaining replicas, and `pay_for_ready` pays for the result.
     """
     needed = np.maximum(slo_needed_replicas(work_tokens_per_s, capacity_tokens_per_s, slo_s, step_s), min_replicas)
     lead = int(math.ceil(cold_start_s / step_s))
-    plan = _pay(needed, lead)
+    plan = pay_for_ready(needed, lead)
     if slo_s <= 0 or len(needed) == 0:
         return plan
     lowered = _lower(np.asarray(work_tokens_per_s, dtype=float), plan.ready, capacity_tokens_per_s, slo_s, step_s,
                      min_replicas)
-    return _pay(lowered, lead)
+    return pay_for_ready(lowered, lead)

@@ -17,7 +17,8 @@ The rule, in the words the README uses:
    u never leaves [``utilization_floor``, ``utilization_ceiling``]; without both bounds u stays ``utilization``.
 4. Up: the lowest need of the last ``scale_up_stabilization_s`` (0 by default: act at once), at most
    ``max_scale_up_step`` per decision. Down: the highest need of the last ``scale_down_stabilization_s``
-   (a cold start by default: a released replica cannot come back sooner), at most ``max_scale_down_step``.
+   (a cold start by default: a released replica cannot come back sooner), at most ``max_scale_down_step``;
+   with learned headroom and no waiting request for a whole horizon, of the last metric lag only.
 5. Replicas already asked for but not yet ready count as arriving capacity: they are never asked for twice.
 6. No fresh sample (missing metric, stale sample, Prometheus down): hold the current replicas (clamped to
    [min, max]); never scale down, never to zero, on missing data.
@@ -388,7 +389,7 @@ def decide(
     # Up: the forecast, unless the need of the up-stabilization window dipped. Down: never below the forecast
     # nor below the highest current need of the down-stabilization window.
     up_to = min([needed] + window_values(config.scale_up_stabilization_s)[:-1])
-    down_to = max([needed] + window_values(config.scale_down_stabilization_s))
+    down_to = max([needed] + window_values(_down_window(now, usable, headroom, config)))
     replicas = current
     if up_to > current:
         step = config.max_scale_up_step
@@ -417,6 +418,19 @@ def decide(
     starting = _starting(now, state.scale_ups, current, latest.ready_replicas, config.cold_start_s)
     reason = _reason(current, replicas, needed, demand, starting, config)
     return Decision(replicas, reason, new_state, metrics_healthy=True)
+
+
+def _down_window(now: float, usable: Sequence[Observation], headroom: float | None, config: PolicyConfig) -> float:
+    """Scale-down stabilization: with learned headroom and a whole horizon of samples without a waiting request
+    (the queue shows the SLO holds), one metric lag (a rate reports its window's midpoint, so a drop is confirmed
+    that much later); otherwise ``scale_down_stabilization_s``."""
+    if headroom is None:
+        return config.scale_down_stabilization_s
+    window = [o for o in usable if now - o.at <= config.horizon_s and _usable(o.queue_depth)]
+    covered = bool(window) and now - window[0].at >= config.horizon_s - config.control_interval_s
+    if covered and not any(o.queue_depth for o in window):
+        return min(config.scale_down_stabilization_s, config.metric_lag_s)
+    return config.scale_down_stabilization_s
 
 
 def _learn_utilization(now: float, observations: Sequence[Observation], state: ScalerState,

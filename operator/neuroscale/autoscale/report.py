@@ -35,6 +35,10 @@ DEFINITIONS = {
               "smoothest feasible cumulative curve (taut string between arrivals and arrivals SLO seconds "
               "earlier), each second gets the fewest replicas that keep service on it, and each replica is "
               "asked for one cold start before it is needed and kept through gaps shorter than a cold start",
+    "reactive-floor": "an idealised causal scaler: every second it knows the demand level (mean work of the last SLO "
+                      "seconds) and the queued work exactly, orders at once the replicas for that level plus "
+                      "draining the queue within the SLO, gets them one cold start later, releases at once; no "
+                      "foresight, no standing headroom",
     "vs_oracle_cost": "replica_hours / oracle replica_hours",
     "series": "time_s: start of each step; generated_tokens_per_s, prompt_tokens_per_s, requests_per_s: demand "
               "arriving in each step; ready_replicas[scaler]: replicas serving in each step. With settings "

@@ -28,12 +28,13 @@ import numpy as np
 
 from neuroscale.autoscale.baselines import (HpaScaler, KpaScaler, NeuroscaleScaler, OraclePlan, Scaler,
                                             StaticScaler, oracle_plan)
+from neuroscale.autoscale.floor import reactive_floor
 from neuroscale.autoscale.policy import Observation, PolicyConfig
 from neuroscale.autoscale.queueing import queue_waits
 from neuroscale.autoscale.traces import DemandTrace
 
 __all__ = ["RunMetrics", "ScalerRun", "SimulationSettings", "compare", "demand_work", "peak_replicas", "queue_waits",
-           "run_oracle", "score", "simulate"]  # queue_waits: re-exported from queueing, where the oracle reads it too
+           "run_floor", "run_oracle", "score", "simulate"]  # queue_waits: re-exported from queueing, where the oracle reads it too
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,16 @@ def run_oracle(trace: DemandTrace, settings: SimulationSettings) -> ScalerRun:
     return ScalerRun("oracle", plan.ready, plan.paid, waits, metrics)
 
 
+def run_floor(trace: DemandTrace, settings: SimulationSettings, headroom: float = 1.0) -> ScalerRun:
+    """The reactive floor (`floor.reactive_floor`: exact demand, instant orders, a cold start, no foresight)."""
+    floor = reactive_floor(demand_work(trace, settings), trace.requests_per_s,  # type: ignore[arg-type]
+                           settings.capacity_tokens_per_s, settings.cold_start_s, settings.slo_s, trace.step_s,
+                           headroom=headroom, min_replicas=settings.min_replicas,
+                           opening_s=settings.metric_window_s)
+    _, metrics = score(trace, settings, floor.plan.ready, floor.plan.paid, floor.plan.actions)
+    return ScalerRun("reactive-floor", floor.plan.ready, floor.plan.paid, floor.wait_s, metrics)
+
+
 def peak_replicas(trace: DemandTrace, settings: SimulationSettings) -> int:
     """Replicas that serve the trace's highest step of demand at full capacity."""
     return max(settings.min_replicas, math.ceil(float(demand_work(trace, settings).max())
@@ -247,7 +258,7 @@ def peak_replicas(trace: DemandTrace, settings: SimulationSettings) -> int:
 
 def compare(trace: DemandTrace, settings: SimulationSettings, config: PolicyConfig,
             on_progress: Callable[[int], None] | None = None) -> list[ScalerRun]:
-    """Run neuroscale, KEDA + HPA, Knative's KPA, static peak and the SLO oracle on one trace.
+    """Run neuroscale, KEDA + HPA, Knative's KPA, static peak, the SLO oracle and the reactive floor on one trace.
 
     The baselines are configured as their documentation recommends (README), allowed the same utilization target
     of the same per-replica capacity as neuroscale. Every dynamic scaler starts with the replicas that target
@@ -266,4 +277,5 @@ def compare(trace: DemandTrace, settings: SimulationSettings, config: PolicyConf
     ]
     runs = [simulate(trace, scaler, settings, replicas, on_progress) for scaler, replicas in scalers]
     runs.append(run_oracle(trace, settings))
+    runs.append(run_floor(trace, settings))
     return runs
