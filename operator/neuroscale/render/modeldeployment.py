@@ -111,27 +111,26 @@ def _replica_range(spec: ModelDeploymentSpec) -> tuple[int, int]:
     return (max(1, scaling.min_replicas), max(1, scaling.min_replicas, scaling.max_replicas))
 
 
+def _narrowed(chosen: tuple[str, ...], allowed: tuple[str, ...], runs_on: str, fix: str) -> tuple[str, ...]:
+    """`chosen` (all of `allowed` when empty) kept to `allowed`; an error saying what `runs_on` when none is left."""
+    narrowed = tuple(f for f in chosen if f in allowed) if chosen else allowed
+    if not narrowed:
+        raise ValueError(f"{runs_on} only, but accelerator.families allows {', '.join(chosen)}; {fix}")
+    return narrowed
+
+
 def _families(spec: ModelDeploymentSpec) -> tuple[str, ...]:
     """The instance families sizing may pick: the spec's choice, narrowed to what the engine runs on."""
     chosen = tuple(spec.accelerator.families)
     features = _nxdi_features(spec)
     if spec.engine.name == "vllm" and features:
-        narrowed = tuple(f for f in chosen if f in NXDI_FAMILIES) if chosen else NXDI_FAMILIES
-        if not narrowed:
-            raise ValueError(
-                f"{' and '.join(features)} run on vLLM's NxD Inference image ({', '.join(NXDI_FAMILIES)}) only, but "
-                f"accelerator.families allows {', '.join(chosen)}; add an inf2/trn1 family"
-            )
-        return narrowed
+        return _narrowed(chosen, NXDI_FAMILIES, f"{' and '.join(features)} run on vLLM's NxD Inference image "
+                         f"({', '.join(NXDI_FAMILIES)})", "add an inf2/trn1 family")
     if spec.engine.name == "vllm":
         return chosen
-    narrowed = tuple(f for f in chosen if f in LEGACY_ENGINE_FAMILIES) if chosen else LEGACY_ENGINE_FAMILIES
-    if not narrowed:
-        raise ValueError(
-            f"engine {spec.engine.name} runs on {', '.join(LEGACY_ENGINE_FAMILIES)} only, but accelerator.families "
-            f"allows {', '.join(chosen)}; use engine vllm or add an inf2/trn1 family"
-        )
-    return narrowed
+    return _narrowed(chosen, LEGACY_ENGINE_FAMILIES,
+                     f"engine {spec.engine.name} runs on {', '.join(LEGACY_ENGINE_FAMILIES)}",
+                     "use engine vllm or add an inf2/trn1 family")
 
 
 def check_engine_support(spec: ModelDeploymentSpec) -> None:
