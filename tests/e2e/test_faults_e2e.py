@@ -79,9 +79,12 @@ async def test_api_server_restart_mid_run_converges_and_watches_resume(
         await eventually(lambda: converged(cluster, names), timeout=180)
         args = await asyncio.to_thread(lambda: cluster.deployment("m0").spec.template.spec.containers[0].args)
     assert args[args.index("--max-num-seqs") + 1] == "16"
-    # kopf logs this when a watch answers 410 Gone (resourceVersion too old) and it relists.
-    assert any("Restarting the watch-stream" in r.getMessage() for r in caplog.records), \
-        "no watch got 410 Gone: the restart did not exercise resumption"
+    # The restart must have cut the watches: kopf logs a relist when a watch answers 410 Gone (resourceVersion too
+    # old), or a retried watch request when the server was away; which one depends on the watch cache's window.
+    # Objects created after the restart converging shows the watches came back (the resync walks what they index).
+    assert any("Restarting the watch-stream" in r.getMessage()
+               or (r.name.startswith("kopf._cogs.clients.watching") and "will retry" in r.getMessage())
+               for r in caplog.records), "no watch was cut: the restart did not exercise resumption"
 
 
 async def test_etcd_restart_under_a_running_api_server_converges(plane: Any, cluster: Cluster) -> None:
