@@ -16,22 +16,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from neuroscale.gateway.auth import Tenant
 from neuroscale.gateway.config import GatewayConfig
+from neuroscale.gateway.protocol import TOKEN_KINDS, usage_tokens
 
 CACHE_TIER = "cache"
-KINDS = (("prompt", "prompt_tokens"), ("completion", "completion_tokens"))
-
-
-def usage_tokens(usage: Any) -> dict[str, int]:
-    """{"prompt": n, "completion": n} from an OpenAI `usage` object; missing or malformed counts are 0."""
-    if not isinstance(usage, dict):
-        return {"prompt": 0, "completion": 0}
-    out = {}
-    for kind, key in KINDS:
-        value = usage.get(key)
-        out[kind] = value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-    return out
-
-
 class Chargeback:
     def __init__(self, config: GatewayConfig, registry: CollectorRegistry) -> None:
         self.prices = {tier.name: tier.price for tier in config.tiers}
@@ -69,13 +56,13 @@ class Chargeback:
             for tier in names:
                 self.requests.labels(tenant, tier)
                 self.cost.labels(tenant, tier)
-                for kind, _ in KINDS:
+                for kind, _ in TOKEN_KINDS:
                     self.tokens.labels(tenant, tier, kind)
             for tier in names[:-1]:
                 self.escalations.labels(tenant, tier)
             self.requests.labels(tenant, CACHE_TIER)
             self.cache_hits.labels(tenant)
-            for kind, _ in KINDS:
+            for kind, _ in TOKEN_KINDS:
                 self.saved_tokens.labels(tenant, kind)
 
     def served(self, tenant: Tenant, tier: str, usages: Iterable[tuple[str, Any]],

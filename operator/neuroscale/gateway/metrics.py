@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from neuroscale.gateway.protocol import usage_tokens
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -69,9 +71,6 @@ class GatewayMetrics:
         self.cache_evictions.labels(mode).inc()
 
     def count_usage(self, tier: str, usage: Any, adapter: str = "") -> None:
-        if not isinstance(usage, dict):
-            return
-        for kind, key in (("prompt", "prompt_tokens"), ("completion", "completion_tokens")):
-            value = usage.get(key)
-            if isinstance(value, int) and value > 0:
-                self.tokens.labels(tier, kind, adapter).inc(value)
+        for kind, count in usage_tokens(usage).items():
+            if count:
+                self.tokens.labels(tier, kind, adapter).inc(count)

@@ -293,3 +293,18 @@ def answer_problem(endpoint: Endpoint, answer: Any, *, chunk: bool) -> str | Non
         if problem:
             return problem
     return None
+
+
+# Token kinds as the gateway's metrics name them, with the OpenAI `usage` field each comes from.
+TOKEN_KINDS = (("prompt", "prompt_tokens"), ("completion", "completion_tokens"))
+
+
+def usage_tokens(usage: Any) -> dict[str, int]:
+    """{"prompt": n, "completion": n} from an OpenAI `usage` object; missing or malformed counts are 0."""
+    if not isinstance(usage, dict):
+        return {"prompt": 0, "completion": 0}
+    out = {}
+    for kind, key in TOKEN_KINDS:
+        value = usage.get(key)
+        out[kind] = value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return out
