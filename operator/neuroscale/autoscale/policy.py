@@ -211,8 +211,11 @@ def default_config(
 class Observation:
     """One Prometheus read at time ``at``; a None field means the metric was missing.
 
-    ``running`` is vLLM's ``num_requests_running`` summed over the pods, ``kv_cache_usage`` the mean of its
-    ``kv_cache_usage_perc`` (0..1); both are optional (older readers and other engines do not supply them).
+    ``tokens_per_second`` is the work served: generated tokens plus prompt tokens at their prefill cost
+    (`capacity.ReplicaModel.work`), so prompt-heavy traffic counts. ``running`` is vLLM's ``num_requests_running``
+    summed over the pods, ``kv_cache_usage`` the mean of its ``kv_cache_usage_perc`` (0..1),
+    ``requests_per_second`` the rate of finished requests over the same window as the tokens; all three are
+    optional (other engines do not supply them).
     """
 
     at: float
@@ -221,6 +224,7 @@ class Observation:
     ready_replicas: int
     running: float | None = None
     kv_cache_usage: float | None = None
+    requests_per_second: float | None = None
 
 
 @dataclass(frozen=True)
