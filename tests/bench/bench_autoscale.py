@@ -83,8 +83,8 @@ def main() -> int:
         for cold in COLD_STARTS:
             settings = SimulationSettings(**{**base.__dict__, "cold_start_s": cold})
             max_replicas = 2 * peak_replicas(trace, settings)
-            config = default_config(model.decode_tokens_per_s, cold, max_replicas=max_replicas, queue_wait_slo_s=args.slo,
-                                    tokens_per_request=trace.work_per_request(settings.prefill_cost))
+            # The policy learns the work per request from the finished-request rate, as the operator does.
+            config = default_config(model.decode_tokens_per_s, cold, max_replicas=max_replicas, queue_wait_slo_s=args.slo)
             runs = {run.name: run for run in compare(trace, settings, config)}
             oracle = runs["oracle"].metrics.replica_hours
 

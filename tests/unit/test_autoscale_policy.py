@@ -119,12 +119,24 @@ def test_dip_scales_down_only_after_the_stabilization_window():
 
 def test_queue_build_up_adds_replicas():
     config = make_config(predictive=False)
-    assert config.queue_target_per_replica is not None
+    # Derived target: the requests one replica drains in a cold start (300 s × 400 tok/s ÷ 200 tokens a request).
+    per_replica = CAPACITY * config.queue_drain_s / 200.0
+    assert per_replica == 600.0 and config.queue_target_per_replica is None
     base = decide(600.0, steady(3_400.0, queue=0.0, ready=10), 10, None, config)
-    queued = decide(600.0, steady(3_400.0, queue=4 * config.queue_target_per_replica, ready=10), 10, None, config)
+    queued = decide(600.0, steady(3_400.0, queue=4 * per_replica, ready=10), 10, None, config)
     assert base.replicas == 10
     assert queued.replicas == 14
     assert "queued" in queued.reason
+
+
+def test_queue_is_weighed_by_the_measured_work_per_request():
+    config = make_config(predictive=False)
+    # The engines finish 3,400 ÷ 400 = 8.5 requests/s: 400 tokens each, twice the configured 200.
+    measured = [dataclasses.replace(o, requests_per_second=o.tokens_per_second / 400.0)
+                for o in steady(3_400.0, queue=4 * 600.0, ready=10)]
+    assert decide(600.0, measured, 10, None, config).replicas == 18
+    explicit = dataclasses.replace(config, queue_target_per_replica=1_200.0)
+    assert decide(600.0, measured, 10, None, explicit).replicas == 12, "a queue target the user set is kept"
 
 
 def test_starting_replicas_count_as_arriving_capacity():
@@ -169,7 +181,7 @@ def test_default_config_derivations():
     config = default_config(400.0, 600.0, max_replicas=30, tokens_per_request=200.0, queue_wait_slo_s=30.0,
                             slo_underprovisioned_fraction=0.01)
     assert config.target_tokens_per_replica == pytest.approx(340.0)
-    assert config.queue_target_per_replica == pytest.approx(400 * 600 / 200)
+    assert config.queue_target_per_replica is None and config.queue_drain_s == 600.0
     assert config.safety_z == pytest.approx(2.326, abs=1e-3)
     assert config.scale_down_stabilization_s == 120.0, "learned headroom: one rate window"
     assert config.headroom_quantile == pytest.approx(0.99) and config.queue_wait_slo_s == 30.0

@@ -3,7 +3,8 @@
 The rule, in the words the README uses:
 
 1. Demand is the generated tokens/s the engines report (a 2-minute rate) plus the queue: every
-   ``queue_target_per_replica`` waiting requests ask for one more replica.
+   ``queue_target_per_replica`` waiting requests ask for one more replica (by default derived: the requests one
+   replica drains in ``queue_drain_s``, at the work per request measured from the finished-request rate).
 2. Capacity takes a cold start to arrive, so with ``predictive`` on the policy provisions for the demand one
    horizon ahead, horizon = cold start + metric lag + one control interval: the current demand plus the upward
    trend over that horizon (a least-squares slope over the last horizon of samples), counting only the part of
@@ -69,6 +70,8 @@ class PolicyConfig:
     capacity_tokens_per_s: float | None = None
     queue_wait_slo_s: float = 10.0
     tokens_per_request: float | None = None
+    # Without an explicit queue_target_per_replica: the queue one replica drains in this long is its target.
+    queue_drain_s: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -145,9 +148,10 @@ def default_config(
       reveal after the fact, when capacity is a cold start away.
     - ``queued_sample_allowance = slo_underprovisioned_fraction``: a sample with waiting requests is counted as
       if all of its interval's demand were short, so the allowance errs on the side of the SLO.
-    - ``queue_target_per_replica = capacity × max(queue_wait_slo_s, cold_start_s) / tokens_per_request``: the
-      waiting requests one replica drains within the queue-wait SLO, or within a cold start when that is longer
-      (a replica asked for now arrives only then; a queue shorter than that drains on the capacity already there).
+    - ``queue_drain_s = max(queue_wait_slo_s, cold_start_s)``: the queue target per replica is the waiting
+      requests one replica drains within the queue-wait SLO, or within a cold start when that is longer (a replica
+      asked for now arrives only then; a queue shorter than that drains on the capacity already there), at the
+      work per request measured from the engines' finished-request rate (``tokens_per_request`` until measured).
     - ``safety_z`` = the standard-normal quantile of ``1 − slo_underprovisioned_fraction`` (2.33 for 1 %): the
       forecast extrapolates only the slope minus that many standard errors, the trend that is there with the
       SLO's confidence.
@@ -183,7 +187,8 @@ def default_config(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         target_tokens_per_replica=capacity_tokens_per_s * utilization,
-        queue_target_per_replica=capacity_tokens_per_s * max(queue_wait_slo_s, cold_start_s) / tokens_per_request,
+        queue_target_per_replica=None,
+        queue_drain_s=max(queue_wait_slo_s, cold_start_s),
         cold_start_s=cold_start_s,
         scale_up_stabilization_s=0.0,
         # With learned headroom the spare for a return of demand is already kept: release once a full rate window
@@ -376,12 +381,13 @@ def decide(
         return _hold(now, current, state, config, f"newest token-throughput sample is {age:.0f}s old")
 
     utilization, lowered_at = _learn_utilization(now, observations, state, config)
-    demand = _estimate(now, usable, latest, config, utilization)
-    history, growths, headroom = _learn_headroom(now, latest, usable, state, config)
+    per_request = _work_per_request(now, usable, config)
+    demand = _estimate(now, usable, latest, config, utilization, per_request)
+    history, growths, headroom = _learn_headroom(now, latest, usable, state, config, per_request)
     if headroom is not None:
         # Replicas for the demand at full capacity plus the learned growth of one horizon, instead of the fixed
         # utilization target and the trend.
-        base = _demand_replicas(latest, usable, config)
+        base = _demand_replicas(latest, usable, config, per_request)
         demand = replace(demand, needed_now=base + headroom, needed_ahead=base + headroom)
     needed_now = _clamp(math.ceil(demand.needed_now - 1e-9), config)
     needed = max(needed_now, _clamp(math.ceil(demand.needed_ahead - 1e-9), config))
@@ -417,7 +423,7 @@ def decide(
         demand=history,
         growths=growths,
         headroom=headroom,
-        **_count_slo(latest, state, config),
+        **_count_slo(latest, state, config, per_request),
     )
     starting = _starting(now, state.scale_ups, current, latest.ready_replicas, config.cold_start_s)
     reason = _reason(current, replicas, needed, demand, starting, config)
@@ -465,34 +471,56 @@ def _learn_utilization(now: float, observations: Sequence[Observation], state: S
 MAX_GROWTH_SAMPLES = 480  # a day of 3-minute horizons, or a week of 20-minute ones (~5 KB in status)
 
 
-def _demand_replicas(latest: Observation, usable: Sequence[Observation], config: PolicyConfig) -> float:
+def _work_per_request(now: float, usable: Sequence[Observation], config: PolicyConfig) -> float | None:
+    """Work one request asks for: served work ÷ finished requests over the last horizon of samples that carry
+    both (rates over the same window), else the configured ``tokens_per_request``."""
+    recent = [o for o in usable if now - o.at <= config.horizon_s and _usable(o.requests_per_second)]
+    requests = sum(float(o.requests_per_second) for o in recent)  # type: ignore[arg-type]
+    if requests > 0:
+        return sum(float(o.tokens_per_second) for o in recent) / requests  # type: ignore[arg-type]
+    return config.tokens_per_request
+
+
+def _queue_replicas(queue: float, config: PolicyConfig, per_request: float | None) -> float:
+    """Replicas the queue asks for: ``queue_target_per_replica`` waiting requests each, or, derived, the queue's
+    work ÷ what one replica serves in ``queue_drain_s``."""
+    if config.queue_target_per_replica:
+        return queue / config.queue_target_per_replica
+    if config.queue_drain_s and config.capacity_tokens_per_s and per_request:
+        return queue * per_request / (config.capacity_tokens_per_s * config.queue_drain_s)
+    return 0.0
+
+
+def _demand_replicas(latest: Observation, usable: Sequence[Observation], config: PolicyConfig,
+                     per_request: float | None) -> float:
     """Replicas at full capacity for the demand: served tokens/s, plus the rate the queue grew at over one rate
     window (what was asked for beyond what was served: a served rate saturates at capacity), plus draining the
     queue within the queue target."""
     tokens = float(latest.tokens_per_second)  # type: ignore[arg-type]
     queue = float(latest.queue_depth) if _usable(latest.queue_depth) else 0.0
-    queue_replicas = queue / config.queue_target_per_replica if config.queue_target_per_replica else 0.0
     window = 2 * config.metric_lag_s
     earlier = [o for o in usable if _usable(o.queue_depth) and latest.at - window <= o.at < latest.at]
-    if earlier and config.tokens_per_request:
+    if earlier and per_request:
         first = earlier[0]
         growth = (queue - float(first.queue_depth)) / (latest.at - first.at)  # type: ignore[arg-type]
-        tokens += max(0.0, growth) * config.tokens_per_request
-    return tokens / float(config.capacity_tokens_per_s) + queue_replicas  # type: ignore[arg-type]
+        tokens += max(0.0, growth) * per_request
+    return (tokens / float(config.capacity_tokens_per_s)  # type: ignore[arg-type]
+            + _queue_replicas(queue, config, per_request))
 
 
-def _count_slo(latest: Observation, state: ScalerState, config: PolicyConfig) -> dict[str, int]:
+def _count_slo(latest: Observation, state: ScalerState, config: PolicyConfig,
+               per_request: float | None) -> dict[str, int]:
     """One more SLO check: the queue's estimated wait (queued work ÷ ready capacity) against the SLO."""
-    if not (_usable(latest.queue_depth) and config.capacity_tokens_per_s and config.tokens_per_request):
+    if not (_usable(latest.queue_depth) and config.capacity_tokens_per_s and per_request):
         return {"slo_checks": state.slo_checks, "slo_met": state.slo_met}
     capacity = max(latest.ready_replicas, 0) * config.capacity_tokens_per_s
-    queued = float(latest.queue_depth) * config.tokens_per_request  # type: ignore[arg-type]
+    queued = float(latest.queue_depth) * per_request  # type: ignore[arg-type]
     met = queued == 0 or (capacity > 0 and queued / capacity <= config.queue_wait_slo_s)
     return {"slo_checks": state.slo_checks + 1, "slo_met": state.slo_met + met}
 
 
 def _learn_headroom(now: float, latest: Observation, usable: Sequence[Observation], state: ScalerState,
-                    config: PolicyConfig
+                    config: PolicyConfig, per_request: float | None
                     ) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], float | None]:
     """Demand history, growth samples and the headroom (replicas) to keep: README "Headroom".
 
@@ -503,7 +531,7 @@ def _learn_headroom(now: float, latest: Observation, usable: Sequence[Observatio
     """
     if config.headroom_quantile is None:
         return state.demand, state.growths, None
-    current = _demand_replicas(latest, usable, config)
+    current = _demand_replicas(latest, usable, config, per_request)
     history = [(at, d) for at, d in state.demand if at < now] + [(now, current)]
     growths = list(state.growths)
     horizon = config.horizon_s
@@ -527,7 +555,7 @@ def _learn_headroom(now: float, latest: Observation, usable: Sequence[Observatio
 
 
 def _estimate(now: float, usable: Sequence[Observation], latest: Observation, config: PolicyConfig,
-              utilization: float) -> _Demand:
+              utilization: float, per_request: float | None) -> _Demand:
     tokens = float(latest.tokens_per_second)  # type: ignore[arg-type]
     queue = float(latest.queue_depth) if _usable(latest.queue_depth) else 0.0
     forecast = tokens
@@ -537,7 +565,7 @@ def _estimate(now: float, usable: Sequence[Observation], latest: Observation, co
         # Grow only by the part of the trend that is there with the SLO's confidence: noise on a flat
         # series must not buy a cold start's worth of replicas.
         forecast = tokens + max(0.0, slope - config.safety_z * stderr) * config.horizon_s
-    queue_replicas = queue / config.queue_target_per_replica if config.queue_target_per_replica else 0.0
+    queue_replicas = _queue_replicas(queue, config, per_request)
     target = config.target_tokens_per_replica * utilization / config.utilization
     return _Demand(tokens, queue, forecast, tokens / target + queue_replicas, forecast / target + queue_replicas,
                    target)

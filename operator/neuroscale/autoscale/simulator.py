@@ -11,7 +11,8 @@ Model, per step of the trace (1 s):
 - The engines export what vLLM exports: a served-token counter (generated + prompt at prefill cost; a rate of it
   saturates at ready capacity), ``num_requests_waiting`` (queued work ÷ work per request),
   ``num_requests_running`` (each replica runs up to ``max_num_seqs`` sequences; running = served work ÷ capacity ×
-  max_num_seqs) and ``kv_cache_usage_perc`` (running ÷ sequence slots of the ready replicas). Each scaler reads
+  max_num_seqs), ``kv_cache_usage_perc`` (running ÷ sequence slots of the ready replicas) and a finished-request
+  counter (the requests whose work the served counter has covered, in arrival order). Each scaler reads
   them at its own scrape and control intervals (Prometheus at 15 s for the policy and the HPA; Knative's
   queue-proxy every second).
 """
@@ -181,8 +182,12 @@ def simulate(trace: DemandTrace, scaler: Scaler, settings: SimulationSettings, i
     opening = float(work[: max(1, int(window_s / step))].mean())
     served_rate = min(opening, initial_replicas * capacity)
     scrapes = int(window_s / scrape_s)
-    samples: deque[tuple[float, float, float, float, int]] = deque(
-        (-k * scrape_s, -k * scrape_s * served_rate, 0.0, served_rate / capacity * seqs, initial_replicas)
+    # The finished-request counter: requests are done in arrival order once the served counter covers their work.
+    arrived_work = np.concatenate(([0.0], np.cumsum(work * step)))
+    arrived_requests = np.concatenate(([0.0], np.cumsum(trace.requests_per_s * step)))  # type: ignore[operator]
+    samples: deque[tuple[float, float, float, float, int, float]] = deque(
+        (-k * scrape_s, -k * scrape_s * served_rate, 0.0, served_rate / capacity * seqs, initial_replicas,
+         -k * scrape_s * served_rate / per_request)
         for k in range(scrapes, 0, -1))
     observations: deque[Observation] = deque()
     counter = backlog = 0.0
@@ -197,7 +202,8 @@ def simulate(trace: DemandTrace, scaler: Scaler, settings: SimulationSettings, i
         ready_now = bisect_right(ready_at, now)
         if i % scrape_every == 0:
             running = min(last_served / capacity_step * seqs, ready_now * seqs)
-            samples.append((now, counter, backlog / per_request, running, ready_now))
+            finished = float(np.interp(counter, arrived_work, arrived_requests))
+            samples.append((now, counter, backlog / per_request, running, ready_now, finished))
             while samples[0][0] <= now - window_s:
                 samples.popleft()
         if i % control_every == 0:
@@ -223,13 +229,15 @@ def simulate(trace: DemandTrace, scaler: Scaler, settings: SimulationSettings, i
     return ScalerRun(scaler.name, ready, paid, waits, metrics)
 
 
-def _observe(now: float, samples: deque[tuple[float, float, float, float, int]], ready: int,
+def _observe(now: float, samples: deque[tuple[float, float, float, float, int, float]], ready: int,
              seqs: int) -> Observation:
     first, last = samples[0], samples[-1]
-    tokens = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else None
+    span = last[0] - first[0]
     slots = last[4] * seqs
-    return Observation(at=now, tokens_per_second=tokens, queue_depth=last[2], ready_replicas=ready,
-                       running=last[3], kv_cache_usage=last[3] / slots if slots else None)
+    return Observation(at=now, tokens_per_second=(last[1] - first[1]) / span if span > 0 else None,
+                       queue_depth=last[2], ready_replicas=ready, running=last[3],
+                       kv_cache_usage=last[3] / slots if slots else None,
+                       requests_per_second=(last[5] - first[5]) / span if span > 0 else None)
 
 
 def run_oracle(trace: DemandTrace, settings: SimulationSettings) -> ScalerRun:
