@@ -72,6 +72,10 @@ class PolicyConfig:
     tokens_per_request: float | None = None
     # Without an explicit queue_target_per_replica: the queue one replica drains in this long is its target.
     queue_drain_s: float | None = None
+    # Measure capacity_tokens_per_s from the engines' gauges (README "Measured capacity"); max_num_seqs turns
+    # num_requests_running into a busy share of the fleet.
+    calibrate_capacity: bool = False
+    max_num_seqs: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -107,6 +111,10 @@ class PolicyConfig:
         capacity = self.capacity_tokens_per_s
         if self.headroom_quantile is not None and not (0 < self.headroom_quantile < 1 and capacity and capacity > 0):
             problems.append("headroom_quantile must be in (0, 1) and needs capacity_tokens_per_s > 0")
+        if self.max_num_seqs is not None and self.max_num_seqs < 1:
+            problems.append(f"max_num_seqs must be >= 1 or None, got {self.max_num_seqs}")
+        if self.calibrate_capacity and not (capacity and capacity > 0):
+            problems.append("calibrate_capacity needs capacity_tokens_per_s > 0 (the estimate it starts from)")
         if not self.headroom_cap >= 0:
             problems.append(f"headroom_cap must be >= 0, got {self.headroom_cap}")
         if problems:
@@ -135,6 +143,8 @@ def default_config(
     control_interval_s: float = 15.0,
     predictive: bool = True,
     learn_headroom: bool = True,
+    calibrate_capacity: bool = True,
+    max_num_seqs: int | None = None,
 ) -> PolicyConfig:
     """Derive every policy parameter from replica capacity, cold start and the SLO.
 
@@ -189,6 +199,8 @@ def default_config(
         target_tokens_per_replica=capacity_tokens_per_s * utilization,
         queue_target_per_replica=None,
         queue_drain_s=max(queue_wait_slo_s, cold_start_s),
+        calibrate_capacity=calibrate_capacity,
+        max_num_seqs=max_num_seqs,
         cold_start_s=cold_start_s,
         scale_up_stabilization_s=0.0,
         # With learned headroom the spare for a return of demand is already kept: release once a full rate window
@@ -239,7 +251,8 @@ class ScalerState:
     ``scale_ups``: (time, replicas added) of recent scale-ups, to know which replicas are still starting.
     ``recommendations``: (time, replicas needed) of recent decisions, for the stabilization windows.
     ``utilization``: the learned utilization u (None: not learned yet, start from the config's);
-    ``utilization_lowered_at``: when the queue last lowered it.
+    ``utilization_lowered_at``: when the queue last lowered it. ``capacity``: the replica capacity the gauges
+    measured at the last decision (None: the configured estimate was used).
     """
 
     scale_ups: tuple[tuple[float, int], ...] = ()
@@ -252,6 +265,7 @@ class ScalerState:
     headroom: float | None = None
     slo_checks: int = 0
     slo_met: int = 0
+    capacity: float | None = None
 
     @property
     def slo_attainment(self) -> float | None:
@@ -270,6 +284,7 @@ class ScalerState:
             "headroom": None if self.headroom is None else round(self.headroom, 4),
             "sloChecks": self.slo_checks,
             "sloMet": self.slo_met,
+            "capacityTokensPerSecond": None if self.capacity is None else round(self.capacity, 2),
         }
 
     @classmethod
@@ -290,9 +305,11 @@ class ScalerState:
             checks, met = int(data.get("sloChecks", 0)), int(data.get("sloMet", 0))
             if not 0 <= met <= checks:
                 raise ValueError(f"SLO counts {met} of {checks}")
+            capacity = data.get("capacityTokensPerSecond")
             return cls(scale_ups, recommendations, None if last is None else float(last), utilization,
                        None if lowered is None else float(lowered), demand, growths,
-                       None if headroom is None else float(headroom), checks, met)
+                       None if headroom is None else float(headroom), checks, met,
+                       None if capacity is None else float(capacity))
         except (TypeError, ValueError):
             return cls()
 
@@ -380,6 +397,9 @@ def decide(
     if age > config.stale_after_s:
         return _hold(now, current, state, config, f"newest token-throughput sample is {age:.0f}s old")
 
+    capacity = _measured_capacity(now, usable, config)
+    if capacity is not None:
+        config = replace(config, capacity_tokens_per_s=capacity)
     utilization, lowered_at = _learn_utilization(now, observations, state, config)
     per_request = _work_per_request(now, usable, config)
     demand = _estimate(now, usable, latest, config, utilization, per_request)
@@ -397,9 +417,12 @@ def decide(
         return [n for at, n in recommendations if now - at <= seconds]
 
     # Up: the forecast, unless the need of the up-stabilization window dipped. Down: never below the forecast
-    # nor below the highest current need of the down-stabilization window.
+    # nor below the highest current need of the down-stabilization window, and only once decisions cover that
+    # window (a fresh start has no evidence yet that the demand stays low).
     up_to = min([needed] + window_values(config.scale_up_stabilization_s)[:-1])
-    down_to = max([needed] + window_values(_down_window(now, usable, headroom, config)))
+    down_window = _down_window(now, usable, headroom, config)
+    covered = bool(state.recommendations) and now - state.recommendations[0][0] >= down_window - config.control_interval_s
+    down_to = max([needed] + window_values(down_window)) if covered else current
     replicas = current
     if up_to > current:
         step = config.max_scale_up_step
@@ -423,6 +446,7 @@ def decide(
         demand=history,
         growths=growths,
         headroom=headroom,
+        capacity=capacity,
         **_count_slo(latest, state, config, per_request),
     )
     starting = _starting(now, state.scale_ups, current, latest.ready_replicas, config.cold_start_s)
@@ -479,6 +503,70 @@ def _work_per_request(now: float, usable: Sequence[Observation], config: PolicyC
     if requests > 0:
         return sum(float(o.tokens_per_second) for o in recent) / requests  # type: ignore[arg-type]
     return config.tokens_per_request
+
+
+# Samples of a fleet less than half busy are left out: a small batch decodes faster per sequence than a full one,
+# so they would overstate what a replica serves at full load.
+MIN_BUSY_SHARE = 0.5
+# How long the gauges are averaged over: capacity does not change while the model, the instance and the traffic mix
+# stay the same, and an instant gauge read every 15 s needs many reads to average out bursts shorter than a read.
+CAPACITY_SPAN_S = 1800.0
+# The sizing estimate's uncertainty as one standard deviation: its ±30 % band (sizing/throughput.py) read as 2 σ.
+CAPACITY_PRIOR_SD = 0.15
+
+
+def _busy_replicas(o: Observation, config: PolicyConfig) -> float | None:
+    """Replicas' worth of the fleet busy at the scrape: the nearer-exhausted of its sequence slots
+    (``running`` ÷ ``max_num_seqs`` per ready replica) and its KV cache (``kv_cache_usage``)."""
+    if o.ready_replicas <= 0:
+        return None
+    shares = []
+    if _usable(o.running) and config.max_num_seqs:
+        shares.append(float(o.running) / (config.max_num_seqs * o.ready_replicas))  # type: ignore[arg-type]
+    if _usable(o.kv_cache_usage):
+        shares.append(float(o.kv_cache_usage))  # type: ignore[arg-type]
+    return min(1.0, max(shares)) * o.ready_replicas if shares else None
+
+
+def _measured_capacity(now: float, usable: Sequence[Observation], config: PolicyConfig) -> float | None:
+    """Work one replica serves at full load: the sizing estimate, corrected by what the gauges show.
+
+    Over the last ``CAPACITY_SPAN_S``, served work ÷ busy replicas, each sample's rate set against the busy replicas
+    averaged over that rate's window (a gauge is an instant, the rate its window's mean), counting only samples of
+    a fleet at least ``MIN_BUSY_SHARE`` busy. That measurement is weighed against the estimate by inverse variance:
+    the estimate's is ``CAPACITY_PRIOR_SD``, the measurement's the standard error of the mean busy share of its
+    gauge reads (the rates, averages over minutes, are far steadier than an instant gauge). None (the estimate
+    alone) until 8 samples count.
+    """
+    estimate = config.capacity_tokens_per_s
+    if not (config.calibrate_capacity and estimate):
+        return None
+    window = 2 * config.metric_lag_s
+    span = max(CAPACITY_SPAN_S, config.horizon_s)
+    gauged = [(o, busy) for o in usable if now - o.at <= span + window
+              and (busy := _busy_replicas(o, config)) is not None]
+    work = busy_total = 0.0
+    counted = 0
+    busy_sum = ready_sum = 0.0
+    start = 0
+    for end, (o, busy) in enumerate(gauged):
+        busy_sum, ready_sum = busy_sum + busy, ready_sum + o.ready_replicas
+        while gauged[start][0].at <= o.at - window:
+            busy_sum, ready_sum = busy_sum - gauged[start][1], ready_sum - gauged[start][0].ready_replicas
+            start += 1
+        if now - o.at <= span and busy_sum > 0 and busy_sum >= MIN_BUSY_SHARE * ready_sum:
+            work += float(o.tokens_per_second)  # type: ignore[arg-type]
+            busy_total += busy_sum / (end - start + 1)  # the window's mean busy replicas
+            counted += 1
+    if counted < 8:
+        return None
+    measured = work / busy_total
+    shares = [busy / o.ready_replicas for o, busy in gauged if now - o.at <= span]
+    mean_share = sum(shares) / len(shares)
+    relative_variance = sum((x - mean_share) ** 2 for x in shares) / (len(shares) - 1) / len(shares) / mean_share ** 2
+    variance = relative_variance * measured ** 2
+    prior = (CAPACITY_PRIOR_SD * estimate) ** 2
+    return measured if variance == 0 else (estimate / prior + measured / variance) / (1 / prior + 1 / variance)
 
 
 def _queue_replicas(queue: float, config: PolicyConfig, per_request: float | None) -> float:

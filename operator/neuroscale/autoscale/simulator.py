@@ -30,7 +30,7 @@ import numpy as np
 from neuroscale.autoscale.baselines import (HpaScaler, KpaScaler, NeuroscaleScaler, OraclePlan, Scaler,
                                             StaticScaler, oracle_plan)
 from neuroscale.autoscale.floor import reactive_floor
-from neuroscale.autoscale.policy import Observation, PolicyConfig
+from neuroscale.autoscale.policy import CAPACITY_SPAN_S, Observation, PolicyConfig
 from neuroscale.autoscale.queueing import queue_waits
 from neuroscale.autoscale.traces import DemandTrace
 
@@ -175,7 +175,8 @@ def simulate(trace: DemandTrace, scaler: Scaler, settings: SimulationSettings, i
     per_request = float(work.sum()) / total_requests if total_requests > 0 else 1.0
     capacity = settings.capacity_tokens_per_s
     seqs = settings.max_num_seqs
-    memory_s = max(settings.cold_start_s, 300.0) + window_s + 2 * control_s
+    # What the operator remembers (512 reads): enough for the policy's longest look back, its capacity measurement.
+    memory_s = max(settings.cold_start_s, 300.0, CAPACITY_SPAN_S) + window_s + 2 * control_s
 
     ready_at: list[float] = [-math.inf] * initial_replicas
     # Before t=0 the service ran steadily at the opening demand, so the first rate is already defined.
