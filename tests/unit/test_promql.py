@@ -164,7 +164,8 @@ def test_signal_queries_use_the_engine_metric_names() -> None:
     vllm = dict(engine_queries(make_target(), "30s").signals)
     assert "rate(vllm:prompt_tokens_total{" in vllm["prompt_tokens_per_second"]
     assert "rate(vllm:request_success_total{" in vllm["requests_per_second"]
-    assert "vllm:kv_cache_usage_perc{" in vllm["kv_cache_usage"] and "vllm:gpu_cache_usage_perc{" in vllm["kv_cache_usage"]
+    assert "vllm:kv_cache_usage_perc{" in vllm["kv_cache_usage"], "the current name"
+    assert "vllm:gpu_cache_usage_perc{" in vllm["kv_cache_usage"], "the name older images emit"
     tgi = dict(engine_queries(make_target(engine="tgi"), "30s").signals)
     assert "rate(tgi_request_input_length_sum{" in tgi["prompt_tokens_per_second"]
     assert "rate(tgi_request_generated_tokens_count{" in tgi["requests_per_second"]
