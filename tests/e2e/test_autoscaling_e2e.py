@@ -1,8 +1,9 @@
 """Token-throughput autoscaling on a real API server, with a real Prometheus scraping one engine exporter per pod.
 
 The same scenario as the kmock version it replaces: the operator reads vLLM's metric names through Prometheus and
-scales the Deployment up when generated tokens/s exceed what the replicas should carry, then back down when demand
-falls; status reports the observed tokens/s, the decision and an Autoscaling condition; with Prometheus gone the
+scales the Deployment up when the served work (generated tokens/s plus prompt tokens/s at their prefill cost) exceeds
+what the replicas should carry, then back down when demand falls; status reports the observed generated, prompt and
+work tokens/s, running requests and KV-cache usage read from the engines, the decision and an Autoscaling condition; with Prometheus gone the
 replicas are held (never scaled down on missing data) and the condition says why; scaling resumes by itself when
 Prometheus returns.
 
@@ -29,6 +30,8 @@ import kubernetes
 import pytest
 import requests
 
+from neuroscale.api.modeldeployment import ModelDeploymentSpec
+from neuroscale.controllers.autoscaling import replica_model
 from neuroscale.runtime import OperatorConfig
 from tests.e2e.cluster import Apis, eventually, running_operator
 from tests.support.engine_exporter import EngineExporter
@@ -40,6 +43,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 GROUP, VERSION, PLURAL = "neuroscale.io", "v1alpha1", "modeldeployments"
 NAME = "llama"
 INTERVAL = 1.0  # the autoscaler's control interval in this test
+# Per generated token the pods also report this many prompt tokens, one running request per RUNNING_EVERY tokens/s,
+# and a constant KV-cache usage (as a RAG-like mix would).
+PROMPT_PER_GENERATED = 2.0
+RUNNING_EVERY = 50.0
+KV_CACHE_USAGE = 0.25
 
 
 class Fleet:
@@ -60,8 +68,12 @@ class Fleet:
             self._rebalance()
 
     def _rebalance(self) -> None:
+        share = self.demand / max(1, len(self.exporters))
         for exporter in self.exporters.values():
-            exporter.set_tokens_per_second(self.demand / len(self.exporters))
+            exporter.set_tokens_per_second(share)
+            exporter.set_prompt_tokens_per_second(share * PROMPT_PER_GENERATED)
+            exporter.set_running(share / RUNNING_EVERY)
+            exporter.set_kv_cache_usage(KV_CACHE_USAGE)
 
     def sync(self) -> None:
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=self.selector).items
@@ -222,6 +234,21 @@ async def test_scales_real_pods_with_token_throughput_and_holds_without_metrics(
             scaled = await eventually(lambda: pods_match_replicas(at_least=3), timeout=60)
             assert scaled <= 8
             md = await eventually(lambda: autoscaling_is("True", tokens_per_second=250), timeout=45)
+            # Prompt tokens count at the sized replica's prefill cost; the engines' gauges reach status.
+            prefill_cost = replica_model(ModelDeploymentSpec.model_validate(body["spec"]), {}).prefill_cost
+            assert 0 < prefill_cost < 0.1, prefill_cost
+
+            def signals_in_status() -> dict[str, Any]:
+                auto = cluster.md()["status"]["autoscaling"]
+                generated = auto["observedTokensPerSecond"]
+                assert auto.get("observedPromptTokensPerSecond") == pytest.approx(250 * PROMPT_PER_GENERATED,
+                                                                                  rel=0.2), auto
+                assert auto.get("observedWorkTokensPerSecond") == pytest.approx(
+                    generated + auto["observedPromptTokensPerSecond"] * prefill_cost, abs=1.0), auto
+                assert auto.get("runningRequests") == pytest.approx(250 / RUNNING_EVERY, abs=1.0), auto
+                assert auto.get("kvCacheUsagePercent") == 100 * KV_CACHE_USAGE, auto
+                return auto
+            await eventually(signals_in_status, timeout=30)
             assert md["status"]["autoscaling"]["lastScaleTime"]
             assert md["status"]["autoscaling"]["desiredReplicas"] == md["status"]["desiredReplicas"] >= 3
             scaled_up = await eventually(lambda: cluster.events("ScaledUp"), timeout=30)

@@ -1,6 +1,9 @@
 """MetricsSource against a real Prometheus scraping exporters that speak the engines' real metric names.
 
-Covers: the sum of two vLLM pods' generated tokens/s and queue depth, following a rate change; exclusion of a
+Covers: the sum of two vLLM pods' generated tokens/s and queue depth, following a rate change; the optional
+signals in one tagged query (prompt tokens/s, finished requests/s over every finish reason, running requests summed,
+KV-cache usage averaged, under its new or its older name; TGI's and DJL-LMI's; a signal one pod lacks is None, never a
+partial sum, and the reading stays healthy); exclusion of a
 sibling Deployment's and another namespace's pods; TGI and DJL-LMI queries; a hostile label value selected
 exactly; a vanished exporter (pods not reporting, then missing); samples older than the bound (stale);
 Prometheus stopped (error, no values) and recovery on restart; bearer tokens (rejected, rotated, missing file)
@@ -63,6 +66,19 @@ class Fleet:
         self._pod("tgi-model-7b6c5d4e3-uvwxy", "tgi", tokens_per_second=80, queue_depth=4)
         self._pod("djl-model-7b6c5d4e3-zabcd", "djl-lmi", tokens_per_second=60, running=4)
         self._pod("custom-pod", "vllm", labels={"team": HOSTILE_TEAM}, tokens_per_second=30, queue_depth=1)
+        self.mixed = [
+            self._pod("mixed-5d8f7c9b4-aaaaa", "vllm", tokens_per_second=100, prompt_tokens_per_second=2000,
+                      requests_per_second=0.5, running=6, kv_cache_usage=0.75),
+            self._pod("mixed-5d8f7c9b4-bbbbb", "vllm", tokens_per_second=50, prompt_tokens_per_second=1000,
+                      requests_per_second=0.25, running=2, kv_cache_usage=0.25,
+                      kv_cache_metric="vllm:gpu_cache_usage_perc"),
+        ]
+        self._pod("partial-5d8f7c9b4-aaaaa", "vllm", tokens_per_second=40, prompt_tokens_per_second=400,
+                  requests_per_second=0.2, running=3)
+        self._pod("partial-5d8f7c9b4-bbbbb", "vllm", tokens_per_second=60, prompt_tokens_per_second=600,
+                  running=5, omit=frozenset({"vllm:request_success", "vllm:kv_cache_usage_perc"}))
+        self._pod("tgi-input-7b6c5d4e3-uvwxy", "tgi", tokens_per_second=200, prompt_tokens_per_second=900,
+                  queue_depth=1, running=7)
         self.fading = [
             self._pod("fading-6f5e4d3c2-aaaaa", "vllm", tokens_per_second=10),
             self._pod("fading-6f5e4d3c2-bbbbb", "vllm", tokens_per_second=20),
@@ -173,6 +189,51 @@ async def test_secondary_engines(
     reading = await read_until(source, target, close_to(tokens))
     assert reading.queue_depth == queue
     assert reading.ready_pods_reporting == 1
+
+
+def near(expected: float, value: float | None, tolerance: float = 0.05) -> bool:
+    return value is not None and abs(value - expected) <= tolerance * expected
+
+
+async def test_vllm_signals_are_read_in_one_query_and_combined_over_pods(prometheus: PrometheusServer) -> None:
+    source = MetricsSource(make_settings(prometheus.url))
+    target = MetricsTarget.for_deployment(NAMESPACE, "mixed", "vllm", min_reporting_pods=2)
+    reading = await read_until(source, target, lambda r: near(150.0, r.tokens_per_second)
+                               and near(3000.0, r.prompt_tokens_per_second) and near(0.75, r.requests_per_second))
+    assert reading.error is None and reading.ready_pods_reporting == 2
+    assert reading.running == 8.0, "running requests add up"
+    assert reading.kv_cache_usage == pytest.approx(0.5), "the mean of 0.75 (new name) and 0.25 (older name)"
+
+
+async def test_a_signal_one_pod_lacks_is_none_and_the_reading_stays_healthy(prometheus: PrometheusServer) -> None:
+    source = MetricsSource(make_settings(prometheus.url))
+    target = MetricsTarget.for_deployment(NAMESPACE, "partial", "vllm", min_reporting_pods=2)
+    reading = await read_until(source, target, lambda r: near(100.0, r.tokens_per_second)
+                               and near(1000.0, r.prompt_tokens_per_second))
+    assert reading.error is None and reading.reason is None
+    assert reading.requests_per_second is None, "one pod has no request counter: no partial sum"
+    assert reading.kv_cache_usage is None
+    assert reading.running == 8.0
+
+
+@pytest.mark.parametrize(("deployment", "engine", "expected"), [
+    ("tgi-input", "tgi", {"tokens_per_second": 200.0, "prompt_tokens_per_second": 900.0,
+                          "requests_per_second": 2.0, "running": 7.0, "kv_cache_usage": None}),
+    ("djl-model", "djl-lmi", {"tokens_per_second": 60.0, "prompt_tokens_per_second": None,
+                              "requests_per_second": None, "running": 4.0, "kv_cache_usage": None}),
+])
+async def test_secondary_engines_signals(
+    prometheus: PrometheusServer, deployment: str, engine: str, expected: dict[str, float | None]
+) -> None:
+    source = MetricsSource(make_settings(prometheus.url))
+    target = MetricsTarget.for_deployment(NAMESPACE, deployment, engine)  # type: ignore[arg-type]
+
+    def settled(reading: MetricsReading) -> bool:
+        return all(near(value, getattr(reading, name)) if value else getattr(reading, name) is None
+                   for name, value in expected.items())
+
+    reading = await read_until(source, target, settled)
+    assert reading.error is None
 
 
 async def test_hostile_label_value_is_matched_exactly(prometheus: PrometheusServer) -> None:

@@ -80,6 +80,10 @@ class EngineExporter(Collector):
         prompt_tokens_per_second: float = 0.0,
         queue_depth: float = 0.0,
         running: float = 0.0,
+        requests_per_second: float = 0.0,
+        kv_cache_usage: float = 0.0,
+        kv_cache_metric: str = "vllm:kv_cache_usage_perc",
+        omit: frozenset[str] = frozenset(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         if engine not in ("vllm", "tgi", "djl-lmi"):
@@ -89,8 +93,15 @@ class EngineExporter(Collector):
         self._lock = threading.Lock()
         self._generated = _TokenCounter(clock)
         self._prompt = _TokenCounter(clock)
+        self._requests = _TokenCounter(clock)
         self._generated.set_rate(tokens_per_second)
         self._prompt.set_rate(prompt_tokens_per_second)
+        self._requests.set_rate(requests_per_second)
+        self._kv_cache_usage = kv_cache_usage
+        # vLLM renamed gpu_cache_usage_perc to kv_cache_usage_perc; older images emit only the old name.
+        self._kv_cache_metric = kv_cache_metric
+        # Metric families this pod does not export, as an engine version without them would not.
+        self._omit = omit
         self._queue_depth = queue_depth
         self._running = running
         self._registry = CollectorRegistry(auto_describe=False)
@@ -154,21 +165,35 @@ class EngineExporter(Collector):
         with self._lock:
             self._running = value
 
+    def set_requests_per_second(self, value: float) -> None:
+        with self._lock:
+            self._requests.set_rate(value)
+
+    def set_kv_cache_usage(self, value: float) -> None:
+        with self._lock:
+            self._kv_cache_usage = value
+
     def generated_tokens(self) -> float:
         """The generated-token counter as a scrape would see it now."""
         with self._lock:
             return self._generated.value()
 
     def collect(self) -> Iterator[Metric]:
+        return (family for family in self._families() if family.name not in self._omit)
+
+    def _families(self) -> Iterator[Metric]:
         with self._lock:
             generated = self._generated.value()
             prompt = self._prompt.value()
+            finished = self._requests.value()
             rate = self._generated.rate
-            queue, running = self._queue_depth, self._running
+            queue, running, kv = self._queue_depth, self._running, self._kv_cache_usage
         if self.engine == "vllm":
             yield from self._vllm(generated, prompt, queue, running)
+            yield from self._vllm_requests(finished, kv)
         elif self.engine == "tgi":
             yield from self._tgi(generated, queue, running)
+            yield from self._tgi_input(prompt, generated / TGI_TOKENS_PER_REQUEST)
         else:
             yield from self._djl(rate, running)
 
@@ -184,6 +209,27 @@ class EngineExporter(Collector):
         for family, value in zip(families, (generated, prompt, running, queue), strict=True):
             family.add_metric(values, value)
             yield family
+
+    def _vllm_requests(self, finished: float, kv: float) -> Iterator[Metric]:
+        labels = ["model_name", "engine"]
+        success = CounterMetricFamily("vllm:request_success", "Count of successfully processed requests.",
+                                      labels=[*labels, "finished_reason"])
+        # vLLM keeps one series per finish reason; split the finished requests between two of them.
+        success.add_metric([self.model_name, "0", "stop"], finished * 0.75)
+        success.add_metric([self.model_name, "0", "length"], finished * 0.25)
+        yield success
+        usage = GaugeMetricFamily(self._kv_cache_metric, "KV-cache usage. 1 means 100 percent usage.", labels=labels)
+        usage.add_metric([self.model_name, "0"], kv)
+        yield usage
+
+    def _tgi_input(self, prompt: float, requests_done: float) -> Iterator[Metric]:
+        # Recorded per finished request, like the generated-tokens histogram, so both count the same requests.
+        yield HistogramMetricFamily(
+            "tgi_request_input_length",
+            "Input tokens per request",
+            buckets=[("+Inf", requests_done)],
+            sum_value=prompt,
+        )
 
     def _tgi(self, generated: float, queue: float, running: float) -> Iterator[Metric]:
         requests_done = generated / TGI_TOKENS_PER_REQUEST

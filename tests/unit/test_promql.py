@@ -2,20 +2,23 @@
 
 Covers: string-literal escaping round-trips for any text (hypothesis), RE2 escaping of Deployment names,
 the Deployment pod regex (matches its pods, not a sibling Deployment's whose name extends it), label-key
-sanitization, the queries and metric names per engine (vLLM, TGI, DJL-LMI), and clear errors for bad
-targets and rate windows.
+sanitization, the queries and metric names per engine (vLLM, TGI, DJL-LMI), the optional signals as one tagged
+query, and clear errors for bad targets and rate windows.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from neuroscale.autoscale.promql import (
+    SIGNAL_LABEL,
+    SIGNALS,
     MetricsTarget,
     check_rate_window,
     engine_queries,
@@ -23,6 +26,7 @@ from neuroscale.autoscale.promql import (
     promql_string,
     re2_escape,
     series_selector,
+    signals_query,
 )
 
 
@@ -136,3 +140,36 @@ def test_targets_with_selectors_are_hashable_values() -> None:
     second = make_target(pod_selector={"a": "1", "b": "2"})
     assert first == second
     assert len({first, second}) == 1
+
+
+@pytest.mark.parametrize(("engine", "names"), [
+    ("vllm", ["prompt_tokens_per_second", "requests_per_second", "running", "kv_cache_usage"]),
+    ("tgi", ["prompt_tokens_per_second", "requests_per_second", "running"]),
+    ("djl-lmi", ["running"]),
+])
+def test_optional_signals_are_one_tagged_query(engine: str, names: list[str]) -> None:
+    target = make_target(engine=engine)
+    queries = engine_queries(target, "30s")
+    assert [name for name, _ in queries.signals] == names
+    assert set(names) <= set(SIGNALS)
+    combined = signals_query(queries)
+    assert combined is not None
+    for name, query in queries.signals:
+        assert series_selector(target) in query
+        assert f'label_replace({query}, "{SIGNAL_LABEL}", "{name}", "", "")' in combined
+    assert combined.count(" or label_replace(") == len(names) - 1
+
+
+def test_signal_queries_use_the_engine_metric_names() -> None:
+    vllm = dict(engine_queries(make_target(), "30s").signals)
+    assert "rate(vllm:prompt_tokens_total{" in vllm["prompt_tokens_per_second"]
+    assert "rate(vllm:request_success_total{" in vllm["requests_per_second"]
+    assert "vllm:kv_cache_usage_perc{" in vllm["kv_cache_usage"], "the current name"
+    assert "vllm:gpu_cache_usage_perc{" in vllm["kv_cache_usage"], "the name older images emit"
+    tgi = dict(engine_queries(make_target(engine="tgi"), "30s").signals)
+    assert "rate(tgi_request_input_length_sum{" in tgi["prompt_tokens_per_second"]
+    assert "rate(tgi_request_generated_tokens_count{" in tgi["requests_per_second"]
+
+
+def test_no_signals_no_query() -> None:
+    assert signals_query(replace(engine_queries(make_target(), "30s"), signals=())) is None

@@ -201,7 +201,8 @@ class AutoscalingSloSpec(ApiModel):
     )
     time_to_first_token_seconds: float | None = Field(
         default=None, gt=0, le=3600,
-        description="Longest until a request's first token; kept as a queue-wait bound (prefill time not deducted).",
+        description="Longest until a request's first token: the queue may take what the prefill of a mean prompt "
+        "(batching.meanPromptTokens) at the replica's estimated prefill rate leaves, at least 0.1 s.",
     )
 
 
@@ -218,7 +219,8 @@ class AutoscalingSpec(ApiModel):
     )
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Never more replicas.")
     target_tokens_per_second: float | None = Field(
-        default=None, gt=0, description="Generated tokens/s one replica should carry; omitted → derived from sizing."
+        default=None, gt=0, description="Work one replica should carry, in generated tokens/s (prompt tokens count "
+        "at their prefill cost); omitted → derived from sizing."
     )
     queue_depth_target: float | None = Field(
         default=None, gt=0, description="Waiting requests per replica that trigger a scale-up."
@@ -383,6 +385,17 @@ class AutoscalingStatus(ApiModel):
     """The autoscaler's latest view and decision."""
 
     observed_tokens_per_second: float | None = Field(default=None, description="Generated tokens/s, all replicas.")
+    observed_prompt_tokens_per_second: float | None = Field(
+        default=None, description="Prompt tokens/s, all replicas (engines that export them)."
+    )
+    observed_work_tokens_per_second: float | None = Field(
+        default=None, description="Work the replicas served, in generated-token equivalents: generated tokens plus "
+        "prompt tokens at their prefill cost. What the autoscaler scales on.",
+    )
+    running_requests: float | None = Field(default=None, description="Requests being served, all replicas.")
+    kv_cache_usage_percent: float | None = Field(
+        default=None, description="KV-cache usage, mean over the replicas, percent (vLLM only)."
+    )
     queue_depth: float | None = Field(default=None, description="Requests waiting, all replicas.")
     desired_replicas: int | None = Field(default=None, description="Replicas the autoscaler wants.")
     last_decision: str | None = Field(default=None, description="The latest decision and its reason.")

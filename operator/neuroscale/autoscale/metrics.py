@@ -20,11 +20,14 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from neuroscale.autoscale.promql import (
+    SIGNAL_LABEL,
+    SIGNALS,
     MetricsTarget,
     check_rate_window,
     engine_queries,
     gateway_demand_query,
     series_selector,
+    signals_query,
 )
 
 __all__ = [
@@ -121,7 +124,12 @@ class _BadAnswer(Exception):
 
 @dataclass(frozen=True)
 class MetricsReading:
-    """One observation for the policy. Values are None whenever `error` is set: never a guessed zero."""
+    """One observation for the policy. Values are None whenever `error` is set: never a guessed zero.
+
+    ``tokens_per_second`` counts generated tokens. The optional signals (`promql.SIGNALS`) are summed over the
+    reporting pods (``kv_cache_usage``, 0..1, averaged), and None unless every reporting pod reports them: a
+    partial sum would read as less traffic.
+    """
 
     at: float
     tokens_per_second: float | None
@@ -129,6 +137,10 @@ class MetricsReading:
     ready_pods_reporting: int
     error: str | None = None
     reason: MetricsProblem | None = None
+    prompt_tokens_per_second: float | None = None
+    requests_per_second: float | None = None
+    running: float | None = None
+    kv_cache_usage: float | None = None
 
 
 class CredentialsUnavailable(Exception):
@@ -207,6 +219,8 @@ class MetricsSource:
             tokens = self._query(queries.tokens_per_second, now)
             queue = self._query(queries.queue_depth, now) if queries.queue_depth else None
             last_sample = self._query(queries.last_sample, now)
+            optional = signals_query(queries)
+            signals = _per_signal(self._query_raw(optional, now)) if optional else {}
         except CredentialsUnavailable as error:
             return _failed(now, MetricsProblem.CREDENTIALS_UNAVAILABLE, str(error))
         except (requests.ConnectionError, requests.Timeout) as error:
@@ -228,7 +242,7 @@ class MetricsSource:
         except OSError as error:
             message = f"Prometheus at {self._where} failed: {_cause(error)}"
             return _failed(now, MetricsProblem.PROMETHEUS_QUERY_FAILED, message)
-        return _combine(target, now, self.settings.max_sample_age_s, tokens, queue, last_sample)
+        return _combine(target, now, self.settings.max_sample_age_s, tokens, queue, last_sample, signals)
 
     def vector(self, query: str, now: float) -> list[tuple[dict[str, str], float]]:
         """Any instant-vector query at Unix time `now`, as (labels, value) per series; raises on failure
@@ -263,8 +277,11 @@ class MetricsSource:
             self._clients.clear()
 
     def _query(self, query: str, now: float) -> dict[str, float]:
+        return _per_pod(self._query_raw(query, now))
+
+    def _query_raw(self, query: str, now: float) -> object:
         try:
-            result = self._client().custom_query(query, params={"time": f"{now:.3f}"})
+            return self._client().custom_query(query, params={"time": f"{now:.3f}"})
         except PrometheusApiClientException as error:
             text = str(error)
             code = re.match(r"HTTP Status Code (\d+)", text)
@@ -275,11 +292,6 @@ class MetricsSource:
             detail = f"{type(error).__name__}: {error}" + (f"; body {body!r}" if isinstance(body, str) else "")
             raise _BadAnswer("answered with something other than a Prometheus query result",
                              _truncated(detail, _MAX_LOGGED_BODY_CHARS)) from None
-        try:
-            return _per_pod(result)
-        except (ValueError, KeyError, TypeError, IndexError) as error:
-            raise _BadAnswer("answered with something other than an instant vector",
-                             f"{type(error).__name__}: {_truncated(str(error), _MAX_LOGGED_BODY_CHARS)}") from None
 
     def _client(self) -> PrometheusConnect:
         # requests sessions are not documented as thread-safe; the timer may read from several threads.
@@ -322,15 +334,27 @@ def _truncated(text: str, limit: int) -> str:
 
 def _per_pod(result: object) -> dict[str, float]:
     """Vector result → {"namespace/pod": value}, skipping NaN samples."""
-    if not isinstance(result, list):
-        raise ValueError(f"expected an instant vector, got {type(result).__name__}")
-    values: dict[str, float] = {}
-    for series in result:
-        labels: Mapping[str, str] = series["metric"]
-        value = float(series["value"][1])
-        if not math.isnan(value):
-            values[f"{labels.get('namespace', '')}/{labels.get('pod', '')}"] = value
-    return values
+    return _per_signal(result).get("", {})
+
+
+def _per_signal(result: object) -> dict[str, dict[str, float]]:
+    """Vector result → {signal: {"namespace/pod": value}}, by the `SIGNAL_LABEL` tag ("" untagged), skipping NaN.
+
+    Raises _BadAnswer for anything but an instant vector of numbers."""
+    try:
+        if not isinstance(result, list):
+            raise ValueError(f"expected an instant vector, got {type(result).__name__}")
+        values: dict[str, dict[str, float]] = {}
+        for series in result:
+            labels: Mapping[str, str] = series["metric"]
+            value = float(series["value"][1])
+            if not math.isnan(value):
+                pod = f"{labels.get('namespace', '')}/{labels.get('pod', '')}"
+                values.setdefault(labels.get(SIGNAL_LABEL, ""), {})[pod] = value
+        return values
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise _BadAnswer("answered with something other than an instant vector",
+                         f"{type(error).__name__}: {_truncated(str(error), _MAX_LOGGED_BODY_CHARS)}") from None
 
 
 def _combine(
@@ -340,8 +364,9 @@ def _combine(
     tokens: dict[str, float],
     queue: dict[str, float] | None,
     last_sample: dict[str, float],
+    signals: Mapping[str, dict[str, float]],
 ) -> MetricsReading:
-    """Keep pods with fresh samples for every signal; fail static unless enough of them report."""
+    """Keep pods with fresh samples for every required signal; fail static unless enough of them report."""
     where = f"pods matching {series_selector(target)}"
     fresh = {pod for pod, stamp in last_sample.items() if now - stamp <= max_age_s}
     reporting = sorted(pod for pod in fresh if pod in tokens and (queue is None or pod in queue))
@@ -352,6 +377,7 @@ def _combine(
             tokens_per_second=sum(tokens[pod] for pod in reporting),
             queue_depth=None if queue is None else sum(queue[pod] for pod in reporting),
             ready_pods_reporting=len(reporting),
+            **_optional(signals, reporting),
         )
     stale = {pod: now - stamp for pod, stamp in last_sample.items() if pod not in fresh}
     if stale:
@@ -374,6 +400,20 @@ def _combine(
         error=message,
         reason=problem,
     )
+
+
+def _optional(signals: Mapping[str, dict[str, float]], reporting: list[str]) -> dict[str, float | None]:
+    """Each optional signal over the reporting pods: None unless every one of them reports it."""
+    combined: dict[str, float | None] = {}
+    for name in SIGNALS:
+        values = signals.get(name, {})
+        if not all(pod in values for pod in reporting):
+            combined[name] = None
+        elif name == "kv_cache_usage":
+            combined[name] = sum(values[pod] for pod in reporting) / len(reporting)
+        else:
+            combined[name] = sum(values[pod] for pod in reporting)
+    return combined
 
 
 def _failed(now: float, problem: MetricsProblem, message: str) -> MetricsReading:

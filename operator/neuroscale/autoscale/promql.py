@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 Engine = Literal["vllm", "tgi", "djl-lmi"]
@@ -69,13 +69,24 @@ class MetricsTarget:
         )
 
 
+# The label `signals_query` tags each optional signal's series with (engines and scrape configs attach no such label).
+SIGNAL_LABEL = "neuroscale_signal"
+# Optional signals (summed over pods, except the KV-cache share, averaged): what the engine reports beyond the
+# generated tokens and the queue. A missing one is None in the reading, never a failed read.
+SIGNALS = ("prompt_tokens_per_second", "requests_per_second", "running", "kv_cache_usage")
+
+
 @dataclass(frozen=True)
 class EngineQueries:
-    """Instant-vector queries, each returning one series per (namespace, pod)."""
+    """Instant-vector queries, each returning one series per (namespace, pod).
+
+    ``signals``: (name, query) for each optional signal of `SIGNALS` the engine reports.
+    """
 
     tokens_per_second: str
     queue_depth: str | None
     last_sample: str
+    signals: tuple[tuple[str, str], ...] = field(default=())
 
 
 def promql_string(value: str) -> str:
@@ -143,21 +154,46 @@ def engine_queries(target: MetricsTarget, rate_window: str = "2m") -> EngineQuer
             tokens_per_second=f"sum {by_pod} (rate(vllm:generation_tokens_total{sel}[{rate_window}]))",
             queue_depth=f"sum {by_pod} (vllm:num_requests_waiting{sel})",
             last_sample=f"max {by_pod} (timestamp(vllm:num_requests_waiting{sel}))",
+            signals=(
+                ("prompt_tokens_per_second", f"sum {by_pod} (rate(vllm:prompt_tokens_total{sel}[{rate_window}]))"),
+                # One series per finish reason (stop, length, abort): all of them ended and left the batch.
+                ("requests_per_second", f"sum {by_pod} (rate(vllm:request_success_total{sel}[{rate_window}]))"),
+                ("running", f"sum {by_pod} (vllm:num_requests_running{sel})"),
+                # kv_cache_usage_perc (0..1) replaced gpu_cache_usage_perc; older images emit only the old name.
+                ("kv_cache_usage", f"avg {by_pod} (vllm:kv_cache_usage_perc{sel}) "
+                                   f"or avg {by_pod} (vllm:gpu_cache_usage_perc{sel})"),
+            ),
         )
     if target.engine == "tgi":
-        # The histogram's _sum grows when a request ends, so this lags by one request duration.
+        # The histograms' _sum and _count grow when a request ends, so these lag by one request duration; counting
+        # requests from the generated-tokens histogram keeps tokens and requests in step.
         return EngineQueries(
             tokens_per_second=f"sum {by_pod} (rate(tgi_request_generated_tokens_sum{sel}[{rate_window}]))",
             queue_depth=f"sum {by_pod} (tgi_queue_size{sel})",
             last_sample=f"max {by_pod} (timestamp(tgi_queue_size{sel}))",
+            signals=(
+                ("prompt_tokens_per_second",
+                 f"sum {by_pod} (rate(tgi_request_input_length_sum{sel}[{rate_window}]))"),
+                ("requests_per_second",
+                 f"sum {by_pod} (rate(tgi_request_generated_tokens_count{sel}[{rate_window}]))"),
+                ("running", f"sum {by_pod} (tgi_batch_current_size{sel})"),
+            ),
         )
     # DJL-LMI publishes averages, not counters: per-request token throughput times the rolling batch size
-    # approximates the pod's generated tokens/s. It has no queue-length gauge.
+    # approximates the pod's generated tokens/s. It has no queue-length gauge, and no prompt or request counts.
     return EngineQueries(
         tokens_per_second=f"avg {by_pod} (TokenThroughput{sel}) * avg {by_pod} (RollingBatchSize{sel})",
         queue_depth=None,
         last_sample=f"max {by_pod} (timestamp(TokenThroughput{sel}))",
+        signals=(("running", f"avg {by_pod} (RollingBatchSize{sel})"),),
     )
+
+
+def signals_query(queries: EngineQueries) -> str | None:
+    """Every optional signal in one query (one round trip), each series tagged with its name in `SIGNAL_LABEL`;
+    None when the engine reports none. Signals carry distinct tags, so `or` keeps all of their series."""
+    tagged = [f'label_replace({query}, "{SIGNAL_LABEL}", "{name}", "", "")' for name, query in queries.signals]
+    return " or ".join(tagged) or None
 
 
 # What a cascade gateway counts for a ModelDeployment tier it held or bridged requests for (gateway/warmup.py).

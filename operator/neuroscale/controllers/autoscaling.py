@@ -11,16 +11,18 @@ from typing import Any
 
 from neuroscale import reasons as R
 from neuroscale.api.modeldeployment import DEFAULT_COLD_START_SECONDS, AutoscalingSpec, ModelDeploymentSpec
+from neuroscale.autoscale.capacity import ReplicaModel, replica_model_from_sizing
 from neuroscale.autoscale.metrics import MetricsReading, MetricsSource, PrometheusSettings, same_endpoint
 from neuroscale.autoscale.policy import Decision, Observation, PolicyConfig, ScalerState, decide, default_config
 from neuroscale.autoscale.promql import MetricsTarget, window_seconds
+from neuroscale.autoscale.slo import DEFAULT_QUEUE_WAIT_S, QueueBudget, queue_wait_budget
 from neuroscale.autoscale.zero import ZeroConfig, ZeroDecision, ZeroInputs, decide_zero
 from neuroscale.conditions import ConditionUpdate, find, merge_conditions, rfc3339
 from neuroscale.controllers.children import write_status
 from neuroscale.k8s.client import KubeClient
 from neuroscale.observability import METRICS_HEALTHY, SCALING_DECISIONS
 from neuroscale.render.modeldeployment import sizing_request
-from neuroscale.sizing import size
+from neuroscale.sizing import SizingError, size
 
 log = logging.getLogger(__name__)
 AUTOSCALER_FIELD_MANAGER = "neuroscale-autoscaler"
@@ -54,15 +56,41 @@ def cold_start_seconds(scaling: AutoscalingSpec, status: dict[str, Any]) -> floa
     return float(measured) if measured is not None else DEFAULT_COLD_START_SECONDS
 
 
+def replica_model(spec: ModelDeploymentSpec, status: dict[str, Any]) -> ReplicaModel:
+    """One replica's decode and prefill rates from one sizing of the spec; the decode rate is the one the reconcile
+    recorded (status.sizing) when there is one, so the autoscaler scales on the figure users see."""
+    recorded = (status.get("sizing") or {}).get("estimatedTokensPerSecond")
+    seqs = spec.batching.max_num_seqs
+    try:
+        model = replica_model_from_sizing(size(sizing_request(spec)), seqs)
+    except SizingError:
+        if not recorded:
+            raise
+        # The reconcile reports a spec that sizes nowhere; the replicas it sized before keep running, so keep
+        # scaling them on what it recorded, counting generated tokens only.
+        return ReplicaModel(float(recorded), max_num_seqs=seqs)
+    return replace(model, decode_tokens_per_s=float(recorded)) if recorded else model
+
+
+def queue_budget(spec: ModelDeploymentSpec, replica: ReplicaModel) -> QueueBudget:
+    """The queue wait the spec's SLO allows (see `slo.queue_wait_budget`); the mean prompt is the one sizing assumes."""
+    slo = spec.autoscaling.slo if spec.autoscaling else None
+    if slo is None:
+        return QueueBudget(DEFAULT_QUEUE_WAIT_S)
+    mean_prompt, _ = sizing_request(spec).workload()
+    return queue_wait_budget(slo.queue_wait_seconds, slo.time_to_first_token_seconds, mean_prompt,
+                             replica.prefill_tokens_per_s)
+
+
 def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interval_s: float,
-                  cold_start_s: float = DEFAULT_COLD_START_SECONDS) -> PolicyConfig:
+                  cold_start_s: float = DEFAULT_COLD_START_SECONDS,
+                  queue_wait_slo_s: float = DEFAULT_QUEUE_WAIT_S) -> PolicyConfig:
     """Derived defaults (see `default_config`) with every field the user set taking precedence."""
     # The throughput policy never goes below one replica: the 0↔1 transitions are autoscale/zero.py's.
-    slo = scaling.slo
     config = default_config(
         capacity_tokens_per_s, cold_start_s, min_replicas=max(1, scaling.min_replicas),
         max_replicas=scaling.max_replicas, predictive=scaling.predictive, control_interval_s=interval_s,
-        queue_wait_slo_s=(slo and (slo.queue_wait_seconds or slo.time_to_first_token_seconds)) or 10.0,
+        queue_wait_slo_s=queue_wait_slo_s,
     )
     overrides: dict[str, Any] = {}
     if scaling.target_tokens_per_second is not None:
@@ -117,9 +145,10 @@ def step(
 
     if memory.state is None:  # after an operator restart, pick up what the last process remembered
         memory.state = ScalerState.from_dict((status.get("autoscaling") or {}).get("state"))
-    capacity = (status.get("sizing") or {}).get("estimatedTokensPerSecond") or size(sizing_request(spec)).tokens_per_second
+    replica = replica_model(spec, status)
+    budget = queue_budget(spec, replica)
     cold_start = cold_start_seconds(scaling, status)
-    config = policy_config(scaling, float(capacity), interval_s, cold_start)
+    config = policy_config(scaling, replica.decode_tokens_per_s, interval_s, cold_start, budget.seconds)
 
     if source is None:
         reading = MetricsReading(now, None, None, 0, error="no Prometheus URL configured (operator flag "
@@ -127,7 +156,11 @@ def step(
     else:
         target = MetricsTarget.for_deployment(namespace, name, spec.engine.name, min_reporting_pods=max(1, ready))
         reading = source.read(target, now)
-    memory.observations.append(Observation(reading.at, reading.tokens_per_second, reading.queue_depth, ready))
+    work = served_work(reading, replica)
+    memory.observations.append(Observation(
+        reading.at, work, reading.queue_depth, ready, running=reading.running,
+        kv_cache_usage=reading.kv_cache_usage, requests_per_second=reading.requests_per_second,
+    ))
     zero, demand_error = _zero_decision(namespace, name, scaling, reading, current, source, memory, now, cold_start)
     if zero is not None and zero.replicas is not None:
         decision = Decision(zero.replicas, zero.reason, memory.state, zero.metrics_healthy)
@@ -155,7 +188,11 @@ def step(
         auto["state"] = learned
     auto.update({
         "observedTokensPerSecond": _rounded(reading.tokens_per_second),
+        "observedPromptTokensPerSecond": _rounded(reading.prompt_tokens_per_second),
+        "observedWorkTokensPerSecond": _rounded(work),
         "queueDepth": _rounded(reading.queue_depth),
+        "runningRequests": _rounded(reading.running),
+        "kvCacheUsagePercent": None if reading.kv_cache_usage is None else _rounded(100 * reading.kv_cache_usage),
         "desiredReplicas": decision.replicas,
         "lastDecision": decision.reason,
         "headroomReplicas": None if decision.state.headroom is None else round(decision.state.headroom, 2),
@@ -166,12 +203,14 @@ def step(
     # engine reports: only the gateways' demand counts.
     if current == 0 and zero is not None:
         reading = replace(reading, error=demand_error)
+    # An SLO that prefill alone breaks is the spec's problem, not the metrics': said in either message.
+    slo_note = f"; {budget.problem}" if budget.problem else ""
     if decision.metrics_healthy and reading.error is None:
-        condition = ConditionUpdate(R.AUTOSCALING, "True", R.SCALING_ACTIVE, decision.reason)
+        condition = ConditionUpdate(R.AUTOSCALING, "True", R.SCALING_ACTIVE, decision.reason + slo_note)
     else:
         problem = reading.error or decision.reason
         condition = ConditionUpdate(R.AUTOSCALING, "False", R.METRICS_UNAVAILABLE,
-                                    f"holding {decision.replicas} replicas: {problem}")
+                                    f"holding {decision.replicas} replicas: {problem}{slo_note}")
 
     def build(current: dict[str, Any]) -> dict[str, Any]:
         # Only the autoscaler's own parts; the reconciler's conditions and figures are kept as they now stand.
@@ -205,6 +244,14 @@ def _zero_decision(
     zero = decide_zero(now, seen, memory.idle_since, ZeroConfig.derived(cold_start_s, window_s))
     memory.idle_since = zero.idle_since
     return zero, error
+
+
+def served_work(reading: MetricsReading, replica: ReplicaModel) -> float | None:
+    """Generated tokens/s plus prompt tokens/s at their prefill cost (generated alone where prompts are not
+    reported); None without a generated-token rate."""
+    if reading.tokens_per_second is None:
+        return None
+    return replica.work(reading.tokens_per_second, reading.prompt_tokens_per_second or 0.0)
 
 
 def _rounded(value: float | None) -> float | None:
