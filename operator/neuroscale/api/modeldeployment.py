@@ -220,7 +220,8 @@ class AutoscalingSpec(ApiModel):
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Never more replicas.")
     target_tokens_per_second: float | None = Field(
         default=None, gt=0, description="Work one replica should carry, in generated tokens/s (prompt tokens count "
-        "at their prefill cost); omitted → derived from sizing."
+        "at their prefill cost); omitted → derived from sizing and the learned headroom (README \"Headroom\"). Set, it "
+        "replaces the learned headroom: the policy keeps each replica at this load."
     )
     queue_depth_target: float | None = Field(
         default=None, gt=0, description="Waiting requests per replica that trigger a scale-up."
@@ -405,6 +406,10 @@ class AutoscalingStatus(ApiModel):
     )
     slo_attainment_percent: float | None = Field(
         default=None, description="Share of control intervals whose estimated queue wait met the SLO."
+    )
+    measured_capacity_tokens_per_second: float | None = Field(
+        default=None, description="Work one replica serves at full load, as the running and KV-cache gauges show it "
+        "(README \"Measured capacity\"); absent while the sizing estimate is used alone."
     )
     state: dict | None = Field(
         default=None,

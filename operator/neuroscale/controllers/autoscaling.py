@@ -84,17 +84,19 @@ def queue_budget(spec: ModelDeploymentSpec, replica: ReplicaModel) -> QueueBudge
 
 def policy_config(scaling: AutoscalingSpec, capacity_tokens_per_s: float, interval_s: float,
                   cold_start_s: float = DEFAULT_COLD_START_SECONDS,
-                  queue_wait_slo_s: float = DEFAULT_QUEUE_WAIT_S) -> PolicyConfig:
+                  queue_wait_slo_s: float = DEFAULT_QUEUE_WAIT_S, max_num_seqs: int | None = None) -> PolicyConfig:
     """Derived defaults (see `default_config`) with every field the user set taking precedence."""
     # The throughput policy never goes below one replica: the 0↔1 transitions are autoscale/zero.py's.
     config = default_config(
         capacity_tokens_per_s, cold_start_s, min_replicas=max(1, scaling.min_replicas),
         max_replicas=scaling.max_replicas, predictive=scaling.predictive, control_interval_s=interval_s,
-        queue_wait_slo_s=queue_wait_slo_s,
+        queue_wait_slo_s=queue_wait_slo_s, max_num_seqs=max_num_seqs,
     )
     overrides: dict[str, Any] = {}
     if scaling.target_tokens_per_second is not None:
+        # A load per replica the user chose replaces the learned headroom (which sizes from capacity instead).
         overrides["target_tokens_per_replica"] = scaling.target_tokens_per_second
+        overrides["headroom_quantile"] = None
     if scaling.queue_depth_target is not None:
         overrides["queue_target_per_replica"] = scaling.queue_depth_target
     if scaling.scale_up_stabilization_seconds is not None:
@@ -148,7 +150,8 @@ def step(
     replica = replica_model(spec, status)
     budget = queue_budget(spec, replica)
     cold_start = cold_start_seconds(scaling, status)
-    config = policy_config(scaling, replica.decode_tokens_per_s, interval_s, cold_start, budget.seconds)
+    config = policy_config(scaling, replica.decode_tokens_per_s, interval_s, cold_start, budget.seconds,
+                           replica.max_num_seqs)
 
     if source is None:
         reading = MetricsReading(now, None, None, 0, error="no Prometheus URL configured (operator flag "
@@ -198,6 +201,7 @@ def step(
         "headroomReplicas": None if decision.state.headroom is None else round(decision.state.headroom, 2),
         "sloAttainmentPercent": (None if decision.state.slo_attainment is None
                                  else round(100 * decision.state.slo_attainment, 2)),
+        "measuredCapacityTokensPerSecond": _rounded(decision.state.capacity),
     })
     # A failed read is reported at once, even while the policy still acts on the last good samples. At zero no
     # engine reports: only the gateways' demand counts.
