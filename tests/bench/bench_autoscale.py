@@ -84,7 +84,8 @@ def main() -> int:
             settings = SimulationSettings(**{**base.__dict__, "cold_start_s": cold})
             max_replicas = 2 * peak_replicas(trace, settings)
             # The policy learns the work per request from the finished-request rate, as the operator does.
-            config = default_config(model.decode_tokens_per_s, cold, max_replicas=max_replicas, queue_wait_slo_s=args.slo)
+            config = default_config(model.decode_tokens_per_s, cold, max_replicas=max_replicas, queue_wait_slo_s=args.slo,
+                                    max_num_seqs=model.max_num_seqs)
             runs = {run.name: run for run in compare(trace, settings, config)}
             oracle = runs["oracle"].metrics.replica_hours
 

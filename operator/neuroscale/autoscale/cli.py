@@ -149,8 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     max_replicas = args.max_replicas or max(2 * peak_replicas(trace, settings), args.min_replicas, 1)
     settings = dataclasses.replace(settings, max_replicas=max_replicas)
     config = default_config(capacity, args.cold_start, min_replicas=args.min_replicas, max_replicas=max_replicas,
-                            utilization=args.utilization, queue_wait_slo_s=args.slo,
-                            tokens_per_request=trace.work_per_request(prefill_cost) or 256.0,
+                            utilization=args.utilization, queue_wait_slo_s=args.slo, max_num_seqs=args.max_num_seqs,
                             scrape_interval_s=args.scrape_interval, control_interval_s=args.control_interval,
                             predictive=not args.no_predictive)
     from tqdm import tqdm
