@@ -236,7 +236,7 @@ async def test_scales_real_pods_with_token_throughput_and_holds_without_metrics(
             md = await eventually(lambda: autoscaling_is("True", tokens_per_second=250), timeout=45)
             # Prompt tokens count at the sized replica's prefill cost; the engines' gauges reach status.
             prefill_cost = replica_model(ModelDeploymentSpec.model_validate(body["spec"]), {}).prefill_cost
-            assert 0 < prefill_cost < 0.1, prefill_cost
+            assert 0 < prefill_cost < 0.5, prefill_cost
 
             def signals_in_status() -> dict[str, Any]:
                 auto = cluster.md()["status"]["autoscaling"]

@@ -2,7 +2,7 @@
 
 Covers: served work = generated tokens/s + prompt tokens/s at the sizing model's prefill cost, generated alone where
 prompts are not reported, none without a generated rate; the replica model from one sizing (the recorded decode
-rate preferred, the prefill rate from the sizing; a spec that no longer sizes keeps the recorded rate and costs no
+rate and the prefill rate from the sizing's own estimate, prefill counted once; a spec that no longer sizes keeps the recorded rate and costs no
 prompts, and with nothing recorded the sizing error surfaces); the queue budget of a TTFT SLO less the prefill of
 the spec's mean prompt (or sizing's default prompt); a TTFT that prefill alone exceeds named in the Autoscaling
 condition while the step still runs.
@@ -45,14 +45,18 @@ def test_served_work_counts_prompts_at_their_prefill_cost() -> None:
     assert served_work(reading(None, 2000.0), REPLICA) is None
 
 
-def test_the_replica_model_is_one_sizing_with_the_recorded_decode_rate() -> None:
+def test_the_replica_model_is_one_sizing_and_counts_prefill_once() -> None:
     spec = spec_of()
-    sized = replica_model_from_sizing(size(sizing_request(spec)), spec.batching.max_num_seqs)
+    result = size(sizing_request(spec))
+    sized = replica_model_from_sizing(result, spec.batching.max_num_seqs)
     assert replica_model(spec, {}) == sized
-    recorded = replica_model(spec, {"sizing": {"estimatedTokensPerSecond": 123.0}})
-    assert recorded.decode_tokens_per_s == 123.0
-    assert recorded.prefill_tokens_per_s == sized.prefill_tokens_per_s
+    # The recorded figure (the mix rate, prefill included) does not replace the decode rate: that counted prefill twice.
+    assert replica_model(spec, {"sizing": {"estimatedTokensPerSecond": 123.0}}) == sized
     assert math.isfinite(sized.prefill_tokens_per_s) and sized.prefill_cost > 0
+    # At the sized request mix, one replica-second of work is exactly the sized generated tokens/s.
+    mix = result.throughput
+    per_request = sized.work(mix.output_tokens, mix.prompt_tokens)
+    assert sized.decode_tokens_per_s / per_request * mix.output_tokens == pytest.approx(result.tokens_per_second)
 
 
 def test_a_spec_that_no_longer_sizes_keeps_the_recorded_rate_and_costs_no_prompts() -> None:

@@ -1,13 +1,16 @@
-"""What one replica can serve: generated tokens at the sizing model's decode rate plus prompt tokens at a prefill rate.
+"""What one replica can serve: generated tokens at its decode rate plus prompt tokens at its prefill rate.
 
-The simulator counts work in *generated-token equivalents*: a replica serves ``decode_tokens_per_s`` of them per
+The autoscaler counts work in *generated-token equivalents*: a replica serves ``decode_tokens_per_s`` of them per
 second, a generated token is one, and a prompt token is ``prefill_cost`` = decode rate ÷ prefill rate of one (the
 share of a replica-second its prefill takes, in units of a generated token). Code and RAG traffic is mostly prompt;
 counting only generated tokens would size it as if its prompts were free.
 
-The decode rate is the sizing model's (`neuroscale.sizing.size`, built on `sizing.throughput`), so its calibration
-flows in unchanged. Prefill is compute-bound (one forward pass over the prompt streams the weights once for many
-tokens), so its rate is the replica's bf16 peak × PREFILL_FLOPS_EFFICIENCY ÷ (2 × active parameters) FLOPs a token.
+Both rates come from the sizing model's own estimate (`sizing.throughput`, calibrated on AWS's figures), so the two
+agree: there a full batch decodes ``batch`` tokens every ``time_per_output_token`` and each prompt pauses it for
+``time_to_first_token`` (Neuron runs no chunked prefill). Hence decode rate = batch ÷ time per output token and
+prefill rate = the sized mean prompt ÷ its time to first token. At the sized request mix, generated + prompt ×
+prefill cost per replica-second is exactly the sized tokens/s: the prefill is counted once, not in both the
+capacity and the work.
 """
 
 from __future__ import annotations
@@ -19,12 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from neuroscale.sizing import SizingResult
 
-__all__ = ["PREFILL_FLOPS_EFFICIENCY", "ReplicaModel", "replica_model_from_sizing"]
-
-# Share of the NeuronCores' bf16 peak a prefill pass reaches. Uncalibrated: NEURON.md publishes output throughput
-# with prefill included but no prefill-only figure; 0.3 is a typical large-matmul efficiency for bucketed prefill
-# without chunking. At this value a Llama-3.1-8B prompt token on inf2.8xlarge costs ~2.4 % of a generated token.
-PREFILL_FLOPS_EFFICIENCY = 0.3
+__all__ = ["ReplicaModel", "replica_model_from_sizing"]
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,10 @@ class ReplicaModel:
         return generated + prompt * self.prefill_cost
 
 
-def replica_model_from_sizing(result: SizingResult, max_num_seqs: int = 8) -> ReplicaModel:
-    """The replica model of a sizing result: its decode rate and a prefill rate on its NeuronCores."""
-    instance = result.instance
-    peak_flops = instance.bf16_tflops_per_device * 1e12 * result.tensor_parallel / instance.cores_per_device
-    flops_per_token = 2 * result.architecture.decode_params_billions * 1e9
-    prefill = peak_flops * PREFILL_FLOPS_EFFICIENCY / flops_per_token if flops_per_token > 0 else math.inf
-    return ReplicaModel(float(result.tokens_per_second), prefill, max_num_seqs)
+def replica_model_from_sizing(result: SizingResult, max_num_seqs: int | None = None) -> ReplicaModel:
+    """The replica model of a sizing result: its full-batch decode rate and its prefill rate (module docstring)."""
+    estimate = result.throughput
+    decode = estimate.batch / estimate.time_per_output_token_seconds
+    prompt, ttft = estimate.prompt_tokens, estimate.time_to_first_token_seconds
+    prefill = prompt / ttft if prompt > 0 and ttft > 0 else math.inf
+    return ReplicaModel(decode, prefill, max_num_seqs or estimate.batch)

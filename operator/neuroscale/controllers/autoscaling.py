@@ -57,19 +57,18 @@ def cold_start_seconds(scaling: AutoscalingSpec, status: dict[str, Any]) -> floa
 
 
 def replica_model(spec: ModelDeploymentSpec, status: dict[str, Any]) -> ReplicaModel:
-    """One replica's decode and prefill rates from one sizing of the spec; the decode rate is the one the reconcile
-    recorded (status.sizing) when there is one, so the autoscaler scales on the figure users see."""
-    recorded = (status.get("sizing") or {}).get("estimatedTokensPerSecond")
+    """One replica's decode and prefill rates from one sizing of the spec (`capacity.replica_model_from_sizing`)."""
     seqs = spec.batching.max_num_seqs
     try:
-        model = replica_model_from_sizing(size(sizing_request(spec)), seqs)
+        return replica_model_from_sizing(size(sizing_request(spec)), seqs)
     except SizingError:
+        recorded = (status.get("sizing") or {}).get("estimatedTokensPerSecond")
         if not recorded:
             raise
         # The reconcile reports a spec that sizes nowhere; the replicas it sized before keep running, so keep
-        # scaling them on what it recorded, counting generated tokens only.
+        # scaling them on what it recorded: generated tokens/s at the sized mix, prefill included, so prompts
+        # count as free.
         return ReplicaModel(float(recorded), max_num_seqs=seqs)
-    return replace(model, decode_tokens_per_s=float(recorded)) if recorded else model
 
 
 def queue_budget(spec: ModelDeploymentSpec, replica: ReplicaModel) -> QueueBudget:
