@@ -39,6 +39,8 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
+from neuroscale.autoscale.measured_capacity import measured_capacity
+
 __all__ = ["Decision", "Observation", "PolicyConfig", "ScalerState", "decide", "default_config"]
 
 
@@ -72,8 +74,8 @@ class PolicyConfig:
     tokens_per_request: float | None = None
     # Without an explicit queue_target_per_replica: the queue one replica drains in this long is its target.
     queue_drain_s: float | None = None
-    # Measure capacity_tokens_per_s from the engines' gauges (README "Measured capacity"); max_num_seqs turns
-    # num_requests_running into a busy share of the fleet.
+    # Measure capacity_tokens_per_s from the engines' gauges (`measured_capacity`, README "Measured capacity");
+    # max_num_seqs turns num_requests_running into a busy share of the fleet.
     calibrate_capacity: bool = False
     max_num_seqs: int | None = None
 
@@ -421,7 +423,8 @@ def decide(
     # window (a fresh start has no evidence yet that the demand stays low).
     up_to = min([needed] + window_values(config.scale_up_stabilization_s)[:-1])
     down_window = _down_window(now, usable, headroom, config)
-    covered = bool(state.recommendations) and now - state.recommendations[0][0] >= down_window - config.control_interval_s
+    since = now - state.recommendations[0][0] if state.recommendations else 0.0
+    covered = since >= down_window - config.control_interval_s
     down_to = max([needed] + window_values(down_window)) if covered else current
     replicas = current
     if up_to > current:
@@ -505,68 +508,12 @@ def _work_per_request(now: float, usable: Sequence[Observation], config: PolicyC
     return config.tokens_per_request
 
 
-# Samples of a fleet less than half busy are left out: a small batch decodes faster per sequence than a full one,
-# so they would overstate what a replica serves at full load.
-MIN_BUSY_SHARE = 0.5
-# How long the gauges are averaged over: capacity does not change while the model, the instance and the traffic mix
-# stay the same, and an instant gauge read every 15 s needs many reads to average out bursts shorter than a read.
-CAPACITY_SPAN_S = 1800.0
-# The sizing estimate's uncertainty as one standard deviation: its ±30 % band (sizing/throughput.py) read as 2 σ.
-CAPACITY_PRIOR_SD = 0.15
-
-
-def _busy_replicas(o: Observation, config: PolicyConfig) -> float | None:
-    """Replicas' worth of the fleet busy at the scrape: the nearer-exhausted of its sequence slots
-    (``running`` ÷ ``max_num_seqs`` per ready replica) and its KV cache (``kv_cache_usage``)."""
-    if o.ready_replicas <= 0:
-        return None
-    shares = []
-    if _usable(o.running) and config.max_num_seqs:
-        shares.append(float(o.running) / (config.max_num_seqs * o.ready_replicas))  # type: ignore[arg-type]
-    if _usable(o.kv_cache_usage):
-        shares.append(float(o.kv_cache_usage))  # type: ignore[arg-type]
-    return min(1.0, max(shares)) * o.ready_replicas if shares else None
-
-
 def _measured_capacity(now: float, usable: Sequence[Observation], config: PolicyConfig) -> float | None:
-    """Work one replica serves at full load: the sizing estimate, corrected by what the gauges show.
-
-    Over the last ``CAPACITY_SPAN_S``, served work ÷ busy replicas, each sample's rate set against the busy replicas
-    averaged over that rate's window (a gauge is an instant, the rate its window's mean), counting only samples of
-    a fleet at least ``MIN_BUSY_SHARE`` busy. That measurement is weighed against the estimate by inverse variance:
-    the estimate's is ``CAPACITY_PRIOR_SD``, the measurement's the standard error of the mean busy share of its
-    gauge reads (the rates, averages over minutes, are far steadier than an instant gauge). None (the estimate
-    alone) until 8 samples count.
-    """
-    estimate = config.capacity_tokens_per_s
-    if not (config.calibrate_capacity and estimate):
+    """The replica capacity the gauges show, weighed against the configured estimate (`measured_capacity`)."""
+    if not (config.calibrate_capacity and config.capacity_tokens_per_s):
         return None
-    window = 2 * config.metric_lag_s
-    span = max(CAPACITY_SPAN_S, config.horizon_s)
-    gauged = [(o, busy) for o in usable if now - o.at <= span + window
-              and (busy := _busy_replicas(o, config)) is not None]
-    work = busy_total = 0.0
-    counted = 0
-    busy_sum = ready_sum = 0.0
-    start = 0
-    for end, (o, busy) in enumerate(gauged):
-        busy_sum, ready_sum = busy_sum + busy, ready_sum + o.ready_replicas
-        while gauged[start][0].at <= o.at - window:
-            busy_sum, ready_sum = busy_sum - gauged[start][1], ready_sum - gauged[start][0].ready_replicas
-            start += 1
-        if now - o.at <= span and busy_sum > 0 and busy_sum >= MIN_BUSY_SHARE * ready_sum:
-            work += float(o.tokens_per_second)  # type: ignore[arg-type]
-            busy_total += busy_sum / (end - start + 1)  # the window's mean busy replicas
-            counted += 1
-    if counted < 8:
-        return None
-    measured = work / busy_total
-    shares = [busy / o.ready_replicas for o, busy in gauged if now - o.at <= span]
-    mean_share = sum(shares) / len(shares)
-    relative_variance = sum((x - mean_share) ** 2 for x in shares) / (len(shares) - 1) / len(shares) / mean_share ** 2
-    variance = relative_variance * measured ** 2
-    prior = (CAPACITY_PRIOR_SD * estimate) ** 2
-    return measured if variance == 0 else (estimate / prior + measured / variance) / (1 / prior + 1 / variance)
+    return measured_capacity(now, usable, estimate=config.capacity_tokens_per_s, max_num_seqs=config.max_num_seqs,
+                             rate_window_s=2 * config.metric_lag_s, horizon_s=config.horizon_s)
 
 
 def _queue_replicas(queue: float, config: PolicyConfig, per_request: float | None) -> float:

@@ -30,7 +30,8 @@ import numpy as np
 from neuroscale.autoscale.baselines import (HpaScaler, KpaScaler, NeuroscaleScaler, OraclePlan, Scaler,
                                             StaticScaler, oracle_plan)
 from neuroscale.autoscale.floor import reactive_floor
-from neuroscale.autoscale.policy import CAPACITY_SPAN_S, Observation, PolicyConfig
+from neuroscale.autoscale.measured_capacity import CAPACITY_SPAN_S
+from neuroscale.autoscale.policy import Observation, PolicyConfig
 from neuroscale.autoscale.queueing import queue_waits
 from neuroscale.autoscale.traces import DemandTrace
 
