@@ -2,9 +2,10 @@
 
 The rule, in the words the README uses:
 
-1. Demand is the generated tokens/s the engines report (a 2-minute rate) plus the queue: every
-   ``queue_target_per_replica`` waiting requests ask for one more replica (by default derived: the requests one
-   replica drains in ``queue_drain_s``, at the work per request measured from the finished-request rate).
+1. Demand is the work the engines serve (a 2-minute rate of generated tokens plus prompt tokens at their prefill
+   cost) plus the queue: every ``queue_target_per_replica`` waiting requests ask for one more replica (by default
+   derived: the requests one replica drains in ``queue_drain_s``, at the work per request measured from the
+   finished-request rate).
 2. Capacity takes a cold start to arrive, so with ``predictive`` on the policy provisions for the demand one
    horizon ahead, horizon = cold start + metric lag + one control interval: the current demand plus the upward
    trend over that horizon (a least-squares slope over the last horizon of samples), counting only the part of
@@ -19,7 +20,8 @@ The rule, in the words the README uses:
 4. Up: the lowest need of the last ``scale_up_stabilization_s`` (0 by default: act at once), at most
    ``max_scale_up_step`` per decision. Down: the highest need of the last ``scale_down_stabilization_s``
    (a cold start by default: a released replica cannot come back sooner), at most ``max_scale_down_step``;
-   with learned headroom and no waiting request for a whole horizon, of the last metric lag only.
+   with learned headroom and no waiting request for a whole horizon, of the last metric lag only; and only once
+   the decisions remembered cover that window (a fresh start holds until then).
 5. Replicas already asked for but not yet ready count as arriving capacity: they are never asked for twice.
 6. No fresh sample (missing metric, stale sample, Prometheus down): hold the current replicas (clamped to
    [min, max]); never scale down, never to zero, on missing data.
@@ -29,6 +31,9 @@ ceil(demand + headroom), demand in replicas at full capacity = served tokens/s +
 window + the queue ÷ ``queue_target_per_replica``; headroom = that quantile of the demand's growth over one
 horizon, learned online in the state, less the queue's SLO slack over a horizon while the SLO is met, capped at
 ``headroom_cap`` × demand.
+
+With ``calibrate_capacity`` (`default_config` sets it), ``capacity_tokens_per_s`` is the estimate corrected by the
+running and KV-cache gauges (`measured_capacity`); every step above uses the corrected figure.
 """
 
 from __future__ import annotations
