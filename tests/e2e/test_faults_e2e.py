@@ -72,6 +72,9 @@ async def test_api_server_restart_mid_run_converges_and_watches_resume(
     async with running_operator(cluster.namespace, resync_seconds=3.0):
         for name in names[:5]:
             await asyncio.to_thread(cluster.create, name)
+        # The first five reconciled: the watches are up (on a busy machine the restart could otherwise come before
+        # kopf opened them, and there would be no watch to cut).
+        await eventually(lambda: converged(cluster, names[:5]), timeout=120)
         await asyncio.to_thread(plane.restart, "kube-apiserver")
         for name in names[5:]:
             await asyncio.to_thread(cluster.create, name)
