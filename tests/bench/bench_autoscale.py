@@ -16,8 +16,10 @@ with which the floor would (`floor.standing_headroom`), or ">16×" when none up 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import math
@@ -54,6 +56,21 @@ def traces(directory: Path) -> list[tuple[str, DemandTrace]]:
     return found + [(shape, synthetic_trace(shape, seed=1)) for shape in SYNTHETIC_SHAPES]
 
 
+def bench_rows(model: ReplicaModel, price: float, directory: Path, only: str | None = None, slo_s: float = 10.0
+         ) -> Iterator[tuple[str, DemandTrace, SimulationSettings]]:
+    """(label, trace, settings) per bench row: each trace scaled so its busiest minute of work needs PEAK_REPLICAS,
+    at each of COLD_STARTS."""
+    for label, raw in traces(directory):
+        if only and label != only:
+            continue
+        base = SimulationSettings(model.decode_tokens_per_s, COLD_STARTS[0], slo_s=slo_s,
+                                  prefill_tokens_per_s=model.prefill_tokens_per_s, max_num_seqs=model.max_num_seqs,
+                                  price_per_hour=price)
+        trace = raw.scaled(PEAK_REPLICAS * model.decode_tokens_per_s / raw.peak(60, base.prefill_cost))
+        for cold in COLD_STARTS:
+            yield label, trace, dataclasses.replace(base, cold_start_s=cold)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "traces")
@@ -73,45 +90,38 @@ def main() -> int:
     started = time.perf_counter()
     rows = met = beaten = 0
     log_ratio = 0.0
-    for label, raw in traces(args.traces):
-        if args.only and label != args.only:
-            continue
-        base = SimulationSettings(model.decode_tokens_per_s, 60.0, slo_s=args.slo,
-                                  prefill_tokens_per_s=model.prefill_tokens_per_s, max_num_seqs=model.max_num_seqs,
-                                  price_per_hour=price)
-        trace = raw.scaled(PEAK_REPLICAS * model.decode_tokens_per_s / raw.peak(60, base.prefill_cost))
-        for cold in COLD_STARTS:
-            settings = SimulationSettings(**{**base.__dict__, "cold_start_s": cold})
-            max_replicas = 2 * peak_replicas(trace, settings)
-            # The policy learns the work per request from the finished-request rate, as the operator does.
-            config = default_config(model.decode_tokens_per_s, cold, max_replicas=max_replicas, queue_wait_slo_s=args.slo,
-                                    max_num_seqs=model.max_num_seqs)
-            runs = {run.name: run for run in compare(trace, settings, config)}
-            oracle = runs["oracle"].metrics.replica_hours
+    for label, trace, settings in bench_rows(model, price, args.traces, args.only, args.slo):
+        cold = settings.cold_start_s
+        max_replicas = 2 * peak_replicas(trace, settings)
+        # The policy learns the work per request from the finished-request rate, as the operator does.
+        config = default_config(model.decode_tokens_per_s, cold, max_replicas=max_replicas, queue_wait_slo_s=args.slo,
+                                max_num_seqs=model.max_num_seqs)
+        runs = {run.name: run for run in compare(trace, settings, config)}
+        oracle = runs["oracle"].metrics.replica_hours
 
-            def cell(name: str) -> str:
-                m = runs[name].metrics
-                return f"{m.replica_hours / oracle:.3f}/{100 * m.slo_miss_fraction:7.3f}"
+        def cell(name: str) -> str:
+            m = runs[name].metrics
+            return f"{m.replica_hours / oracle:.3f}/{100 * m.slo_miss_fraction:7.3f}"
 
-            ours = runs["neuroscale"].metrics
-            target = ours.replica_hours <= COST_TARGET * oracle and ours.slo_miss_fraction <= 1 - MET_TARGET
-            beats = all(ours.replica_hours < runs[b].metrics.replica_hours
-                        and ours.slo_miss_fraction <= runs[b].metrics.slo_miss_fraction for b in BASELINES)
-            rows, met, beaten = rows + 1, met + target, beaten + beats
-            log_ratio += math.log(ours.replica_hours / oracle)
-            needs = ""
-            if runs["reactive-floor"].metrics.slo_miss_fraction > 1 - MET_TARGET:
-                found = standing_headroom(demand_work(trace, settings), trace.requests_per_s,
-                                          settings.capacity_tokens_per_s, cold, args.slo, trace.step_s,
-                                          miss_budget=1 - MET_TARGET, min_replicas=settings.min_replicas,
-                                          opening_s=settings.metric_window_s)
-                needs = ">16×" if found is None else f"{found.headroom:.2f}× ({found.replica_hours / oracle:.2f})"
-            print(f"{label:<13} {trace.scale:>6.2f} {cold:>5.0f} {cell('neuroscale'):>16} {cell('keda-hpa'):>16} "
-                  f"{cell('knative-kpa'):>16} {cell('static-peak'):>13} {oracle:>9.2f} {cell('reactive-floor'):>16}  "
-                  f"{'yes' if target else 'NO':<6}  {'yes' if beats else 'NO':<10}  {needs}")
-            if args.plots:
-                args.plots.mkdir(parents=True, exist_ok=True)
-                write_plot(trace, settings, list(runs.values()), args.plots / f"{label}-cold{cold:.0f}.png")
+        ours = runs["neuroscale"].metrics
+        target = ours.replica_hours <= COST_TARGET * oracle and ours.slo_miss_fraction <= 1 - MET_TARGET
+        beats = all(ours.replica_hours < runs[b].metrics.replica_hours
+                    and ours.slo_miss_fraction <= runs[b].metrics.slo_miss_fraction for b in BASELINES)
+        rows, met, beaten = rows + 1, met + target, beaten + beats
+        log_ratio += math.log(ours.replica_hours / oracle)
+        needs = ""
+        if runs["reactive-floor"].metrics.slo_miss_fraction > 1 - MET_TARGET:
+            found = standing_headroom(demand_work(trace, settings), trace.requests_per_s,
+                                      settings.capacity_tokens_per_s, cold, args.slo, trace.step_s,
+                                      miss_budget=1 - MET_TARGET, min_replicas=settings.min_replicas,
+                                      opening_s=settings.metric_window_s)
+            needs = ">16×" if found is None else f"{found.headroom:.2f}× ({found.replica_hours / oracle:.2f})"
+        print(f"{label:<13} {trace.scale:>6.2f} {cold:>5.0f} {cell('neuroscale'):>16} {cell('keda-hpa'):>16} "
+              f"{cell('knative-kpa'):>16} {cell('static-peak'):>13} {oracle:>9.2f} {cell('reactive-floor'):>16}  "
+              f"{'yes' if target else 'NO':<6}  {'yes' if beats else 'NO':<10}  {needs}")
+        if args.plots:
+            args.plots.mkdir(parents=True, exist_ok=True)
+            write_plot(trace, settings, list(runs.values()), args.plots / f"{label}-cold{cold:.0f}.png")
     print(f"neuroscale meets the target on {met} of {rows} rows and beats both baselines on both figures on "
           f"{beaten} of {rows}; geometric mean of its cost ÷ oracle {math.exp(log_ratio / max(rows, 1)):.3f}; "
           f"elapsed {time.perf_counter() - started:.0f} s")

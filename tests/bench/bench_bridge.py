@@ -21,12 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench_autoscale import COLD_STARTS, PEAK_REPLICAS, replica_model, traces
+from bench_autoscale import bench_rows, replica_model
 
 from neuroscale.autoscale.baselines import NeuroscaleScaler
 from neuroscale.autoscale.bridge import overflow_bridge
 from neuroscale.autoscale.policy import default_config
-from neuroscale.autoscale.simulator import SimulationSettings, demand_work, peak_replicas, run_oracle, simulate
+from neuroscale.autoscale.simulator import demand_work, opening_fleet, peak_replicas, run_oracle, simulate
 
 
 def main() -> int:
@@ -47,36 +47,28 @@ def main() -> int:
     started = time.perf_counter()
     rows = 0
     logs = [0.0, 0.0]
-    for label, raw in traces(args.traces):
-        if args.only and label != args.only:
-            continue
-        base = SimulationSettings(model.decode_tokens_per_s, 60.0, prefill_tokens_per_s=model.prefill_tokens_per_s,
-                                  max_num_seqs=model.max_num_seqs, price_per_hour=price)
-        trace = raw.scaled(PEAK_REPLICAS * model.decode_tokens_per_s / raw.peak(60, base.prefill_cost))
-        for cold in COLD_STARTS:
-            settings = SimulationSettings(**{**base.__dict__, "cold_start_s": cold})
-            oracle = run_oracle(trace, settings).metrics.replica_hours * price
-            work = demand_work(trace, settings)
-            initial = max(1, math.ceil(float(work[:int(settings.metric_window_s)].mean())
-                                       / (settings.capacity_tokens_per_s * settings.utilization) - 1e-9))
-            cells = []
-            for index, spare in enumerate((True, False)):
-                config = default_config(model.decode_tokens_per_s, cold, max_replicas=2 * peak_replicas(trace, settings),
-                                        max_num_seqs=model.max_num_seqs)
-                config = config if spare else dataclasses.replace(config, headroom_cap=0.0)
-                run = simulate(trace, NeuroscaleScaler(config), settings, initial)
-                bridged = overflow_bridge(work, trace.tokens_per_s, trace.prompt_tokens_per_s,  # type: ignore[arg-type]
-                                          run.ready, settings.capacity_tokens_per_s, settings.slo_s, trace.step_s,
-                                          prompt_price_per_million=args.prompt_price,
-                                          generated_price_per_million=args.completion_price)
-                total_tokens = float((trace.tokens_per_s + trace.prompt_tokens_per_s).sum()) * trace.step_s  # type: ignore[operator]
-                share = (bridged.bridged_prompt_tokens + bridged.bridged_generated_tokens) / total_tokens
-                ratio = (run.metrics.replica_hours * price + bridged.bridge_cost) / oracle
-                logs[index] += math.log(ratio)
-                cells.append(f"{ratio:.3f}/{100 * share:6.2f}")
-                cells.append(f"({run.metrics.replica_hours * price / oracle:.3f}/{100 * run.metrics.slo_miss_fraction:6.2f})")
-            rows += 1
-            print(f"{label:<13} {cold:>5.0f} {cells[0]:>21} {cells[1]:>17} {cells[2]:>21} {cells[3]:>17}", flush=True)
+    for label, trace, settings in bench_rows(model, price, args.traces, args.only):
+        cold = settings.cold_start_s
+        oracle = run_oracle(trace, settings).metrics.replica_hours * price
+        work = demand_work(trace, settings)
+        config = default_config(model.decode_tokens_per_s, cold, max_replicas=2 * peak_replicas(trace, settings),
+                                max_num_seqs=model.max_num_seqs)
+        initial = opening_fleet(trace, settings, config)
+        cells = []
+        for index, scaled in enumerate((config, dataclasses.replace(config, headroom_cap=0.0))):
+            run = simulate(trace, NeuroscaleScaler(scaled), settings, initial)
+            bridged = overflow_bridge(work, trace.tokens_per_s, trace.prompt_tokens_per_s,  # type: ignore[arg-type]
+                                      run.ready, settings.capacity_tokens_per_s, settings.slo_s, trace.step_s,
+                                      prompt_price_per_million=args.prompt_price,
+                                      generated_price_per_million=args.completion_price)
+            total_tokens = float((trace.tokens_per_s + trace.prompt_tokens_per_s).sum()) * trace.step_s  # type: ignore[operator]
+            share = (bridged.bridged_prompt_tokens + bridged.bridged_generated_tokens) / total_tokens
+            ratio = (run.metrics.replica_hours * price + bridged.bridge_cost) / oracle
+            logs[index] += math.log(ratio)
+            cells.append(f"{ratio:.3f}/{100 * share:6.2f}")
+            cells.append(f"({run.metrics.replica_hours * price / oracle:.3f}/{100 * run.metrics.slo_miss_fraction:6.2f})")
+        rows += 1
+        print(f"{label:<13} {cold:>5.0f} {cells[0]:>21} {cells[1]:>17} {cells[2]:>21} {cells[3]:>17}", flush=True)
     print(f"geometric mean of (replica $ + bridge $) ÷ oracle $: neuroscale {math.exp(logs[0] / max(rows, 1)):.3f}, "
           f"no spare {math.exp(logs[1] / max(rows, 1)):.3f}; elapsed {time.perf_counter() - started:.0f} s")
     return 0

@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench_autoscale import COLD_STARTS, PEAK_REPLICAS, replica_model, traces
+from bench_autoscale import bench_rows, replica_model
 
 from neuroscale.autoscale.baselines import NeuroscaleScaler
 from neuroscale.autoscale.policy import default_config
-from neuroscale.autoscale.simulator import SimulationSettings, demand_work, peak_replicas, run_oracle, simulate
+from neuroscale.autoscale.simulator import opening_fleet, peak_replicas, run_oracle, simulate
 
 
 def main() -> int:
@@ -42,30 +42,23 @@ def main() -> int:
     logs = [0.0] * len(columns)
     misses = [0.0] * len(columns)
     rows = 0
-    for label, raw in traces(args.traces):
-        if args.only and label != args.only:
-            continue
-        base = SimulationSettings(model.decode_tokens_per_s, 60.0, prefill_tokens_per_s=model.prefill_tokens_per_s,
-                                  max_num_seqs=model.max_num_seqs, price_per_hour=price)
-        trace = raw.scaled(PEAK_REPLICAS * model.decode_tokens_per_s / raw.peak(60, base.prefill_cost))
-        for cold in COLD_STARTS:
-            settings = SimulationSettings(**{**base.__dict__, "cold_start_s": cold})
-            oracle = run_oracle(trace, settings).metrics.replica_hours
-            work = demand_work(trace, settings)
-            # The fleet that served the opening demand at the shared 0.85 target, as in bench_autoscale.py.
-            initial = max(1, math.ceil(float(work[:int(settings.metric_window_s)].mean())
-                                       / (settings.capacity_tokens_per_s * settings.utilization) - 1e-9))
-            cells = []
-            for index, (factor, measure) in enumerate(columns):
-                config = default_config(model.decode_tokens_per_s * factor, cold,
-                                        max_replicas=2 * peak_replicas(trace, settings),
-                                        max_num_seqs=model.max_num_seqs, calibrate_capacity=measure)
-                metrics = simulate(trace, NeuroscaleScaler(config), settings, initial).metrics
-                logs[index] += math.log(metrics.replica_hours / oracle)
-                misses[index] += 100 * metrics.slo_miss_fraction
-                cells.append(f"{metrics.replica_hours / oracle:.3f}/{100 * metrics.slo_miss_fraction:7.3f}")
-            rows += 1
-            print(f"{label:<13} {cold:>5.0f} " + " ".join(f"{cell:>17}" for cell in cells), flush=True)
+    for label, trace, settings in bench_rows(model, price, args.traces, args.only):
+        cold = settings.cold_start_s
+        oracle = run_oracle(trace, settings).metrics.replica_hours
+        max_replicas = 2 * peak_replicas(trace, settings)
+        # Every column starts from the fleet the true capacity needs for the opening demand, as bench_autoscale.py.
+        initial = opening_fleet(trace, settings, default_config(model.decode_tokens_per_s, cold,
+                                                                max_replicas=max_replicas))
+        cells = []
+        for index, (factor, measure) in enumerate(columns):
+            config = default_config(model.decode_tokens_per_s * factor, cold, max_replicas=max_replicas,
+                                    max_num_seqs=model.max_num_seqs, calibrate_capacity=measure)
+            metrics = simulate(trace, NeuroscaleScaler(config), settings, initial).metrics
+            logs[index] += math.log(metrics.replica_hours / oracle)
+            misses[index] += 100 * metrics.slo_miss_fraction
+            cells.append(f"{metrics.replica_hours / oracle:.3f}/{100 * metrics.slo_miss_fraction:7.3f}")
+        rows += 1
+        print(f"{label:<13} {cold:>5.0f} " + " ".join(f"{cell:>17}" for cell in cells), flush=True)
     print(f"{'geo-mean cost':<19} " + " ".join(f"{math.exp(total / max(rows, 1)):>17.3f}" for total in logs))
     print(f"{'sum of miss %':<19} " + " ".join(f"{total:>17.1f}" for total in misses))
     print(f"elapsed {time.perf_counter() - started:.0f} s")

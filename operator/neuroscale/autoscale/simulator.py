@@ -35,8 +35,8 @@ from neuroscale.autoscale.policy import Observation, PolicyConfig
 from neuroscale.autoscale.queueing import queue_waits
 from neuroscale.autoscale.traces import DemandTrace
 
-__all__ = ["RunMetrics", "ScalerRun", "SimulationSettings", "compare", "demand_work", "peak_replicas", "queue_waits",
-           "run_floor", "run_oracle", "score", "simulate"]  # queue_waits: re-exported from queueing, where the oracle reads it too
+__all__ = ["RunMetrics", "ScalerRun", "SimulationSettings", "compare", "demand_work", "opening_fleet", "peak_replicas",
+           "queue_waits", "run_floor", "run_oracle", "score", "simulate"]  # queue_waits: re-exported from queueing, where the oracle reads it too
 
 
 @dataclass(frozen=True)
@@ -266,6 +266,15 @@ def peak_replicas(trace: DemandTrace, settings: SimulationSettings) -> int:
                                                 / settings.capacity_tokens_per_s - 1e-9))
 
 
+def opening_fleet(trace: DemandTrace, settings: SimulationSettings, config: PolicyConfig) -> int:
+    """The replicas every dynamic scaler starts with: what the shared utilization target needs for the opening
+    demand (the mean work of the first rate window), within the config's [min, max]."""
+    work = demand_work(trace, settings)
+    opening = float(work[: max(1, int(settings.metric_window_s / trace.step_s))].mean())
+    target = settings.capacity_tokens_per_s * settings.utilization
+    return min(max(math.ceil(opening / target - 1e-9), config.min_replicas), config.max_replicas)
+
+
 def compare(trace: DemandTrace, settings: SimulationSettings, config: PolicyConfig,
             on_progress: Callable[[int], None] | None = None) -> list[ScalerRun]:
     """Run neuroscale, KEDA + HPA, Knative's KPA, static peak, the SLO oracle and the reactive floor on one trace.
@@ -275,9 +284,7 @@ def compare(trace: DemandTrace, settings: SimulationSettings, config: PolicyConf
     needs for the opening demand.
     """
     target = settings.capacity_tokens_per_s * settings.utilization
-    work = demand_work(trace, settings)
-    opening = float(work[: max(1, int(settings.metric_window_s / trace.step_s))].mean())
-    initial = min(max(math.ceil(opening / target - 1e-9), config.min_replicas), config.max_replicas)
+    initial = opening_fleet(trace, settings, config)
     static = peak_replicas(trace, settings)
     scalers: list[tuple[Scaler, int]] = [
         (NeuroscaleScaler(config), initial),
